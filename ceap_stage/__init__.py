@@ -1,0 +1,67 @@
+"""ceap-stage: typed stages for data workflows on AWS Step Functions.
+
+A stage reads the previous stage's output from S3, validates it, calls your function, writes
+the output and returns a small pointer to Step Functions::
+
+    from pydantic import BaseModel
+    from ceap_stage import ExecutionContext, stage
+
+    class Order(BaseModel):
+        order_id: str
+        amount: float
+
+    @stage
+    def handler(orders: list[Order], ctx: ExecutionContext) -> list[Order]:
+        return [o for o in orders if o.amount > 10]
+
+Importing this package creates no AWS client and imports neither X-Ray nor the Powertools
+tracer; configuration is read when a handler is first invoked.
+"""
+
+from ._context import ExecutionContext
+from ._errors import (
+    CeapStageError,
+    ContextResolutionError,
+    HandlerDefinitionError,
+    InputNotFoundError,
+    InputValidationError,
+    OutputConflictError,
+    OutputValidationError,
+    StorageError,
+    TransientStorageError,
+)
+from ._handler import StageHandler, WorkflowLambdaHandler, stage
+from ._store import LocalStore, PutResult, Store, StoredObject
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CeapStageError",
+    "ContextResolutionError",
+    "ExecutionContext",
+    "HandlerDefinitionError",
+    "InputNotFoundError",
+    "InputValidationError",
+    "LocalStore",
+    "OutputConflictError",
+    "OutputValidationError",
+    "PutResult",
+    "S3Store",
+    "StageHandler",
+    "Store",
+    "StorageError",
+    "StoredObject",
+    "TransientStorageError",
+    "WorkflowLambdaHandler",
+    "stage",
+]
+
+
+def __getattr__(name: str) -> object:
+    # S3Store is imported on first use: its module is light, but keeping it out of the import
+    # path keeps botocore out of processes that only use a LocalStore.
+    if name == "S3Store":
+        from ._s3 import S3Store
+
+        return S3Store
+    raise AttributeError(f"module 'ceap_stage' has no attribute {name!r}")

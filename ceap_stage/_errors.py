@@ -1,0 +1,166 @@
+"""The error tree of ceap-stage (CONTRACT section 5).
+
+Step Functions matches ``Retry`` and ``Catch`` on the exception's class name, so these names are a
+public, stable contract::
+
+    CeapStageError
+    ├── HandlerDefinitionError      unusable signature/models (at import, never at run time)
+    ├── ContextResolutionError      the event breaks the wire contract        (no retry)
+    ├── InputNotFoundError          the previous stage's output does not exist (no retry)
+    ├── InputValidationError        input is not JSON / JSON Lines / manifest or fails the model
+    ├── OutputValidationError       the stage returned something that fails the output model
+    ├── OutputConflictError         ``write_once``: a different output already exists
+    └── StorageError                S3 refused for a lasting reason            (no retry)
+        └── TransientStorageError   throttling / 5xx / timeouts after retries  (retry)
+
+Every message names the execution id, the stage and the S3 key it concerns, and never any payload
+content: errors end up in Step Functions' ``Cause`` field, in logs and in alarms.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CeapStageError",
+    "ContextResolutionError",
+    "HandlerDefinitionError",
+    "InputNotFoundError",
+    "InputValidationError",
+    "OutputConflictError",
+    "OutputValidationError",
+    "StorageError",
+    "TransientStorageError",
+]
+
+
+class CeapStageError(Exception):
+    """Root of every error ceap-stage raises.
+
+    Args:
+        detail: What went wrong, in words. Never payload content.
+        execution_id: The execution the error concerns, when known.
+        stage: The stage the error concerns, when known.
+        bucket: The S3 bucket concerned, when any.
+        key: The S3 key concerned, when any.
+
+    The facts are kept as attributes and rendered into ``str(error)``:
+
+    >>> err = InputNotFoundError("input does not exist", execution_id="run-1",
+    ...                          stage="Score", bucket="b", key="executions/run-1/Filter/output.json")
+    >>> str(err)
+    'input does not exist [execution_id=run-1, stage=Score, key=s3://b/executions/run-1/Filter/output.json]'
+    >>> err.retryable
+    False
+    """
+
+    #: Whether Step Functions should retry a stage that failed with this error.
+    retryable: bool = False
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        execution_id: str | None = None,
+        stage: str | None = None,
+        bucket: str | None = None,
+        key: str | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.execution_id = execution_id
+        self.stage = stage
+        self.bucket = bucket
+        self.key = key
+
+    def add_context(
+        self,
+        *,
+        execution_id: str | None = None,
+        stage: str | None = None,
+        bucket: str | None = None,
+        key: str | None = None,
+    ) -> None:
+        """Fill in the facts a lower layer did not know (values already set are kept)."""
+        self.execution_id = self.execution_id or execution_id
+        self.stage = self.stage or stage
+        self.bucket = self.bucket or bucket
+        self.key = self.key or key
+
+    @property
+    def location(self) -> str | None:
+        """The object concerned as an ``s3://bucket/key`` URL (or the bare key)."""
+        if self.key is None:
+            return None
+        return f"s3://{self.bucket}/{self.key}" if self.bucket else self.key
+
+    def __str__(self) -> str:
+        facts = []
+        if self.execution_id is not None:
+            facts.append(f"execution_id={self.execution_id}")
+        if self.stage is not None:
+            facts.append(f"stage={self.stage}")
+        if self.location is not None:
+            facts.append(f"key={self.location}")
+        return f"{self.detail} [{', '.join(facts)}]" if facts else self.detail
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # Keep the facts across pickling (multiprocessing, Spark executors).
+        return (
+            _rebuild,
+            (type(self), self.detail, self.execution_id, self.stage, self.bucket, self.key),
+        )
+
+
+def _rebuild(
+    cls: type[CeapStageError],
+    detail: str,
+    execution_id: str | None,
+    stage: str | None,
+    bucket: str | None,
+    key: str | None,
+) -> CeapStageError:
+    return cls(detail, execution_id=execution_id, stage=stage, bucket=bucket, key=key)
+
+
+class HandlerDefinitionError(CeapStageError, TypeError):
+    """A handler's signature or models are unusable.
+
+    Raised when ``@stage`` decorates a function or a ``WorkflowLambdaHandler`` subclass is
+    created, never while a stage runs.
+    """
+
+
+class ContextResolutionError(CeapStageError):
+    """The event does not follow the wire contract (CONTRACT section 2).
+
+    Raised before any S3 call: missing or mistyped fields, identifiers that break the rules, or a
+    bucket other than the one the function is pinned to.
+    """
+
+
+class InputNotFoundError(CeapStageError):
+    """The previous stage's output does not exist."""
+
+
+class InputValidationError(CeapStageError):
+    """The input is not valid JSON / JSON Lines / manifest, or fails the input model."""
+
+
+class OutputValidationError(CeapStageError):
+    """The stage's function returned something that fails the output model."""
+
+
+class OutputConflictError(CeapStageError):
+    """``write_once`` is on and a different ``output.json`` already exists for this stage."""
+
+
+class StorageError(CeapStageError):
+    """The store refused for a lasting reason (access denied, no such bucket, ...)."""
+
+
+class TransientStorageError(StorageError):
+    """The store is throttling, failing (5xx) or timing out, even after retries.
+
+    The only error Step Functions should retry.
+    """
+
+    retryable = True

@@ -1,0 +1,221 @@
+"""The three formats of ``output.json`` (CONTRACT section 3): decoding, sniffing, encoding.
+
+=============================================  ==========  ===================================
+Content-Type                                   format      holds
+=============================================  ==========  ===================================
+``application/json``                           ``json``    one JSON document
+``application/x-ndjson``                       ``jsonl``   JSON Lines, one record per line
+``application/vnd.ceap.manifest+json``         manifest    ``{"ceap": "manifest/1", ...}``
+=============================================  ==========  ===================================
+
+An object with no or another Content-Type is recognised by content: a JSON object whose ``ceap``
+field is ``manifest/1`` is a manifest; text that parses as one JSON value is a document; anything
+else is JSON Lines. This module knows nothing of stores or models: it turns bytes into Python values
+and back, and raises :class:`InputValidationError` with messages free of payload content.
+"""
+
+from __future__ import annotations
+
+import codecs
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any, Final, Literal
+
+import orjson
+
+from ._errors import InputValidationError
+
+__all__ = [
+    "CONTENT_TYPES",
+    "JSON",
+    "JSONL",
+    "MANIFEST",
+    "MANIFEST_VERSION",
+    "Format",
+    "Manifest",
+    "ManifestPart",
+    "decode",
+    "encode_jsonl",
+    "format_of_content_type",
+    "iter_jsonl",
+]
+
+Format = Literal["json", "jsonl", "manifest"]
+JSON: Final = "application/json"
+JSONL: Final = "application/x-ndjson"
+MANIFEST: Final = "application/vnd.ceap.manifest+json"
+MANIFEST_VERSION: Final = "manifest/1"
+
+CONTENT_TYPES: Final[dict[Format, str]] = {"json": JSON, "jsonl": JSONL, "manifest": MANIFEST}
+_FORMATS: Final[dict[str, Format]] = {v: k for k, v in CONTENT_TYPES.items()}
+_BOM: Final = codecs.BOM_UTF8
+
+
+def format_of_content_type(content_type: str | None) -> Format | None:
+    """The format a Content-Type names, or None when it names none of the three.
+
+    >>> format_of_content_type("application/x-ndjson; charset=utf-8")
+    'jsonl'
+    """
+    if not content_type:
+        return None
+    return _FORMATS.get(content_type.split(";", 1)[0].strip().lower())
+
+
+@dataclass(frozen=True, slots=True)
+class ManifestPart:
+    """One part file of a partitioned output."""
+
+    key: str
+    bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class Manifest:
+    """The commit marker of a partitioned output: the parts, in order, and the record count.
+
+    >>> m = Manifest(records=2, parts=(ManifestPart("executions/r/S/parts/part-00000.jsonl", 20),))
+    >>> Manifest.from_value(orjson.loads(m.to_bytes())) == m
+    True
+    """
+
+    records: int
+    parts: tuple[ManifestPart, ...]
+    format: str = "jsonl"
+
+    @property
+    def total_bytes(self) -> int:
+        """The size of all parts together."""
+        return sum(p.bytes for p in self.parts)
+
+    def to_bytes(self) -> bytes:
+        """The manifest as written to ``output.json``."""
+        return orjson.dumps(
+            {
+                "ceap": MANIFEST_VERSION,
+                "format": self.format,
+                "records": self.records,
+                "parts": [{"key": p.key, "bytes": p.bytes} for p in self.parts],
+            }
+        )
+
+    @classmethod
+    def from_value(cls, value: object) -> Manifest:
+        """Check a decoded manifest's structure.
+
+        Raises:
+            InputValidationError: The value is not a ``manifest/1`` document.
+        """
+        if not isinstance(value, dict) or value.get("ceap") != MANIFEST_VERSION:
+            raise InputValidationError(f"the manifest is not a {MANIFEST_VERSION!r} object")
+        if value.get("format", "jsonl") != "jsonl":
+            raise InputValidationError("the manifest names a part format other than 'jsonl'")
+        records = value.get("records")
+        if isinstance(records, bool) or not isinstance(records, int) or records < 0:
+            raise InputValidationError("the manifest's 'records' is not a non-negative integer")
+        raw_parts = value.get("parts")
+        if not isinstance(raw_parts, list):
+            raise InputValidationError("the manifest's 'parts' is not a list")
+        parts = []
+        for index, raw in enumerate(raw_parts):
+            key = raw.get("key") if isinstance(raw, dict) else None
+            size = raw.get("bytes") if isinstance(raw, dict) else None
+            if (
+                not isinstance(key, str)
+                or isinstance(size, bool)
+                or not isinstance(size, int)
+                or size < 0
+            ):
+                raise InputValidationError(
+                    f"manifest part {index} needs a string 'key' and a non-negative 'bytes'"
+                )
+            parts.append(ManifestPart(key, size))
+        return cls(records=records, parts=tuple(parts))
+
+    def check_parts_under(self, prefix: str) -> None:
+        """Refuse parts outside ``prefix`` (a manifest must not point at other data).
+
+        Raises:
+            InputValidationError: A part key is outside the prefix or has a ``.`` segment.
+        """
+        for index, part in enumerate(self.parts):
+            rest = part.key[len(prefix) :] if part.key.startswith(prefix) else None
+            segments = rest.split("/") if rest else None
+            if not segments or any(s in ("", ".", "..") for s in segments):
+                raise InputValidationError(
+                    f"manifest part {index} points outside the stage's parts prefix {prefix!r}"
+                )
+
+
+def _utf8_problem(body: bytes) -> str | None:
+    if body.startswith(_BOM):
+        return "starts with a UTF-8 byte order mark, which JSON does not allow"
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return f"is not valid UTF-8 (byte {exc.start})"
+    return None
+
+
+def iter_jsonl(lines: Iterable[bytes], *, first_line: int = 1) -> Iterator[Any]:
+    """Decode JSON Lines, skipping blank lines.
+
+    Raises:
+        InputValidationError: A line is not one JSON value (the message gives its number).
+
+    >>> list(iter_jsonl([b'{"a": 1}', b"", b"2"]))
+    [{'a': 1}, 2]
+    """
+    for number, line in enumerate(lines, start=first_line):
+        if not line.strip():
+            continue
+        try:
+            yield orjson.loads(line)
+        except orjson.JSONDecodeError as exc:
+            problem = _utf8_problem(line) or f"is not valid JSON ({exc.msg})"
+            raise InputValidationError(f"JSON Lines line {number} {problem}") from None
+
+
+def decode(body: bytes, content_type: str | None) -> tuple[Format, Any]:
+    """Decode an ``output.json`` body into ``(format, value)``.
+
+    The value is the document for ``json``, a list of records for ``jsonl`` and a
+    :class:`Manifest` for ``manifest``.
+
+    Raises:
+        InputValidationError: The body is not valid in its format.
+
+    >>> decode(b'[1, 2]', "application/json")
+    ('json', [1, 2])
+    >>> decode(b'{"a": 1}\\n{"a": 2}\\n', None)
+    ('jsonl', [{'a': 1}, {'a': 2}])
+    """
+    fmt = format_of_content_type(content_type)
+    if fmt == "jsonl":
+        return "jsonl", list(iter_jsonl(body.split(b"\n")))
+    try:
+        value = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        if fmt is not None:
+            problem = _utf8_problem(body) or f"is not valid JSON ({exc.msg})"
+            raise InputValidationError(f"the {fmt} document {problem}") from None
+        if not body.strip():
+            return "jsonl", []
+        problem = _utf8_problem(body)
+        if problem is not None:
+            raise InputValidationError(f"the input {problem}") from None
+        return "jsonl", list(iter_jsonl(body.split(b"\n")))
+    if fmt == "manifest" or (
+        fmt is None and isinstance(value, dict) and value.get("ceap") == MANIFEST_VERSION
+    ):
+        return "manifest", Manifest.from_value(value)
+    return "json", value
+
+
+def encode_jsonl(records: Iterable[Any]) -> bytes:
+    """Encode JSON-ready records (``mode="json"`` dumps) as JSON Lines.
+
+    >>> encode_jsonl([{"a": 1}, 2])
+    b'{"a":1}\\n2\\n'
+    """
+    return b"".join(orjson.dumps(r, option=orjson.OPT_APPEND_NEWLINE) for r in records)

@@ -1,0 +1,248 @@
+"""Resolve a stage function's models once, when it is declared (never per invocation).
+
+The input model is the first parameter's annotation, the output model the return annotation;
+explicit ``input_model=`` / ``output_model=`` win. The optional second parameter receives the
+:class:`ExecutionContext`. Anything pydantic's ``TypeAdapter`` accepts is a model. Whatever is
+unusable raises :class:`HandlerDefinitionError` here, at import time, not at 3 a.m.
+"""
+
+from __future__ import annotations
+
+import collections.abc as cabc
+import inspect
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Final
+
+from pydantic import PydanticSchemaGenerationError, TypeAdapter, ValidationError
+
+from ._errors import HandlerDefinitionError
+
+__all__ = ["UNSET", "StageSpec", "adapter_for", "describe_validation_error", "model_name", "resolve"]
+
+
+class _Unset:
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+#: Marks an argument that was not given (``None`` is a valid output model).
+UNSET: Final[Any] = _Unset()
+
+_LIST_ORIGINS = frozenset(
+    {list, tuple, set, frozenset, cabc.Sequence, cabc.MutableSequence, cabc.Collection}
+)
+_STREAM_ORIGINS = frozenset({cabc.Iterable, cabc.Iterator, cabc.Generator})
+_ADAPTERS: dict[Any, TypeAdapter[Any]] = {}
+
+
+def adapter_for(model: Any) -> TypeAdapter[Any]:
+    """The one cached ``TypeAdapter`` for ``model``.
+
+    Raises:
+        HandlerDefinitionError: pydantic cannot build a schema for ``model``.
+    """
+    try:
+        return _ADAPTERS[model]
+    except KeyError:
+        pass
+    except TypeError:  # an unhashable annotation: build, do not cache
+        return _build_adapter(model)
+    adapter = _ADAPTERS[model] = _build_adapter(model)
+    return adapter
+
+
+def _build_adapter(model: Any) -> TypeAdapter[Any]:
+    try:
+        return TypeAdapter(model)
+    except (PydanticSchemaGenerationError, TypeError, NameError) as exc:
+        raise HandlerDefinitionError(
+            f"{model_name(model)} cannot be used as a model: pydantic cannot validate it "
+            f"({type(exc).__name__})"
+        ) from exc
+
+
+def model_name(model: Any) -> str:
+    """A short readable name for a model (``list[Order]``, ``Order``, ``None``)."""
+    if model is type(None) or model is None:
+        return "None"
+    if typing.get_origin(model) is not None:
+        args = ", ".join(model_name(a) for a in typing.get_args(model))
+        origin = typing.get_origin(model)
+        return f"{getattr(origin, '__name__', str(origin))}[{args}]"
+    return getattr(model, "__name__", repr(model))
+
+
+def _unwrap(model: Any) -> Any:
+    while typing.get_origin(model) is typing.Annotated:
+        model = typing.get_args(model)[0]
+    return model
+
+
+def is_list_model(model: Any) -> bool:
+    """True for list-like models (``list[X]``, ``Sequence[X]``, ``tuple[X, ...]``...)."""
+    model = _unwrap(model)
+    return model in _LIST_ORIGINS or typing.get_origin(model) in _LIST_ORIGINS
+
+
+def stream_item(model: Any) -> Any:
+    """For ``Iterable[X]`` / ``Iterator[X]`` models the item type ``X``, else ``UNSET``."""
+    model = _unwrap(model)
+    if typing.get_origin(model) in _STREAM_ORIGINS:
+        args = typing.get_args(model)
+        return args[0] if args else Any
+    return UNSET
+
+
+def describe_validation_error(exc: ValidationError, *, limit: int = 3) -> str:
+    """Summarise a pydantic error by location and reason, without the offending values.
+
+    >>> from pydantic import TypeAdapter, ValidationError
+    >>> try:
+    ...     TypeAdapter(list[int]).validate_python(["secret-value"])
+    ... except ValidationError as exc:
+    ...     print(describe_validation_error(exc))
+    1 error: [0]: Input should be a valid integer, unable to parse string as an integer (int_parsing)
+    """
+    errors = exc.errors(include_input=False, include_url=False, include_context=False)
+    shown = []
+    for error in errors[:limit]:
+        loc = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error["loc"])
+        shown.append(f"{loc.lstrip('.') or '<root>'}: {error['msg']} ({error['type']})")
+    more = f"; and {len(errors) - limit} more" if len(errors) > limit else ""
+    count = f"{len(errors)} error{'s' if len(errors) != 1 else ''}"
+    return f"{count}: {'; '.join(shown)}{more}"
+
+
+@dataclass(frozen=True, slots=True)
+class StageSpec:
+    """Everything resolved about a stage function at declaration time."""
+
+    fn: Callable[..., Any]
+    input_model: Any
+    output_model: Any
+    input_adapter: TypeAdapter[Any]
+    output_adapter: TypeAdapter[Any]
+    pass_context: bool
+    input_is_list: bool
+    output_is_list: bool
+    #: ``X`` when the input model is ``Iterable[X]``/``Iterator[X]`` (streamed), else UNSET.
+    input_item: Any = UNSET
+    #: ``X`` when the output model is ``Iterable[X]``/``Iterator[X]`` (streamed), else UNSET.
+    output_item: Any = UNSET
+
+    @property
+    def accepts_records(self) -> bool:
+        """Whether the input is a collection of records (list-like or streamed)."""
+        return self.input_is_list or self.input_item is not UNSET
+
+
+def resolve(
+    fn: Callable[..., Any],
+    *,
+    input_model: Any = UNSET,
+    output_model: Any = UNSET,
+    owner: str | None = None,
+) -> StageSpec:
+    """Work out a stage function's models from its signature.
+
+    Args:
+        fn: The stage function (or a bound ``process`` method).
+        input_model: Explicit input model; wins over the first parameter's annotation.
+        output_model: Explicit output model; wins over the return annotation.
+        owner: How to name the function in messages (default: its qualified name).
+
+    Raises:
+        HandlerDefinitionError: The signature or a model is unusable.
+    """
+    where = owner or getattr(fn, "__qualname__", repr(fn))
+    try:
+        signature = inspect.signature(fn, eval_str=True)
+    except NameError as exc:
+        raise HandlerDefinitionError(
+            f"{where}: an annotation names something that is not defined ({exc}); "
+            "define it before the stage or pass input_model=/output_model="
+        ) from exc
+    except (TypeError, ValueError) as exc:
+        raise HandlerDefinitionError(f"{where}: has no usable signature ({exc})") from exc
+
+    positional = []
+    for param in signature.parameters.values():
+        if param.kind in (param.POSITIONAL_ONLY, param.POSITIONAL_OR_KEYWORD):
+            positional.append(param)
+        elif param.kind is param.KEYWORD_ONLY and param.default is param.empty:
+            raise HandlerDefinitionError(
+                f"{where}: keyword-only parameter {param.name!r} has no default; a stage "
+                "receives only its input and, optionally, the ExecutionContext"
+            )
+    if not positional:
+        raise HandlerDefinitionError(
+            f"{where}: a stage takes its input as the first parameter, e.g. "
+            "def handler(orders: list[Order], ctx: ExecutionContext) -> list[Scored]"
+        )
+    required_extra = [p for p in positional[2:] if p.default is p.empty]
+    if required_extra:
+        raise HandlerDefinitionError(
+            f"{where}: takes required parameters {[p.name for p in required_extra]} beyond "
+            "the input and the ExecutionContext"
+        )
+    data_param = positional[0]
+    pass_context = len(positional) >= 2
+    if pass_context:
+        _check_context_annotation(positional[1], where)
+
+    if input_model is UNSET:
+        if data_param.annotation is data_param.empty:
+            raise HandlerDefinitionError(
+                f"{where}: parameter {data_param.name!r} has no annotation; annotate it with "
+                "the input model or pass input_model="
+            )
+        input_model = data_param.annotation
+    if output_model is UNSET:
+        if signature.return_annotation is signature.empty:
+            raise HandlerDefinitionError(
+                f"{where}: has no return annotation; annotate it with the output model "
+                "(-> None for no output) or pass output_model="
+            )
+        output_model = signature.return_annotation
+    if output_model is None:
+        output_model = type(None)
+
+    input_item = stream_item(input_model)
+    output_item = stream_item(output_model)
+    return StageSpec(
+        fn=fn,
+        input_model=input_model,
+        output_model=output_model,
+        input_adapter=_adapter(input_model if input_item is UNSET else list[input_item], where),
+        output_adapter=_adapter(
+            output_model if output_item is UNSET else list[output_item], where
+        ),
+        pass_context=pass_context,
+        input_is_list=is_list_model(input_model),
+        output_is_list=is_list_model(output_model) or output_item is not UNSET,
+        input_item=input_item,
+        output_item=output_item,
+    )
+
+
+def _adapter(model: Any, where: str) -> TypeAdapter[Any]:
+    try:
+        return adapter_for(model)
+    except HandlerDefinitionError as exc:
+        raise HandlerDefinitionError(f"{where}: {exc.detail}") from exc.__cause__
+
+
+def _check_context_annotation(param: inspect.Parameter, where: str) -> None:
+    from ._context import ExecutionContext
+
+    annotation = param.annotation
+    if annotation in (param.empty, Any, object) or (
+        isinstance(annotation, type) and issubclass(ExecutionContext, annotation)
+    ):
+        return
+    raise HandlerDefinitionError(
+        f"{where}: the second parameter {param.name!r} receives the ExecutionContext but is "
+        f"annotated {model_name(annotation)}"
+    )

@@ -1,0 +1,355 @@
+"""One invocation of a stage: resolve the context, read and validate, call, validate and write.
+
+:class:`StageRuntime` is shared by ``@stage`` and ``WorkflowLambdaHandler``. Configuration from the
+environment is read on the first invocation (not at import) and kept for warm invocations, together
+with the handler's own store (and so its own S3 client).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+from urllib.parse import quote
+
+import orjson
+from pydantic import ValidationError
+from pydantic_core import PydanticSerializationError
+
+from ._context import ExecutionContext, StageEvent, parse_event, parts_prefix, validate_bucket
+from ._errors import (
+    CeapStageError,
+    ContextResolutionError,
+    InputNotFoundError,
+    InputValidationError,
+    OutputConflictError,
+    OutputValidationError,
+)
+from ._formats import CONTENT_TYPES, Format, Manifest, decode, encode_jsonl, iter_jsonl
+from ._models import StageSpec, describe_validation_error, model_name
+from ._observability import InvocationStats, Observer
+from ._store import PutResult, Store, sha256_hex, store_from_url
+
+__all__ = ["OutputFormat", "StageRuntime"]
+
+OutputFormat = Literal["json", "jsonl"]
+
+
+def _ms(start: float) -> float:
+    return round((time.perf_counter() - start) * 1000.0, 3)
+
+
+@dataclass(frozen=True, slots=True)
+class _Resolved:
+    store: Store
+    bucket: str | None
+    observer: Observer
+
+
+def _is_pipes_batch(value: object) -> bool:
+    """An EventBridge Pipes batch: a list of SQS records whose ``body`` is a string."""
+    return (
+        isinstance(value, list)
+        and bool(value)
+        and all(
+            isinstance(r, dict)
+            and isinstance(r.get("body"), str)
+            and (r.get("eventSource") == "aws:sqs" or "messageId" in r)
+            for r in value
+        )
+    )
+
+
+def _meta_value(value: str) -> str:
+    return quote(value, safe="-_.~:[], ")
+
+
+class StageRuntime:
+    """Runs one stage function under the contract. Built once per handler.
+
+    Args:
+        spec: The resolved function and models.
+        name: The stage name the handler is pinned to (None: whatever the event says).
+        store: The store to use (default: from ``CEAP_STORE`` at first invocation, else S3).
+        bucket: The bucket to pin to (default: ``CEAP_WORKFLOW_BUCKET``).
+        output_format: ``"json"`` (one document) or ``"jsonl"`` (JSON Lines).
+        write_once: Refuse to overwrite a different existing output (S3 ``If-None-Match``).
+        observer: Logs, traces and metrics (default: built at first invocation).
+    """
+
+    def __init__(
+        self,
+        spec: StageSpec,
+        *,
+        name: str | None = None,
+        store: Store | None = None,
+        bucket: str | None = None,
+        output_format: OutputFormat = "json",
+        write_once: bool = False,
+        observer: Observer | Callable[[], Observer] | None = None,
+    ) -> None:
+        self.spec = spec
+        self.name = name
+        self.output_format: Format = output_format
+        self.write_once = write_once
+        self._store = store
+        self._bucket = bucket
+        self._observer = observer
+        self._resolved: _Resolved | None = None
+        self._lock = threading.Lock()
+
+    # -- configuration (first invocation) ---------------------------------------------------
+
+    def _resolve(self) -> _Resolved:
+        with self._lock:
+            if self._resolved is None:
+                bucket = self._bucket or os.environ.get("CEAP_WORKFLOW_BUCKET") or None
+                if bucket is not None:
+                    validate_bucket(bucket, "the configured workflow bucket")
+                store = self._store or store_from_url(os.environ.get("CEAP_STORE"))
+                observer = self._observer
+                if observer is None:
+                    observer = Observer()
+                elif not isinstance(observer, Observer):
+                    observer = observer()
+                self._resolved = _Resolved(store, bucket, observer)
+            return self._resolved
+
+    @property
+    def store(self) -> Store:
+        """The store this handler uses (resolved on first use)."""
+        return (self._resolved or self._resolve()).store
+
+    # -- one invocation ---------------------------------------------------------------------
+
+    def invoke(self, event: object, lambda_context: Any = None) -> dict[str, Any]:
+        """Run the stage for one event and return the result pointer (CONTRACT section 4)."""
+        started = time.perf_counter()
+        resolved = self._resolved or self._resolve()
+        observer = resolved.observer
+        stats = InvocationStats()
+        ctx: ExecutionContext | None = None
+        try:
+            ev = parse_event(
+                event, configured_bucket=resolved.bucket, configured_stage=self.name
+            )
+            ctx = observer.bind(
+                ExecutionContext(
+                    execution_id=ev.execution_id,
+                    current_stage=ev.current_stage,
+                    previous_stage=ev.previous_stage,
+                    workflow_bucket=ev.workflow_bucket,
+                    workflow_name=ev.workflow_name,
+                    retry_count=ev.retry_count,
+                    redrive_count=ev.redrive_count,
+                    lambda_context=lambda_context,
+                ),
+                lambda_context,
+            )
+            observer.started(ctx)
+            with observer.span("read_input", ctx):
+                t = time.perf_counter()
+                data = self._read_input(resolved.store, ev, ctx, stats)
+                stats.read_ms = _ms(t)
+            with observer.span("process", ctx):
+                t = time.perf_counter()
+                result = self.spec.fn(data, ctx) if self.spec.pass_context else self.spec.fn(data)
+                stats.process_ms = _ms(t)
+            with observer.span("write_output", ctx):
+                t = time.perf_counter()
+                pointer = self._write_output(resolved.store, ctx, result, stats)
+                stats.write_ms = _ms(t)
+        except CeapStageError as exc:
+            if ctx is not None:
+                exc.add_context(execution_id=ctx.execution_id, stage=ctx.current_stage)
+            stats.total_ms = _ms(started)
+            observer.failed(ctx, exc, stats)
+            raise
+        except BaseException as exc:
+            stats.total_ms = _ms(started)
+            observer.failed(ctx, exc, stats)
+            raise
+        stats.total_ms = _ms(started)
+        observer.finished(ctx, stats)
+        return pointer
+
+    # -- input ------------------------------------------------------------------------------
+
+    def _validate_input(self, value: Any, ctx: ExecutionContext, key: str | None) -> Any:
+        try:
+            return self.spec.input_adapter.validate_python(value)
+        except ValidationError as exc:
+            raise InputValidationError(
+                f"the input fails the model {model_name(self.spec.input_model)}: "
+                f"{describe_validation_error(exc)}",
+                bucket=ctx.workflow_bucket if key else None,
+                key=key,
+            ) from None
+
+    def _read_input(
+        self, store: Store, ev: StageEvent, ctx: ExecutionContext, stats: InvocationStats
+    ) -> Any:
+        if ev.previous_stage is None:
+            stats.input_format = "initialData"
+            return self._validate_input(self._initial_value(ev), ctx, None)
+
+        bucket, key = ctx.workflow_bucket, ctx.input_key
+        assert key is not None
+        stats.input_key = key
+        obj = store.get(bucket, key)
+        if obj is None:
+            raise InputNotFoundError(
+                f"the previous stage {ev.previous_stage!r} has no output", bucket=bucket, key=key
+            )
+        stats.input_bytes = len(obj.body)
+        try:
+            fmt, value = decode(obj.body, obj.content_type)
+            stats.input_format = fmt
+            if isinstance(value, Manifest):
+                value = self._read_parts(store, bucket, ev.execution_id, ev.previous_stage, value)
+        except InputValidationError as exc:
+            exc.add_context(bucket=bucket, key=key)
+            raise
+        return self._validate_input(value, ctx, key)
+
+    def _read_parts(
+        self, store: Store, bucket: str, execution_id: str, stage: str, manifest: Manifest
+    ) -> list[Any]:
+        manifest.check_parts_under(parts_prefix(execution_id, stage))
+        records: list[Any] = []
+        for part in manifest.parts:
+            obj = store.get(bucket, part.key)
+            if obj is None:
+                raise InputValidationError("the manifest names a part that does not exist",
+                                           bucket=bucket, key=part.key)
+            if len(obj.body) != part.bytes:
+                raise InputValidationError(
+                    f"a manifest part has {len(obj.body)} bytes, the manifest says {part.bytes}",
+                    bucket=bucket,
+                    key=part.key,
+                )
+            try:
+                records.extend(iter_jsonl(obj.body.split(b"\n")))
+            except InputValidationError as exc:
+                exc.add_context(bucket=bucket, key=part.key)
+                raise
+        if len(records) != manifest.records:
+            raise InputValidationError(
+                f"the manifest says {manifest.records} records but its parts hold {len(records)}"
+            )
+        return records
+
+    def _initial_value(self, ev: StageEvent) -> Any:
+        spec = self.spec
+        if not ev.has_initial_data:
+            try:
+                spec.input_adapter.validate_python(None)
+            except ValidationError:
+                raise ContextResolutionError(
+                    "the event of a first stage (no previousStage) has no initialData"
+                ) from None
+            return None
+        data = ev.initial_data
+        if isinstance(data, str) and spec.input_model is not str:
+            try:
+                data = orjson.loads(data)
+            except orjson.JSONDecodeError as exc:
+                raise InputValidationError(
+                    f"initialData is a string but not JSON ({exc.msg})"
+                ) from None
+        if _is_pipes_batch(data):
+            bodies = []
+            for index, record in enumerate(data):
+                try:
+                    bodies.append(orjson.loads(record["body"]))
+                except orjson.JSONDecodeError as exc:
+                    raise InputValidationError(
+                        f"SQS record {index} (messageId {record.get('messageId')!s}) has a body "
+                        f"that is not JSON ({exc.msg})"
+                    ) from None
+            if spec.accepts_records:
+                return bodies
+            if len(bodies) == 1:
+                return bodies[0]
+            raise InputValidationError(
+                f"initialData is a batch of {len(bodies)} SQS records but the input model "
+                f"{model_name(spec.input_model)} takes one record; use a list model"
+            )
+        return data
+
+    # -- output -----------------------------------------------------------------------------
+
+    def _write_output(
+        self, store: Store, ctx: ExecutionContext, result: Any, stats: InvocationStats
+    ) -> dict[str, Any]:
+        spec = self.spec
+        adapter = spec.output_adapter
+        key = ctx.output_key
+        bucket = ctx.workflow_bucket
+        try:
+            value = adapter.validate_python(result)
+            if self.output_format == "jsonl":
+                body = encode_jsonl(adapter.dump_python(value, mode="json"))
+            else:
+                body = adapter.dump_json(value)
+        except ValidationError as exc:
+            raise OutputValidationError(
+                f"the stage returned a value that fails the output model "
+                f"{model_name(spec.output_model)}: {describe_validation_error(exc)}",
+                bucket=bucket,
+                key=key,
+            ) from None
+        except PydanticSerializationError:
+            raise OutputValidationError(
+                f"the stage returned a value that cannot be serialised as "
+                f"{model_name(spec.output_model)}",
+                bucket=bucket,
+                key=key,
+            ) from None
+        records = len(value) if isinstance(value, (list, tuple, set, frozenset)) else 1
+        content_type = CONTENT_TYPES[self.output_format]
+        metadata = {
+            "ceap-execution-id": _meta_value(ctx.execution_id),
+            "ceap-stage": _meta_value(ctx.current_stage),
+            "ceap-schema": _meta_value(model_name(spec.output_model)),
+            "ceap-records": str(records),
+        }
+        try:
+            put = store.put(
+                bucket,
+                key,
+                body,
+                content_type=content_type,
+                metadata=metadata,
+                if_none_match=self.write_once,
+            )
+        except OutputConflictError:
+            existing = store.get(bucket, key)
+            if existing is None or sha256_hex(existing.body) != sha256_hex(body):
+                raise OutputConflictError(
+                    "write_once is on and a different output already exists for this stage",
+                    bucket=bucket,
+                    key=key,
+                ) from None
+            put = PutResult(len(body), sha256_hex(body))
+        stats.records = records
+        stats.output_key = key
+        stats.output_bytes = put.bytes
+        stats.output_format = self.output_format
+        return {
+            "status": "SUCCESS",
+            "stage": ctx.current_stage,
+            "recordsProcessed": records,
+            "executionId": ctx.execution_id,
+            "output": {
+                "bucket": bucket,
+                "key": key,
+                "bytes": put.bytes,
+                "sha256": put.sha256,
+                "format": self.output_format,
+            },
+        }
+

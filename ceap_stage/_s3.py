@@ -1,0 +1,325 @@
+"""The S3 store, and the one place where botocore's errors become the contract's errors.
+
+Retries: the client is built with botocore retries off and :class:`RetryPolicy` retries transient
+failures itself (exponential backoff with full jitter, bounded attempts and elapsed time). botocore's
+``standard`` and ``adaptive`` modes share one retry quota per client that a sustained fault rate
+drains, after which they stop retrying at all; a policy of our own keeps retrying every call the
+same way and gives up within a bounded, documented time.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import random
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
+
+from ._errors import CeapStageError, OutputConflictError, StorageError, TransientStorageError
+from ._formats import JSON
+from ._store import PutResult, Store, StoredObject
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+__all__ = ["RetryPolicy", "S3Store", "translate_error"]
+
+T = TypeVar("T")
+
+_NOT_FOUND = frozenset({"NoSuchKey", "404", "NotFound"})
+_CONFLICT = frozenset({"PreconditionFailed", "412"})
+_TRANSIENT_CODES = frozenset(
+    {
+        "SlowDown",
+        "Throttling",
+        "ThrottlingException",
+        "RequestLimitExceeded",
+        "RequestThrottled",
+        "RequestTimeout",
+        "RequestTimeoutException",
+        "InternalError",
+        "ServiceUnavailable",
+        "OperationAborted",
+        "ConditionalRequestConflict",
+        "500",
+        "502",
+        "503",
+        "504",
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How :class:`S3Store` retries transient S3 failures.
+
+    Attempt ``n`` (from 1) that fails transiently sleeps ``uniform(0, min(max_delay,
+    base_delay * 2 ** (n - 1)))`` before the next, until ``max_attempts`` calls were made or
+    ``max_elapsed`` seconds passed; then :class:`TransientStorageError` is raised. With the defaults
+    a call gives up after at most 8 attempts and about 10 s of back-off, plus each attempt's
+    connect/read timeouts.
+
+    Args:
+        max_attempts: Calls in all, the first included.
+        base_delay: Back-off ceiling of the first retry, in seconds.
+        max_delay: Back-off ceiling of any retry, in seconds.
+        max_elapsed: No retry starts after this many seconds since the first attempt.
+    """
+
+    max_attempts: int = 8
+    base_delay: float = 0.05
+    max_delay: float = 2.0
+    max_elapsed: float = 10.0
+
+    def delay(self, attempt: int) -> float:
+        """The back-off after failed attempt ``attempt`` (1-based), with full jitter."""
+        return random.uniform(0, min(self.max_delay, self.base_delay * 2 ** (attempt - 1)))
+
+
+def _is_transient_botocore(exc: Exception) -> bool:
+    from botocore import exceptions as bce
+
+    return isinstance(
+        exc,
+        (
+            bce.ConnectionError,  # EndpointConnectionError, ConnectionClosedError, timeouts...
+            bce.HTTPClientError,
+            bce.ResponseStreamingError,
+            bce.IncompleteReadError,
+            bce.ReadTimeoutError,
+            bce.ConnectTimeoutError,
+        ),
+    ) or (isinstance(exc, OSError) and not isinstance(exc, PermissionError))
+
+
+def translate_error(exc: Exception, *, bucket: str, key: str | None, action: str) -> CeapStageError:
+    """Map a botocore exception to the contract's error (the one translation boundary).
+
+    Args:
+        exc: What botocore raised.
+        bucket: The bucket of the call.
+        key: The key (or prefix) of the call.
+        action: A few words naming the call, for the message ("read", "write", ...).
+    """
+    from botocore.exceptions import ClientError
+
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error", {})
+        code = str(error.get("Code", ""))
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        if code in _CONFLICT or status == 412:
+            return OutputConflictError(
+                "an object already exists and write-once is on", bucket=bucket, key=key
+            )
+        if code in _TRANSIENT_CODES or status == 429 or status >= 500:
+            return TransientStorageError(
+                f"S3 {action} kept failing ({code or status}) after retries", bucket=bucket, key=key
+            )
+        return StorageError(f"S3 refused the {action} ({code or status})", bucket=bucket, key=key)
+    if _is_transient_botocore(exc):
+        return TransientStorageError(
+            f"S3 {action} kept failing ({type(exc).__name__}) after retries",
+            bucket=bucket,
+            key=key,
+        )
+    return StorageError(f"S3 {action} failed ({type(exc).__name__})", bucket=bucket, key=key)
+
+
+def _is_not_found(exc: Exception) -> bool:
+    from botocore.exceptions import ClientError
+
+    if not isinstance(exc, ClientError):
+        return False
+    code = str(exc.response.get("Error", {}).get("Code", ""))
+    return code in _NOT_FOUND
+
+
+class S3Store(Store):
+    """Objects in Amazon S3 (or anything that speaks its API).
+
+    The boto3 client is created on first use (never at import) and reused by this store; pass
+    ``client=`` to inject one. ``AWS_ENDPOINT_URL`` and ``AWS_ENDPOINT_URL_S3`` are honoured by
+    boto3 itself; ``endpoint_url=`` overrides them.
+
+    Args:
+        client: A boto3 S3 client to use instead of creating one.
+        endpoint_url: Endpoint for the created client (e.g. a local S3 server).
+        region_name: Region for the created client.
+        expected_bucket_owner: Account id sent as ``ExpectedBucketOwner`` on every call
+            (default: ``CEAP_EXPECTED_BUCKET_OWNER``).
+        sse_kms_key_id: KMS key for SSE-KMS on writes (default: ``CEAP_SSE_KMS_KEY_ID``).
+        retry: How transient failures are retried (see :class:`RetryPolicy`).
+        connect_timeout: Seconds to wait for a connection.
+        read_timeout: Seconds to wait for a response.
+
+    >>> store = S3Store(endpoint_url="http://127.0.0.1:5000")  # no client is created yet
+    """
+
+    def __init__(
+        self,
+        client: S3Client | None = None,
+        *,
+        endpoint_url: str | None = None,
+        region_name: str | None = None,
+        expected_bucket_owner: str | None = None,
+        sse_kms_key_id: str | None = None,
+        retry: RetryPolicy | None = None,
+        connect_timeout: float = 5.0,
+        read_timeout: float = 30.0,
+    ) -> None:
+        self._client = client
+        self._endpoint_url = endpoint_url
+        self._region_name = region_name
+        self.expected_bucket_owner = expected_bucket_owner or os.environ.get(
+            "CEAP_EXPECTED_BUCKET_OWNER"
+        )
+        self.sse_kms_key_id = sse_kms_key_id or os.environ.get("CEAP_SSE_KMS_KEY_ID")
+        self.retry = retry or RetryPolicy()
+        self._connect_timeout = connect_timeout
+        self._read_timeout = read_timeout
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"S3Store(endpoint_url={self._endpoint_url!r})"
+
+    @property
+    def client(self) -> S3Client:
+        """The boto3 client, created on first use."""
+        if self._client is None:
+            with self._lock:
+                if self._client is None:
+                    import boto3
+                    from botocore.config import Config
+
+                    config = Config(
+                        retries={"total_max_attempts": 1, "mode": "standard"},
+                        connect_timeout=self._connect_timeout,
+                        read_timeout=self._read_timeout,
+                        max_pool_connections=32,
+                    )
+                    self._client = boto3.session.Session().client(
+                        "s3",
+                        endpoint_url=self._endpoint_url,
+                        region_name=self._region_name,
+                        config=config,
+                    )
+        return self._client
+
+    def _owner(self) -> dict[str, str]:
+        return {"ExpectedBucketOwner": self.expected_bucket_owner} if self.expected_bucket_owner else {}
+
+    def _call(self, action: str, bucket: str, key: str | None, call: Callable[[], T]) -> T:
+        """Run ``call`` with the retry policy, translating every failure at this one place."""
+        started = time.monotonic()
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return call()
+            except CeapStageError:
+                raise
+            except Exception as exc:
+                error = translate_error(exc, bucket=bucket, key=key, action=action)
+                elapsed = time.monotonic() - started
+                if (
+                    not error.retryable
+                    or attempt >= self.retry.max_attempts
+                    or elapsed >= self.retry.max_elapsed
+                ):
+                    if error.retryable:
+                        error.detail += f" ({attempt} attempts in {elapsed:.1f}s)"
+                    raise error from exc
+                time.sleep(self.retry.delay(attempt))
+
+    def get(self, bucket: str, key: str) -> StoredObject | None:
+        def call() -> StoredObject | None:
+            try:
+                response = self.client.get_object(Bucket=bucket, Key=key, **self._owner())
+            except Exception as exc:
+                if _is_not_found(exc):
+                    return None
+                raise
+            body = response["Body"].read()
+            return StoredObject(body, response.get("ContentType"), response.get("Metadata", {}))
+
+        return self._call("read", bucket, key, call)
+
+    def open(self, bucket: str, key: str) -> BinaryIO | None:
+        def call() -> BinaryIO | None:
+            try:
+                response = self.client.get_object(Bucket=bucket, Key=key, **self._owner())
+            except Exception as exc:
+                if _is_not_found(exc):
+                    return None
+                raise
+            stream: BinaryIO = response["Body"]  # type: ignore[assignment]
+            return stream
+
+        return self._call("read", bucket, key, call)
+
+    def put(
+        self,
+        bucket: str,
+        key: str,
+        body: bytes,
+        *,
+        content_type: str = JSON,
+        metadata: Mapping[str, str] | None = None,
+        if_none_match: bool = False,
+    ) -> PutResult:
+        digest = hashlib.sha256(body).digest()
+        extra: dict[str, Any] = self._owner()
+        if if_none_match:
+            extra["IfNoneMatch"] = "*"
+        if self.sse_kms_key_id:
+            extra["ServerSideEncryption"] = "aws:kms"
+            extra["SSEKMSKeyId"] = self.sse_kms_key_id
+        if metadata:
+            extra["Metadata"] = dict(metadata)
+
+        def call() -> None:
+            self.client.put_object(
+                Bucket=bucket,
+                Key=key,
+                Body=body,
+                ContentType=content_type,
+                ChecksumSHA256=base64.b64encode(digest).decode("ascii"),
+                **extra,
+            )
+
+        self._call("write", bucket, key, call)
+        return PutResult(len(body), digest.hex())
+
+    def list_keys(self, bucket: str, prefix: str) -> list[str]:
+        def call() -> list[str]:
+            keys: list[str] = []
+            paginator = self.client.get_paginator("list_objects_v2")
+            for page in paginator.paginate(Bucket=bucket, Prefix=prefix, **self._owner()):
+                keys.extend(obj["Key"] for obj in page.get("Contents", []))
+            return sorted(keys)
+
+        return self._call("list", bucket, prefix, call)
+
+    def delete(self, bucket: str, keys: Iterable[str]) -> None:
+        pending = list(keys)
+        for start in range(0, len(pending), 1000):
+            batch = [{"Key": k} for k in pending[start : start + 1000]]
+
+            def call(batch: list[dict[str, str]] = batch) -> None:
+                response = self.client.delete_objects(
+                    Bucket=bucket,
+                    Delete={"Objects": batch, "Quiet": True},  # type: ignore[typeddict-item]
+                    **self._owner(),
+                )
+                if response.get("Errors"):
+                    raise StorageError(
+                        f"S3 refused to delete {len(response['Errors'])} object(s)",
+                        bucket=bucket,
+                        key=response["Errors"][0].get("Key"),
+                    )
+
+            self._call("delete", bucket, batch[0]["Key"], call)

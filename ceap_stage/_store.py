@@ -1,0 +1,254 @@
+"""Storage behind one small interface: :class:`Store`, and :class:`LocalStore` on a directory.
+
+A store holds objects addressed by ``(bucket, key)``, exactly as S3 does. Stores raise only the
+contract's errors (:class:`StorageError`, :class:`TransientStorageError`,
+:class:`OutputConflictError`); a missing object is ``None``, not an error, because only the caller
+knows whether that is an :class:`InputNotFoundError`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import tempfile
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+from urllib.parse import unquote, urlparse
+
+import orjson
+
+from ._errors import OutputConflictError, StorageError
+from ._formats import JSON
+
+__all__ = ["LocalStore", "PutResult", "Store", "StoredObject", "store_from_url"]
+
+
+@dataclass(frozen=True, slots=True)
+class StoredObject:
+    """An object read from a store."""
+
+    body: bytes
+    content_type: str | None = None
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class PutResult:
+    """What a write produced: its size and SHA-256 (hex)."""
+
+    bytes: int
+    sha256: str
+
+
+class Store(ABC):
+    """Where stage outputs live. Implement these methods to add a backend.
+
+    Implementations translate their backend's errors into :class:`StorageError` (lasting) or
+    :class:`TransientStorageError` (worth retrying) at one place, and never log payloads.
+    """
+
+    @abstractmethod
+    def get(self, bucket: str, key: str) -> StoredObject | None:
+        """Read a whole object, or return None when it does not exist."""
+
+    @abstractmethod
+    def put(
+        self,
+        bucket: str,
+        key: str,
+        body: bytes,
+        *,
+        content_type: str = JSON,
+        metadata: Mapping[str, str] | None = None,
+        if_none_match: bool = False,
+    ) -> PutResult:
+        """Write an object atomically: readers see the old object or the whole new one.
+
+        Args:
+            if_none_match: Write only if no object exists at ``key``; otherwise raise
+                :class:`OutputConflictError` (S3 ``If-None-Match: *``).
+        """
+
+    @abstractmethod
+    def list_keys(self, bucket: str, prefix: str) -> list[str]:
+        """The keys under ``prefix``, sorted."""
+
+    @abstractmethod
+    def delete(self, bucket: str, keys: Iterable[str]) -> None:
+        """Delete objects; keys that do not exist are ignored."""
+
+    def open(self, bucket: str, key: str) -> BinaryIO | None:
+        """Open an object for streaming reads (None when it does not exist).
+
+        The default reads the whole object; backends override it to stream.
+        """
+        obj = self.get(bucket, key)
+        return None if obj is None else io.BytesIO(obj.body)
+
+    def uri(self, bucket: str, key: str) -> str:
+        """A URL for the object that Spark and humans understand."""
+        return f"s3://{bucket}/{key}"
+
+
+def sha256_hex(body: bytes) -> str:
+    """The SHA-256 of ``body`` as lowercase hex."""
+    return hashlib.sha256(body).hexdigest()
+
+
+class LocalStore(Store):
+    """A directory that mirrors the S3 layout: ``s3://bucket/key`` is ``{root}/bucket/key``.
+
+    Writes are atomic (a temporary file renamed into place). A Content-Type other than
+    ``application/json`` is kept in a hidden ``.{name}.ceap-meta`` file beside the object, so a
+    JSON Lines output with a single record is not mistaken for a document; a file without one is
+    recognised by content.
+
+    >>> import tempfile
+    >>> store = LocalStore(tempfile.mkdtemp())
+    >>> store.put("bucket", "executions/r/S/output.json", b"[1]").bytes
+    3
+    >>> store.get("bucket", "executions/r/S/output.json").body
+    b'[1]'
+    """
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root).absolute()
+
+    def __repr__(self) -> str:
+        return f"LocalStore({str(self.root)!r})"
+
+    def path(self, bucket: str, key: str) -> Path:
+        """The file that holds ``s3://bucket/key``.
+
+        Raises:
+            StorageError: The bucket or key would resolve outside the store's root.
+        """
+        parts = [bucket, *key.split("/")]
+        if any(p in ("", ".", "..") or "\\" in p or "\x00" in p for p in parts):
+            raise StorageError(
+                "the bucket or key would leave the local store's root", bucket=bucket, key=key
+            )
+        return self.root.joinpath(*parts)
+
+    @staticmethod
+    def _meta_path(path: Path) -> Path:
+        return path.with_name(f".{path.name}.ceap-meta")
+
+    def get(self, bucket: str, key: str) -> StoredObject | None:
+        path = self.path(bucket, key)
+        try:
+            body = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        except IsADirectoryError:
+            return None
+        except OSError as exc:
+            raise StorageError(
+                f"could not read the local file ({exc.strerror})", bucket=bucket, key=key
+            ) from exc
+        try:
+            meta = orjson.loads(self._meta_path(path).read_bytes())
+        except (FileNotFoundError, orjson.JSONDecodeError):
+            return StoredObject(body)
+        return StoredObject(body, meta.get("contentType"), meta.get("metadata", {}))
+
+    def open(self, bucket: str, key: str) -> BinaryIO | None:
+        try:
+            return self.path(bucket, key).open("rb")
+        except (FileNotFoundError, IsADirectoryError):
+            return None
+
+    def put(
+        self,
+        bucket: str,
+        key: str,
+        body: bytes,
+        *,
+        content_type: str = JSON,
+        metadata: Mapping[str, str] | None = None,
+        if_none_match: bool = False,
+    ) -> PutResult:
+        path = self.path(bucket, key)
+        meta_path = self._meta_path(path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if content_type == JSON:
+                meta_path.unlink(missing_ok=True)
+            else:
+                self._write_atomic(
+                    meta_path,
+                    orjson.dumps({"contentType": content_type, "metadata": dict(metadata or {})}),
+                )
+            self._write_atomic(path, body, exclusive=if_none_match)
+        except FileExistsError:
+            raise OutputConflictError(
+                "an object already exists and write-once is on", bucket=bucket, key=key
+            ) from None
+        except OSError as exc:
+            raise StorageError(
+                f"could not write the local file ({exc.strerror})", bucket=bucket, key=key
+            ) from exc
+        return PutResult(len(body), sha256_hex(body))
+
+    @staticmethod
+    def _write_atomic(path: Path, body: bytes, *, exclusive: bool = False) -> None:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(body)
+            if exclusive:
+                os.link(tmp, path)  # fails with FileExistsError: an atomic create-if-absent
+                os.unlink(tmp)
+            else:
+                os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def list_keys(self, bucket: str, prefix: str) -> list[str]:
+        base = self.root / bucket
+        directory = prefix.rpartition("/")[0]
+        start = self.path(bucket, directory) if directory else base
+        if not start.is_dir():
+            return []
+        keys = []
+        for dirpath, _dirs, files in os.walk(start):
+            for name in files:
+                if name.startswith("."):
+                    continue
+                key = Path(dirpath, name).relative_to(base).as_posix()
+                if key.startswith(prefix):
+                    keys.append(key)
+        return sorted(keys)
+
+    def delete(self, bucket: str, keys: Iterable[str]) -> None:
+        for key in keys:
+            path = self.path(bucket, key)
+            path.unlink(missing_ok=True)
+            self._meta_path(path).unlink(missing_ok=True)
+
+    def uri(self, bucket: str, key: str) -> str:
+        return self.path(bucket, key).as_uri()
+
+
+def store_from_url(url: str | None) -> Store:
+    """The store a ``CEAP_STORE`` value names: ``file:///dir`` or ``s3://`` (or unset) for S3.
+
+    >>> store_from_url("file:///tmp/ceap")
+    LocalStore('/tmp/ceap')
+    """
+    if not url or url.startswith("s3:"):
+        from ._s3 import S3Store  # Deferred for import time: only S3 users pay for botocore.
+
+        return S3Store()
+    parsed = urlparse(url)
+    if parsed.scheme == "file":
+        host = "" if parsed.netloc == "localhost" else parsed.netloc  # file://.ceap is relative
+        return LocalStore(unquote(host + parsed.path))
+    if not parsed.scheme:
+        return LocalStore(url)
+    raise StorageError(f"CEAP_STORE must be file:///path or s3://, not a {parsed.scheme}: URL")
