@@ -44,10 +44,11 @@ class CeapStageError(Exception):
 
     The facts are kept as attributes and rendered into ``str(error)``:
 
-    >>> err = InputNotFoundError("input does not exist", execution_id="run-1",
-    ...                          stage="Score", bucket="b", key="executions/run-1/Filter/output.json")
-    >>> str(err)
-    'input does not exist [execution_id=run-1, stage=Score, key=s3://b/executions/run-1/Filter/output.json]'
+    >>> err = InputNotFoundError("input does not exist", execution_id="run-1", stage="Score",
+    ...                          bucket="b", key="executions/run-1/Filter/output.json")
+    >>> print(err)  # doctest: +NORMALIZE_WHITESPACE
+    input does not exist [execution_id=run-1, stage=Score,
+        key=s3://b/executions/run-1/Filter/output.json]
     >>> err.retryable
     False
     """
@@ -104,21 +105,19 @@ class CeapStageError(Exception):
 
     def __reduce__(self) -> tuple[object, ...]:
         # Keep the facts across pickling (multiprocessing, Spark executors).
-        return (
-            _rebuild,
-            (type(self), self.detail, self.execution_id, self.stage, self.bucket, self.key),
-        )
+        facts = {
+            "execution_id": self.execution_id,
+            "stage": self.stage,
+            "bucket": self.bucket,
+            "key": self.key,
+        }
+        return (_rebuild, (type(self), self.detail, facts))
 
 
 def _rebuild(
-    cls: type[CeapStageError],
-    detail: str,
-    execution_id: str | None,
-    stage: str | None,
-    bucket: str | None,
-    key: str | None,
+    cls: type[CeapStageError], detail: str, facts: dict[str, str | None]
 ) -> CeapStageError:
-    return cls(detail, execution_id=execution_id, stage=stage, bucket=bucket, key=key)
+    return cls(detail, **facts)
 
 
 class HandlerDefinitionError(CeapStageError, TypeError):

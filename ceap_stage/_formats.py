@@ -201,9 +201,9 @@ def decode(body: bytes, content_type: str | None) -> tuple[Format, Any]:
             raise InputValidationError(f"the {fmt} document {problem}") from None
         if not body.strip():
             return "jsonl", []
-        problem = _utf8_problem(body)
-        if problem is not None:
-            raise InputValidationError(f"the input {problem}") from None
+        bad_text = _utf8_problem(body)
+        if bad_text is not None:
+            raise InputValidationError(f"the input {bad_text}") from None
         return "jsonl", list(iter_jsonl(body.split(b"\n")))
     if fmt == "manifest" or (
         fmt is None and isinstance(value, dict) and value.get("ceap") == MANIFEST_VERSION

@@ -24,14 +24,14 @@ F = TypeVar("F", bound=Callable[..., Any])
 _FORMATS = ("json", "jsonl")
 
 
-def _check_options(
-    spec: StageSpec, name: str | None, output_format: str, where: str
-) -> None:
+def _check_options(spec: StageSpec, name: str | None, output_format: str, where: str) -> None:
     if name is not None:
         try:
             validate_identifier(name, "name")
         except ContextResolutionError as exc:
-            raise HandlerDefinitionError(f"{where}: the stage name is unusable: {exc.detail}") from None
+            raise HandlerDefinitionError(
+                f"{where}: the stage name is unusable: {exc.detail}"
+            ) from None
     if output_format not in _FORMATS:
         raise HandlerDefinitionError(
             f"{where}: output_format must be one of {_FORMATS}, not {output_format!r}"
@@ -252,8 +252,12 @@ def _generic_models(cls: type) -> tuple[Any, Any]:
             if isinstance(origin, type) and issubclass(origin, WorkflowLambdaHandler):
                 args = typing.get_args(base)
                 if len(args) == 2:
-                    return tuple(UNSET if isinstance(a, TypeVar) else a for a in args)  # type: ignore[return-value]
+                    return (_concrete(args[0]), _concrete(args[1]))
     return UNSET, UNSET
+
+
+def _concrete(arg: Any) -> Any:
+    return UNSET if isinstance(arg, TypeVar) else arg
 
 
 def _without_self(method: Callable[..., Any]) -> Callable[..., Any]:

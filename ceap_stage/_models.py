@@ -19,7 +19,14 @@ from pydantic import PydanticSchemaGenerationError, TypeAdapter, ValidationError
 
 from ._errors import HandlerDefinitionError
 
-__all__ = ["UNSET", "StageSpec", "adapter_for", "describe_validation_error", "model_name", "resolve"]
+__all__ = [
+    "UNSET",
+    "StageSpec",
+    "adapter_for",
+    "describe_validation_error",
+    "model_name",
+    "resolve",
+]
 
 
 class _Unset:
@@ -103,7 +110,9 @@ def describe_validation_error(exc: ValidationError, *, limit: int = 3) -> str:
     ...     TypeAdapter(list[int]).validate_python(["secret-value"])
     ... except ValidationError as exc:
     ...     print(describe_validation_error(exc))
-    1 error: [0]: Input should be a valid integer, unable to parse string as an integer (int_parsing)
+    ... # doctest: +NORMALIZE_WHITESPACE
+    1 error: [0]: Input should be a valid integer,
+        unable to parse string as an integer (int_parsing)
     """
     errors = exc.errors(include_input=False, include_url=False, include_context=False)
     shown = []
@@ -156,7 +165,7 @@ def resolve(
     Raises:
         HandlerDefinitionError: The signature or a model is unusable.
     """
-    where = owner or getattr(fn, "__qualname__", repr(fn))
+    where: str = owner or getattr(fn, "__qualname__", None) or repr(fn)
     try:
         signature = inspect.signature(fn, eval_str=True)
     except NameError as exc:
@@ -215,16 +224,19 @@ def resolve(
         fn=fn,
         input_model=input_model,
         output_model=output_model,
-        input_adapter=_adapter(input_model if input_item is UNSET else list[input_item], where),
-        output_adapter=_adapter(
-            output_model if output_item is UNSET else list[output_item], where
-        ),
+        input_adapter=_adapter(_records_model(input_model, input_item), where),
+        output_adapter=_adapter(_records_model(output_model, output_item), where),
         pass_context=pass_context,
         input_is_list=is_list_model(input_model),
         output_is_list=is_list_model(output_model) or output_item is not UNSET,
         input_item=input_item,
         output_item=output_item,
     )
+
+
+def _records_model(model: Any, item: Any) -> Any:
+    """A streamed model (``Iterable[X]``) is validated record by record as ``list[X]``."""
+    return model if item is UNSET else list.__class_getitem__(item)
 
 
 def _adapter(model: Any, where: str) -> TypeAdapter[Any]:

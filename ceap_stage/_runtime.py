@@ -133,9 +133,7 @@ class StageRuntime:
         stats = InvocationStats()
         ctx: ExecutionContext | None = None
         try:
-            ev = parse_event(
-                event, configured_bucket=resolved.bucket, configured_stage=self.name
-            )
+            ev = parse_event(event, configured_bucket=resolved.bucket, configured_stage=self.name)
             ctx = observer.bind(
                 ExecutionContext(
                     execution_id=ev.execution_id,
@@ -223,8 +221,9 @@ class StageRuntime:
         for part in manifest.parts:
             obj = store.get(bucket, part.key)
             if obj is None:
-                raise InputValidationError("the manifest names a part that does not exist",
-                                           bucket=bucket, key=part.key)
+                raise InputValidationError(
+                    "the manifest names a part that does not exist", bucket=bucket, key=part.key
+                )
             if len(obj.body) != part.bytes:
                 raise InputValidationError(
                     f"a manifest part has {len(obj.body)} bytes, the manifest says {part.bytes}",
@@ -352,4 +351,3 @@ class StageRuntime:
                 "format": self.output_format,
             },
         }
-

@@ -1,10 +1,10 @@
 """The S3 store, and the one place where botocore's errors become the contract's errors.
 
-Retries: the client is built with botocore retries off and :class:`RetryPolicy` retries transient
-failures itself (exponential backoff with full jitter, bounded attempts and elapsed time). botocore's
-``standard`` and ``adaptive`` modes share one retry quota per client that a sustained fault rate
-drains, after which they stop retrying at all; a policy of our own keeps retrying every call the
-same way and gives up within a bounded, documented time.
+Retries: the client is built with botocore retries off and :class:`RetryPolicy` retries
+transient failures itself (exponential backoff with full jitter, bounded attempts and elapsed
+time). botocore's ``standard`` and ``adaptive`` modes share one retry quota per client that a
+sustained fault rate drains, after which they stop retrying at all; a policy of our own keeps
+retrying every call the same way and gives up within a bounded, documented time.
 """
 
 from __future__ import annotations
@@ -209,8 +209,9 @@ class S3Store(Store):
                     )
         return self._client
 
-    def _owner(self) -> dict[str, str]:
-        return {"ExpectedBucketOwner": self.expected_bucket_owner} if self.expected_bucket_owner else {}
+    def _owner(self) -> dict[str, Any]:
+        owner = self.expected_bucket_owner
+        return {"ExpectedBucketOwner": owner} if owner else {}
 
     def _call(self, action: str, bucket: str, key: str | None, call: Callable[[], T]) -> T:
         """Run ``call`` with the retry policy, translating every failure at this one place."""

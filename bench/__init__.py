@@ -1,0 +1,1 @@
+"""Benchmarks: each compares ceap-stage against a baseline measured in the same run."""

@@ -1,0 +1,1 @@
+"""Tools for testing stages without AWS: fake Lambda context, event builder, stage runner."""

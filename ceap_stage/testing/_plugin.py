@@ -1,0 +1,1 @@
+"""The ceap-stage pytest plugin (registered under the ``pytest11`` entry point)."""
