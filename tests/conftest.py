@@ -1,0 +1,115 @@
+"""Fixtures shared by the whole test suite.
+
+- Every test runs with fake AWS credentials and region, and without any ``CEAP_*`` or endpoint
+  variable inherited from the shell (tests that need one set it with ``monkeypatch``).
+- ``moto_server``: one moto S3 server over real HTTP on 127.0.0.1 (a free port) for the session;
+  it yields the endpoint URL. Use a fresh bucket per test: ``moto_bucket`` makes one, and
+  :func:`create_bucket` makes more.
+"""
+
+from __future__ import annotations
+
+import socket
+import uuid
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+import pytest
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+FAKE_REGION = "us-east-1"
+
+# Variables that would make a test reach real AWS or change how the SDK picks its store.
+_SCRUBBED = (
+    "AWS_PROFILE",
+    "AWS_DEFAULT_PROFILE",
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_S3",
+    "AWS_CONFIG_FILE",
+    "AWS_SHARED_CREDENTIALS_FILE",
+    "AWS_ROLE_ARN",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "CEAP_STORE",
+    "CEAP_WORKFLOW_BUCKET",
+    "CEAP_EXPECTED_BUCKET_OWNER",
+    "CEAP_SSE_KMS_KEY_ID",
+)
+
+
+@pytest.fixture(autouse=True)
+def _fake_aws_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fake credentials and region; no inherited endpoint, profile or ``CEAP_*`` setting."""
+    for name in _SCRUBBED:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_SESSION_TOKEN", "testing")
+    monkeypatch.setenv("AWS_SECURITY_TOKEN", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", FAKE_REGION)
+    monkeypatch.setenv("AWS_REGION", FAKE_REGION)
+    # Never ask an instance metadata service for credentials or a region.
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def new_bucket_name(prefix: str = "ceap-test") -> str:
+    """A valid, unique S3 bucket name."""
+    return f"{prefix}-{uuid.uuid4().hex[:16]}"
+
+
+def s3_client(endpoint_url: str | None = None) -> S3Client:
+    """A plain boto3 S3 client (against ``endpoint_url`` when given, e.g. ``moto_server``)."""
+    import boto3
+
+    return boto3.session.Session().client(
+        "s3",
+        endpoint_url=endpoint_url,
+        region_name=FAKE_REGION,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+
+
+def create_bucket(client: S3Client, name: str | None = None) -> str:
+    """Create a bucket (a fresh unique one unless ``name`` is given) and return its name."""
+    bucket = name or new_bucket_name()
+    client.create_bucket(Bucket=bucket)
+    return bucket
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[str]:
+    """A moto server on 127.0.0.1 (free port) for the whole session; yields its endpoint URL.
+
+    Its state is shared by every test of the session: use unique bucket names.
+    """
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def moto_server_client(moto_server: str) -> S3Client:
+    """A boto3 S3 client talking to ``moto_server`` over HTTP."""
+    return s3_client(moto_server)
+
+
+@pytest.fixture
+def moto_bucket(moto_server_client: S3Client) -> str:
+    """A fresh bucket on ``moto_server``."""
+    return create_bucket(moto_server_client)
