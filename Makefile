@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 
 help:
 	@echo "make demo   - run the example workflow locally on the embedded local store"
-	@echo "make test   - lint, strict mypy and the whole test suite"
+	@echo "make test   - lint, strict mypy, docs build and the whole test suite"
 	@echo "make bench  - benchmarks (ratios against baselines measured in the same run)"
 	@echo "make docs   - build the documentation site (mkdocs --strict)"
 	@echo "make layer  - build the Lambda layer zips"
@@ -37,7 +37,7 @@ typecheck: $(STAMP)
 pytest: $(STAMP) $(NODE_STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-test: lint typecheck pytest
+test: lint typecheck docs pytest
 
 demo: $(STAMP)
 	$(BIN)/ceap-stage run examples/engagement/workflow.py --store file://.ceap
@@ -46,7 +46,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench
 
 docs: $(STAMP)
-	$(BIN)/mkdocs build --strict
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 
 layer: $(STAMP)
 	$(BIN)/python layer/build.py
