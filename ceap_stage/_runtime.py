@@ -33,7 +33,7 @@ from ._models import StageSpec, describe_validation_error, model_name
 from ._observability import InvocationStats, Observer
 from ._store import PutResult, Store, sha256_hex, store_from_url
 
-__all__ = ["OutputFormat", "StageRuntime"]
+__all__ = ["OutputFormat", "StageRuntime", "read_manifest_parts"]
 
 OutputFormat = Literal["json", "jsonl"]
 
@@ -65,6 +65,43 @@ def _is_pipes_batch(value: object) -> bool:
 
 def _meta_value(value: str) -> str:
     return quote(value, safe="-_.~:[], ")
+
+
+def read_manifest_parts(
+    store: Store, bucket: str, execution_id: str, stage: str, manifest: Manifest
+) -> list[Any]:
+    """Read a manifest's parts, in manifest order, checking each part's size and the count.
+
+    Shared by the Lambda runtime and the Glue helper's Python-shell reader.
+
+    Raises:
+        InputValidationError: A part is outside the stage's parts prefix, missing, of another
+            size than the manifest says, not JSON Lines, or the record count differs.
+    """
+    manifest.check_parts_under(parts_prefix(execution_id, stage))
+    records: list[Any] = []
+    for part in manifest.parts:
+        obj = store.get(bucket, part.key)
+        if obj is None:
+            raise InputValidationError(
+                "the manifest names a part that does not exist", bucket=bucket, key=part.key
+            )
+        if len(obj.body) != part.bytes:
+            raise InputValidationError(
+                f"a manifest part has {len(obj.body)} bytes, the manifest says {part.bytes}",
+                bucket=bucket,
+                key=part.key,
+            )
+        try:
+            records.extend(iter_jsonl(obj.body.split(b"\n")))
+        except InputValidationError as exc:
+            exc.add_context(bucket=bucket, key=part.key)
+            raise
+    if len(records) != manifest.records:
+        raise InputValidationError(
+            f"the manifest says {manifest.records} records but its parts hold {len(records)}"
+        )
+    return records
 
 
 class StageRuntime:
@@ -216,30 +253,7 @@ class StageRuntime:
     def _read_parts(
         self, store: Store, bucket: str, execution_id: str, stage: str, manifest: Manifest
     ) -> list[Any]:
-        manifest.check_parts_under(parts_prefix(execution_id, stage))
-        records: list[Any] = []
-        for part in manifest.parts:
-            obj = store.get(bucket, part.key)
-            if obj is None:
-                raise InputValidationError(
-                    "the manifest names a part that does not exist", bucket=bucket, key=part.key
-                )
-            if len(obj.body) != part.bytes:
-                raise InputValidationError(
-                    f"a manifest part has {len(obj.body)} bytes, the manifest says {part.bytes}",
-                    bucket=bucket,
-                    key=part.key,
-                )
-            try:
-                records.extend(iter_jsonl(obj.body.split(b"\n")))
-            except InputValidationError as exc:
-                exc.add_context(bucket=bucket, key=part.key)
-                raise
-        if len(records) != manifest.records:
-            raise InputValidationError(
-                f"the manifest says {manifest.records} records but its parts hold {len(records)}"
-            )
-        return records
+        return read_manifest_parts(store, bucket, execution_id, stage, manifest)
 
     def _initial_value(self, ev: StageEvent) -> Any:
         spec = self.spec
