@@ -183,11 +183,14 @@ class LocalStore(Store):
                     meta_path,
                     orjson.dumps({"contentType": content_type, "metadata": dict(metadata or {})}),
                 )
-            self._write_atomic(path, body, exclusive=if_none_match)
-        except FileExistsError:
-            raise OutputConflictError(
-                "an object already exists and write-once is on", bucket=bucket, key=key
-            ) from None
+            try:
+                self._write_atomic(path, body, exclusive=if_none_match)
+            except FileExistsError:
+                if not if_none_match or not path.is_file():
+                    raise
+                raise OutputConflictError(
+                    "an object already exists and write-once is on", bucket=bucket, key=key
+                ) from None
         except OSError as exc:
             raise StorageError(
                 f"could not write the local file ({exc.strerror})", bucket=bucket, key=key
