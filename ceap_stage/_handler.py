@@ -6,14 +6,17 @@ import functools
 import typing
 from abc import abstractmethod
 from collections.abc import Callable
-from typing import Any, ClassVar, Generic, TypeVar, overload
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, overload
 
 from ._context import ExecutionContext, validate_identifier
 from ._errors import ContextResolutionError, HandlerDefinitionError
 from ._models import UNSET, StageSpec, resolve
-from ._observability import Observer
+from ._observability import Observer, default_observer
 from ._runtime import OutputFormat, StageRuntime
 from ._store import Store
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools import Logger
 
 __all__ = ["StageHandler", "WorkflowLambdaHandler", "stage"]
 
@@ -83,6 +86,7 @@ def stage(
     output_format: OutputFormat = "json",
     write_once: bool = False,
     observer: Observer | None = None,
+    logger: Logger | None = None,
 ) -> Callable[[Callable[..., Any]], StageHandler]: ...
 
 
@@ -98,6 +102,7 @@ def stage(
     output_format: OutputFormat = "json",
     write_once: bool = False,
     observer: Observer | None = None,
+    logger: Logger | None = None,
 ) -> StageHandler | Callable[[Callable[..., Any]], StageHandler]:
     """Turn a typed function into a Step Functions stage (a Lambda entry point).
 
@@ -116,6 +121,8 @@ def stage(
         write_once: Never overwrite: identical existing output counts as done, a different
             one raises :class:`OutputConflictError`.
         observer: Replace the default logging, tracing and metrics.
+        logger: A Powertools ``Logger`` of your own for the stage's log lines (default: one for
+            ``POWERTOOLS_SERVICE_NAME``); see docs/observability.md.
 
     Raises:
         HandlerDefinitionError: The signature, a model or an option is unusable.
@@ -144,7 +151,7 @@ def stage(
             bucket=bucket,
             output_format=output_format,
             write_once=write_once,
-            observer=observer,
+            observer=_observer_option(observer, logger, where),
         )
         return StageHandler(spec, runtime)
 
@@ -208,6 +215,7 @@ class WorkflowLambdaHandler(Generic[InT, OutT]):
         store: Store | None = None,
         bucket: str | None = None,
         observer: Observer | None = None,
+        logger: Logger | None = None,
     ) -> None:
         spec = type(self)._spec
         if spec is None:
@@ -233,7 +241,7 @@ class WorkflowLambdaHandler(Generic[InT, OutT]):
             bucket=bucket,
             output_format=self.output_format,
             write_once=self.write_once,
-            observer=observer,
+            observer=_observer_option(observer, logger, type(self).__qualname__),
         )
 
     @abstractmethod
@@ -243,6 +251,17 @@ class WorkflowLambdaHandler(Generic[InT, OutT]):
     def __call__(self, event: Any, lambda_context: Any = None) -> dict[str, Any]:
         """Run the stage for one Step Functions event and return the result pointer."""
         return self.runtime.invoke(event, lambda_context)
+
+
+def _observer_option(
+    observer: Observer | None, logger: Logger | None, where: str
+) -> Observer | Callable[[], Observer] | None:
+    """The runtime's ``observer``: built at first invocation when only a logger is given."""
+    if logger is None:
+        return observer
+    if observer is not None:
+        raise HandlerDefinitionError(f"{where}: pass observer= or logger=, not both")
+    return functools.partial(default_observer, logger=logger)
 
 
 def _generic_models(cls: type) -> tuple[Any, Any]:

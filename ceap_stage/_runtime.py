@@ -7,6 +7,7 @@ with the handler's own store (and so its own S3 client).
 
 from __future__ import annotations
 
+import copy
 import os
 import threading
 import time
@@ -30,7 +31,7 @@ from ._errors import (
 )
 from ._formats import CONTENT_TYPES, Format, Manifest, decode, encode_jsonl, iter_jsonl
 from ._models import StageSpec, describe_validation_error, model_name
-from ._observability import InvocationStats, Observer
+from ._observability import InvocationStats, Observer, default_observer
 from ._store import PutResult, Store, sha256_hex, store_from_url
 
 __all__ = ["OutputFormat", "StageRuntime", "read_manifest_parts"]
@@ -149,7 +150,7 @@ class StageRuntime:
                 store = self._store or store_from_url(os.environ.get("CEAP_STORE"))
                 observer = self._observer
                 if observer is None:
-                    observer = Observer()
+                    observer = default_observer()
                 elif not isinstance(observer, Observer):
                     observer = observer()
                 self._resolved = _Resolved(store, bucket, observer)
@@ -159,6 +160,18 @@ class StageRuntime:
     def store(self) -> Store:
         """The store this handler uses (resolved on first use)."""
         return (self._resolved or self._resolve()).store
+
+    def using_store(self, store: Store) -> StageRuntime:
+        """A copy of this runtime that uses ``store`` (``ceap_stage.testing.run_stage``).
+
+        The copy has its own configuration, resolved at its first invocation; this runtime is
+        left as it is.
+        """
+        clone = copy.copy(self)
+        clone._store = store
+        clone._resolved = None
+        clone._lock = threading.Lock()
+        return clone
 
     # -- one invocation ---------------------------------------------------------------------
 
