@@ -19,7 +19,7 @@ from __future__ import annotations
 import codecs
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, Final, Literal
+from typing import Any, BinaryIO, Final, Literal
 
 import orjson
 
@@ -38,6 +38,9 @@ __all__ = [
     "encode_jsonl",
     "format_of_content_type",
     "iter_jsonl",
+    "iter_jsonl_numbered",
+    "iter_lines",
+    "open_stream",
 ]
 
 Format = Literal["json", "jsonl", "manifest"]
@@ -219,3 +222,110 @@ def encode_jsonl(records: Iterable[Any]) -> bytes:
     b'{"a":1}\\n2\\n'
     """
     return b"".join(orjson.dumps(r, option=orjson.OPT_APPEND_NEWLINE) for r in records)
+
+
+#: How much :func:`iter_lines` reads from a stream at a time.
+READ_CHUNK_BYTES: Final = 1 << 20
+
+
+def iter_lines(stream: BinaryIO, *, chunk_size: int = READ_CHUNK_BYTES) -> Iterator[bytes]:
+    """Split a binary stream into lines (without their ``\\n``), reading ``chunk_size`` at a time.
+
+    Memory stays bounded by the chunk size plus the longest line.
+
+    >>> import io
+    >>> list(iter_lines(io.BytesIO(b'{"a": 1}\\n{"a": 2}'), chunk_size=3))
+    [b'{"a": 1}', b'{"a": 2}']
+    """
+    pending: list[bytes] = []
+    while True:
+        chunk = stream.read(chunk_size)
+        if not chunk:
+            break
+        if b"\n" not in chunk:
+            pending.append(chunk)  # a long line: join once, not once per chunk
+            continue
+        lines = chunk.split(b"\n")
+        if pending:
+            pending.append(lines[0])
+            lines[0] = b"".join(pending)
+            pending = []
+        tail = lines.pop()
+        if tail:
+            pending.append(tail)
+        yield from lines
+    if pending:
+        yield b"".join(pending)
+
+
+def iter_jsonl_numbered(
+    lines: Iterable[bytes], *, first_line: int = 1
+) -> Iterator[tuple[int, Any]]:
+    """Like :func:`iter_jsonl`, but yield ``(line number, value)`` pairs.
+
+    >>> list(iter_jsonl_numbered([b"1", b"", b"[2]"]))
+    [(1, 1), (3, [2])]
+    """
+    loads = orjson.loads
+    for number, line in enumerate(lines, start=first_line):
+        try:
+            yield number, loads(line)
+        except orjson.JSONDecodeError as exc:
+            if not line.strip():
+                continue
+            problem = _utf8_problem(line) or f"is not valid JSON ({exc.msg})"
+            raise InputValidationError(f"JSON Lines line {number} {problem}") from None
+
+
+def open_stream(stream: BinaryIO, content_type: str | None) -> tuple[Format, Any]:
+    """Recognise the format of a streamed ``output.json`` and decode it lazily where possible.
+
+    Returns ``(format, value)``: for ``jsonl`` the value is an iterator of ``(line, record)``
+    pairs that reads the stream as it goes; for ``json`` it is the whole document (a document
+    is read whole); for ``manifest`` a :class:`Manifest`. An object without a known Content-Type
+    is recognised exactly as :func:`decode` does, reading only its first line when it is JSON
+    Lines.
+
+    Raises:
+        InputValidationError: The body is not valid in its format.
+
+    >>> import io
+    >>> fmt, records = open_stream(io.BytesIO(b'{"a": 1}\\n{"a": 2}\\n'), None)
+    >>> fmt, list(records)
+    ('jsonl', [(1, {'a': 1}), (2, {'a': 2})])
+    """
+    fmt = format_of_content_type(content_type)
+    if fmt == "jsonl":
+        return "jsonl", iter_jsonl_numbered(iter_lines(stream))
+    if fmt is not None:
+        return decode(stream.read(), content_type)
+    lines = iter_lines(stream)
+    first = next(lines, None)
+    number = 1
+    while first is not None and not first.strip():
+        first = next(lines, None)
+        number += 1
+    if first is None:
+        return "jsonl", iter(())
+    try:
+        value = orjson.loads(first)
+    except orjson.JSONDecodeError:
+        # Not one value on the first line: a pretty-printed document, or bad input. Read it all.
+        prefix = b"\n" * (number - 1)
+        return decode(prefix + b"\n".join([first, *lines]), None)
+    second = next(lines, None)
+    following = number + 1
+    while second is not None and not second.strip():
+        second = next(lines, None)
+        following += 1
+    if second is None:  # one value and nothing else: a document (or a manifest)
+        if isinstance(value, dict) and value.get("ceap") == MANIFEST_VERSION:
+            return "manifest", Manifest.from_value(value)
+        return "json", value
+
+    def records() -> Iterator[tuple[int, Any]]:
+        yield number, value
+        yield from iter_jsonl_numbered([second], first_line=following)
+        yield from iter_jsonl_numbered(lines, first_line=following + 1)
+
+    return "jsonl", records()

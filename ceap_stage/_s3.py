@@ -10,7 +10,9 @@ retrying every call the same way and gives up within a bounded, documented time.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
+import io
 import os
 import random
 import threading
@@ -21,7 +23,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
 
 from ._errors import CeapStageError, OutputConflictError, StorageError, TransientStorageError
 from ._formats import JSON
-from ._store import PutResult, Store, StoredObject
+from ._store import OpenedObject, PutResult, Store, StoredObject
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -262,6 +264,32 @@ class S3Store(Store):
 
         return self._call("read", bucket, key, call)
 
+    def open_object(self, bucket: str, key: str) -> OpenedObject | None:
+        """Open an object for streaming reads.
+
+        The body is read as it is consumed. A transient failure in the middle of the body (a
+        dropped connection, a truncated response) does not start over: the rest is fetched with a
+        ranged ``GetObject`` pinned to the object's ETag, under the same :class:`RetryPolicy`.
+        """
+
+        def call() -> Any:
+            try:
+                return self.client.get_object(Bucket=bucket, Key=key, **self._owner())
+            except Exception as exc:
+                if _is_not_found(exc):
+                    return None
+                raise
+
+        response = self._call("read", bucket, key, call)
+        if response is None:
+            return None
+        raw = _ResumableBody(self, bucket, key, response)
+        return OpenedObject(
+            io.BufferedReader(raw, buffer_size=1 << 20),
+            response.get("ContentType"),
+            response.get("ContentLength"),
+        )
+
     def put(
         self,
         bucket: str,
@@ -324,3 +352,88 @@ class S3Store(Store):
                     )
 
             self._call("delete", bucket, batch[0]["Key"], call)
+
+
+class _ResumableBody(io.RawIOBase):
+    """A ``GetObject`` body that resumes with a ranged request after a transient read failure."""
+
+    def __init__(self, store: S3Store, bucket: str, key: str, response: Any) -> None:
+        super().__init__()
+        self._store = store
+        self._bucket = bucket
+        self._key = key
+        self._body: Any = response["Body"]
+        self._etag: str | None = response.get("ETag")
+        self._size: int | None = response.get("ContentLength")
+        self._position = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        started = time.monotonic()
+        failures = 0
+        while True:
+            try:
+                data = self._body.read(len(view))
+            except Exception as exc:
+                error = translate_error(exc, bucket=self._bucket, key=self._key, action="read")
+                failures += 1
+                policy = self._store.retry
+                if (
+                    not error.retryable
+                    or failures >= policy.max_attempts
+                    or time.monotonic() - started >= policy.max_elapsed
+                ):
+                    raise error from exc
+                time.sleep(policy.delay(failures))
+                self._reopen()
+                continue
+            if not data and self._size is not None and self._position < self._size:
+                # The connection ended early without an error: fetch the rest.
+                failures += 1
+                if failures >= self._store.retry.max_attempts:
+                    raise TransientStorageError(
+                        f"S3 read ended after {self._position} of {self._size} bytes",
+                        bucket=self._bucket,
+                        key=self._key,
+                    )
+                self._reopen()
+                continue
+            n = len(data)
+            view[:n] = data
+            self._position += n
+            return n
+
+    def _reopen(self) -> None:
+        with contextlib.suppress(Exception):
+            self._body.close()
+        extra = self._store._owner()
+        if self._etag:
+            extra["IfMatch"] = self._etag
+
+        def call() -> Any:
+            from botocore.exceptions import ClientError
+
+            try:
+                return self._store.client.get_object(
+                    Bucket=self._bucket, Key=self._key, Range=f"bytes={self._position}-", **extra
+                )["Body"]
+            except ClientError as exc:
+                code = str(exc.response.get("Error", {}).get("Code", ""))
+                if code in _CONFLICT or code in _NOT_FOUND:
+                    raise StorageError(
+                        "the object changed or disappeared while it was being read",
+                        bucket=self._bucket,
+                        key=self._key,
+                    ) from exc
+                raise
+
+        self._body = self._store._call("read", self._bucket, self._key, call)
+
+    def close(self) -> None:
+        if not self.closed:
+            with contextlib.suppress(Exception):
+                self._body.close()
+        super().close()

@@ -24,7 +24,7 @@ import orjson
 from ._errors import OutputConflictError, StorageError
 from ._formats import JSON
 
-__all__ = ["LocalStore", "PutResult", "Store", "StoredObject", "store_from_url"]
+__all__ = ["LocalStore", "OpenedObject", "PutResult", "Store", "StoredObject", "store_from_url"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +34,29 @@ class StoredObject:
     body: bytes
     content_type: str | None = None
     metadata: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class OpenedObject:
+    """An object opened for streaming reads: its body as a stream, and what is known about it.
+
+    Close it when done (it is a context manager).
+    """
+
+    stream: BinaryIO
+    content_type: str | None = None
+    #: The object's size in bytes, when the store knows it without reading.
+    size: int | None = None
+
+    def __enter__(self) -> OpenedObject:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release the stream (and its connection)."""
+        self.stream.close()
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +111,17 @@ class Store(ABC):
         """
         obj = self.get(bucket, key)
         return None if obj is None else io.BytesIO(obj.body)
+
+    def open_object(self, bucket: str, key: str) -> OpenedObject | None:
+        """Open an object for streaming reads, with its Content-Type and size (None: missing).
+
+        Streaming stages read their input through this. The default reads the whole object;
+        :class:`LocalStore` and ``S3Store`` stream.
+        """
+        obj = self.get(bucket, key)
+        if obj is None:
+            return None
+        return OpenedObject(io.BytesIO(obj.body), obj.content_type, len(obj.body))
 
     def uri(self, bucket: str, key: str) -> str:
         """A URL for the object that Spark and humans understand."""
@@ -161,6 +195,23 @@ class LocalStore(Store):
             return self.path(bucket, key).open("rb")
         except (FileNotFoundError, IsADirectoryError):
             return None
+
+    def open_object(self, bucket: str, key: str) -> OpenedObject | None:
+        path = self.path(bucket, key)
+        try:
+            stream = path.open("rb")
+        except (FileNotFoundError, IsADirectoryError):
+            return None
+        except OSError as exc:
+            raise StorageError(
+                f"could not read the local file ({exc.strerror})", bucket=bucket, key=key
+            ) from exc
+        try:
+            meta = orjson.loads(self._meta_path(path).read_bytes())
+            content_type = meta.get("contentType")
+        except (FileNotFoundError, orjson.JSONDecodeError):
+            content_type = None
+        return OpenedObject(stream, content_type, os.fstat(stream.fileno()).st_size)
 
     def put(
         self,
