@@ -18,6 +18,8 @@ Importing this package creates no AWS client and imports neither X-Ray nor the P
 tracer; configuration is read when a handler is first invoked.
 """
 
+from typing import TYPE_CHECKING
+
 from ._context import ExecutionContext
 from ._errors import (
     CeapStageError,
@@ -32,6 +34,9 @@ from ._errors import (
 )
 from ._handler import StageHandler, WorkflowLambdaHandler, stage
 from ._store import LocalStore, PutResult, Store, StoredObject
+
+if TYPE_CHECKING:  # imported lazily at run time, see __getattr__ below
+    from ._s3 import S3Store
 
 __version__ = "0.1.0"
 
