@@ -1,0 +1,145 @@
+"""The Python-shell variant: read and write records through the stores, without Spark.
+
+For small Glue jobs (Glue's "Python shell" job type) that have no Spark: the input is read into
+Python values the way a Lambda stage reads it, and the output is written the way the Spark side
+writes it (JSON Lines parts under a fresh attempt prefix, then the manifest).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from pydantic import BaseModel
+
+from ceap_stage._errors import InputNotFoundError, InputValidationError, OutputValidationError
+from ceap_stage._formats import JSONL, Manifest, ManifestPart, decode, encode_jsonl
+from ceap_stage._runtime import read_manifest_parts
+from ceap_stage._store import Store
+
+from ._args import GlueArgs
+from ._output import GlueOutput, attempt_prefix, commit_manifest, default_store, new_attempt_id
+
+__all__ = ["read_input_value", "read_records", "write_records"]
+
+
+def read_input_value(args: GlueArgs, *, store: Store | None = None) -> Any:
+    """Read the previous stage's output as Python values, whatever its format.
+
+    A JSON document is returned as it is (object or array); JSON Lines and a manifest's parts
+    (read in manifest order, sizes and record count checked) as a list of records.
+
+    Raises:
+        InputNotFoundError: The previous stage wrote no ``output.json``.
+        InputValidationError: The input is not valid JSON / JSON Lines / manifest.
+
+    Example:
+        >>> value = read_input_value(args)  # doctest: +SKIP
+    """
+    store = store or default_store()
+    bucket, key = args.input_bucket, args.input_key
+    facts = {
+        "execution_id": args.execution_id,
+        "stage": args.current_stage,
+        "bucket": bucket,
+        "key": key,
+    }
+    obj = store.get(bucket, key)
+    if obj is None:
+        raise InputNotFoundError(f"the stage {args.input_stage!r} has no output", **facts)
+    try:
+        _fmt, value = decode(obj.body, obj.content_type)
+        if isinstance(value, Manifest):
+            value = read_manifest_parts(store, bucket, args.execution_id, args.input_stage, value)
+    except InputValidationError as exc:
+        exc.add_context(**facts)
+        raise
+    return value
+
+
+def read_records(args: GlueArgs, *, store: Store | None = None) -> list[Any]:
+    """Read the previous stage's output as a list of records.
+
+    Raises:
+        InputNotFoundError: The previous stage wrote no ``output.json``.
+        InputValidationError: The input is invalid, or is one JSON value that is not an array
+            (a single object is never wrapped into a list).
+
+    Example:
+        >>> records = read_records(args)  # doctest: +SKIP
+    """
+    value = read_input_value(args, store=store)
+    if not isinstance(value, list):
+        raise InputValidationError(
+            f"the input is a single JSON {type(value).__name__}, not a list of records",
+            execution_id=args.execution_id,
+            stage=args.current_stage,
+            bucket=args.input_bucket,
+            key=args.input_key,
+        )
+    return value
+
+
+def _plain(records: Iterable[Any]) -> Iterator[Any]:
+    for record in records:
+        yield record.model_dump(mode="json") if isinstance(record, BaseModel) else record
+
+
+def write_records(
+    records: Iterable[Any],
+    args: GlueArgs,
+    *,
+    store: Store | None = None,
+    records_per_part: int = 100_000,
+) -> GlueOutput:
+    """Write records as JSON Lines parts and then the manifest, like the Spark writer.
+
+    Args:
+        records: JSON-ready values or pydantic models, in output order (consumed once).
+        args: The job's arguments (:func:`resolve_args`).
+        store: Where to write (default: ``CEAP_STORE``, else S3).
+        records_per_part: Records per part file.
+
+    Returns:
+        The manifest's location, the record count and the parts.
+
+    Raises:
+        OutputValidationError: A record cannot be serialised as JSON.
+        StorageError: The store refused a part or the manifest.
+
+    Example:
+        >>> out = write_records([{"customer_id": "c-1", "events": 3}], args)  # doctest: +SKIP
+    """
+    if records_per_part < 1:
+        raise ValueError("records_per_part must be at least 1")
+    target = store or default_store()
+    attempt = new_attempt_id()
+    prefix = attempt_prefix(args, attempt)
+    parts: list[ManifestPart] = []
+    count = 0
+    chunk: list[Any] = []
+
+    def flush() -> None:
+        key = f"{prefix}part-{len(parts):05d}.jsonl"
+        try:
+            body = encode_jsonl(chunk)
+        except TypeError as exc:  # orjson.JSONEncodeError
+            raise OutputValidationError(
+                f"a record cannot be serialised as JSON ({type(exc).__name__})",
+                execution_id=args.execution_id,
+                stage=args.current_stage,
+                bucket=args.output_bucket,
+                key=key,
+            ) from None
+        put = target.put(args.output_bucket, key, body, content_type=JSONL)
+        parts.append(ManifestPart(key, put.bytes))
+        chunk.clear()
+
+    for record in _plain(records):
+        chunk.append(record)
+        count += 1
+        if len(chunk) >= records_per_part:
+            flush()
+    if chunk:
+        flush()
+    return commit_manifest(target, args, attempt, parts, count)
