@@ -177,7 +177,8 @@ class Capture:
         self._handlers.clear()
 
 
-_CAPTURE: ContextVar[Capture | None] = ContextVar("ceap_stage_capture", default=None)
+# The active captures, innermost last (nested captures all see the lines).
+_CAPTURES: ContextVar[tuple[Capture, ...]] = ContextVar("ceap_stage_captures", default=())
 
 
 @contextlib.contextmanager
@@ -194,11 +195,11 @@ def capture() -> Iterator[Capture]:
         []
     """
     captured = Capture()
-    token = _CAPTURE.set(captured)
+    token = _CAPTURES.set((*_CAPTURES.get(), captured))
     try:
         yield captured
     finally:
-        _CAPTURE.reset(token)
+        _CAPTURES.reset(token)
         captured.close()
 
 
@@ -331,8 +332,7 @@ class PowertoolsObserver(Observer):
             keys["function_memory_size"] = getattr(lambda_context, "memory_limit_in_mb", None)
             keys["function_arn"] = getattr(lambda_context, "invoked_function_arn", None)
         self._append_keys(keys)
-        captured = _CAPTURE.get()
-        if captured is not None:
+        for captured in _CAPTURES.get():
             captured.watch(self._pylogger, self._formatter)
         self._debug = self._pylogger.isEnabledFor(logging.DEBUG)
         self._traced = self.tracing and self._start_trace()
@@ -386,8 +386,7 @@ class PowertoolsObserver(Observer):
                 if error.stage is not None:
                     keys["stage"] = stage = error.stage
             self._append_keys(keys)
-            captured = _CAPTURE.get()
-            if captured is not None:
+            for captured in _CAPTURES.get():
                 captured.watch(self._pylogger, self._formatter)
         try:
             self.logger.error("stage failed", **_describe(error, stats))
@@ -433,8 +432,7 @@ class PowertoolsObserver(Observer):
         finally:
             provider.clear_metrics()
         sys.stdout.write(line + "\n")
-        captured = _CAPTURE.get()
-        if captured is not None:
+        for captured in _CAPTURES.get():
             captured.metrics.append(document)
 
     def _start_trace(self) -> bool:

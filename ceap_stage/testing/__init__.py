@@ -1,1 +1,33 @@
-"""Tools for testing stages without AWS: fake Lambda context, event builder, stage runner."""
+"""Test stages without AWS: a fake Lambda context, an event builder and a one-call runner.
+
+The three-line test::
+
+    from ceap_stage.testing import run_stage
+
+    def test_score(local_store):
+        run = run_stage(score, store=local_store, previous_output=[{"id": "a", "amount": 12}])
+        assert run.output[0].score > 0
+
+The pytest plugin (installed with the package, entry point ``pytest11``) provides the fixtures
+``lambda_context``, ``local_store``, ``s3_store`` (moto) and ``stage_event``.
+"""
+
+from ceap_stage._observability import Capture
+
+from ._events import DEFAULT_BUCKET, DEFAULT_EXECUTION_ID, build_event
+from ._lambda import FakeCognitoIdentity, FakeLambdaContext
+from ._moto import MotoS3Store
+from ._run import StageRun, capture_logs, run_stage
+
+__all__ = [
+    "DEFAULT_BUCKET",
+    "DEFAULT_EXECUTION_ID",
+    "Capture",
+    "FakeCognitoIdentity",
+    "FakeLambdaContext",
+    "MotoS3Store",
+    "StageRun",
+    "build_event",
+    "capture_logs",
+    "run_stage",
+]

@@ -1,1 +1,83 @@
-"""The ceap-stage pytest plugin (registered under the ``pytest11`` entry point)."""
+"""The ceap-stage pytest plugin (registered under the ``pytest11`` entry point).
+
+Installed with the package; its fixtures are available in every test without an import:
+
+- ``lambda_context``: a :class:`~ceap_stage.testing.FakeLambdaContext` (a new request id per
+  test, 30 s of remaining time).
+- ``local_store``: a :class:`~ceap_stage.LocalStore` in a temporary directory of the test.
+- ``s3_store``: a :class:`~ceap_stage.testing.MotoS3Store` on moto's in-process S3 with a fresh
+  bucket (its name is ``s3_store.bucket``); needs ``moto[s3]``.
+- ``stage_event``: :func:`~ceap_stage.testing.build_event`, to build events in a test.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ceap_stage._store import LocalStore
+
+from ._events import build_event
+from ._lambda import FakeLambdaContext
+from ._moto import MotoS3Store, mock_s3_store
+
+__all__ = ["lambda_context", "local_store", "s3_store", "stage_event"]
+
+
+@pytest.fixture
+def lambda_context() -> FakeLambdaContext:
+    """A fake Lambda context: every attribute of the real one, 30 s of remaining time.
+
+    Example::
+
+        def test_handler(lambda_context):
+            handler(event, lambda_context)
+    """
+    return FakeLambdaContext()
+
+
+@pytest.fixture
+def local_store(tmp_path: Path) -> LocalStore:
+    """A :class:`~ceap_stage.LocalStore` in a fresh temporary directory.
+
+    Example::
+
+        def test_stage(local_store):
+            run = run_stage(handler, store=local_store, previous_output=[...])
+    """
+    return LocalStore(tmp_path / "ceap-store")
+
+
+@pytest.fixture
+def s3_store() -> Iterator[MotoS3Store]:
+    """An S3 store on moto's in-process S3 with a fresh bucket (``s3_store.bucket``).
+
+    Fake credentials are set for the test; a custom ``AWS_ENDPOINT_URL`` is ignored.
+
+    Example::
+
+        def test_stage_on_s3(s3_store):
+            run = run_stage(handler, store=s3_store, previous_output=[...])
+            s3_store.client.head_object(Bucket=s3_store.bucket, Key=run.result["output"]["key"])
+    """
+    try:
+        import moto  # noqa: F401
+    except ModuleNotFoundError:
+        pytest.fail("the s3_store fixture needs moto: pip install 'moto[s3]'", pytrace=False)
+    with mock_s3_store() as store:
+        yield store
+
+
+@pytest.fixture
+def stage_event() -> Callable[..., dict[str, Any]]:
+    """:func:`~ceap_stage.testing.build_event`: build the event of a stage at any position.
+
+    Example::
+
+        def test_handler(stage_event, lambda_context):
+            event = stage_event(current_stage="Score", previous_stage="Filter")
+    """
+    return build_event

@@ -1,0 +1,202 @@
+"""Run a stage in one call: seed its input, invoke it, read back the typed output and the logs."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import orjson
+from pydantic_core import to_jsonable_python
+
+from ceap_stage._context import output_key
+from ceap_stage._formats import CONTENT_TYPES, Manifest, decode, encode_jsonl
+from ceap_stage._handler import StageHandler, WorkflowLambdaHandler
+from ceap_stage._observability import Capture, capture
+from ceap_stage._runtime import read_manifest_parts
+from ceap_stage._store import Store
+
+from ._events import _ABSENT, DEFAULT_BUCKET, DEFAULT_EXECUTION_ID, build_event
+from ._lambda import FakeLambdaContext
+
+__all__ = ["StageRun", "capture_logs", "run_stage"]
+
+#: The name :func:`run_stage` gives the previous stage when only its output is given.
+DEFAULT_PREVIOUS_STAGE = "PreviousStage"
+#: The stage name :func:`run_stage` uses when the handler is not pinned to one.
+DEFAULT_STAGE = "TestStage"
+
+
+@dataclass(frozen=True)
+class StageRun:
+    """What one :func:`run_stage` call produced.
+
+    Attributes:
+        output: The stage's output as read back from the store, validated with the handler's
+            output model (so ``list[Model]`` gives model instances).
+        result: The pointer the handler returned to Step Functions (CONTRACT section 4).
+        logs: The JSON log records the invocation wrote, as dicts.
+        metrics: The EMF documents it flushed.
+        event: The event it was invoked with.
+    """
+
+    output: Any
+    result: dict[str, Any]
+    logs: list[dict[str, Any]] = field(default_factory=list)
+    metrics: list[dict[str, Any]] = field(default_factory=list)
+    event: dict[str, Any] = field(default_factory=dict)
+
+    def messages(self) -> list[str]:
+        """The ``message`` of every log record, in order."""
+        return [str(record.get("message")) for record in self.logs]
+
+
+@contextlib.contextmanager
+def capture_logs() -> Iterator[Capture]:
+    """Collect the log records and EMF documents of the stages invoked in the block.
+
+    Useful when a stage is expected to fail (where :func:`run_stage` raises and returns nothing).
+    Lines are still written to stdout too.
+
+    Example:
+        >>> from ceap_stage import stage, LocalStore, InputNotFoundError
+        >>> import tempfile
+        >>> @stage
+        ... def handler(data: dict) -> dict:
+        ...     return data
+        >>> with capture_logs() as captured:
+        ...     try:
+        ...         run_stage(handler, store=LocalStore(tempfile.mkdtemp()),
+        ...                   previous_stage="Missing")
+        ...     except InputNotFoundError:
+        ...         pass  # doctest: +ELLIPSIS
+        {...}
+        >>> [r["message"] for r in captured.records]
+        ['stage started', 'stage failed']
+        >>> captured.records[-1]["error_type"]
+        'InputNotFoundError'
+    """
+    with capture() as captured:
+        yield captured
+
+
+def _encode(value: Any, fmt: Literal["json", "jsonl"]) -> bytes:
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
+        return value.encode()
+    plain = to_jsonable_python(value)
+    if fmt == "jsonl":
+        if not isinstance(plain, list):
+            raise TypeError("previous_format='jsonl' needs a list of records")
+        return encode_jsonl(plain)
+    return orjson.dumps(plain)
+
+
+def run_stage(
+    handler: StageHandler | WorkflowLambdaHandler[Any, Any],
+    *,
+    store: Store,
+    previous_output: Any = _ABSENT,
+    initial_data: Any = _ABSENT,
+    execution_id: str = DEFAULT_EXECUTION_ID,
+    stage: str | None = None,
+    previous_stage: str | None = None,
+    bucket: str | None = None,
+    previous_format: Literal["json", "jsonl"] = "json",
+    lambda_context: Any = None,
+    **event_fields: Any,
+) -> StageRun:
+    """Run ``handler`` once against ``store`` and return its typed output, pointer and logs.
+
+    Give the previous stage's output (written to the store where the contract says, then read
+    by the stage), or ``initial_data`` for a first stage. The handler runs exactly as in Lambda
+    (event parsing, validation, write, pointer), on ``store`` instead of the store it would
+    otherwise use; the handler object itself is not changed.
+
+    Args:
+        handler: A ``@stage`` function or a ``WorkflowLambdaHandler`` instance.
+        store: Where the input is seeded and the output written (e.g. the ``local_store`` or
+            ``s3_store`` fixture).
+        previous_output: The previous stage's output: models, dicts, lists (written as JSON),
+            or ``bytes``/``str`` written as they are.
+        initial_data: The ``initialData`` of a first stage.
+        execution_id: The execution id.
+        stage: This stage's name (default: the handler's ``name``, else ``TestStage``).
+        previous_stage: The previous stage's name (default ``PreviousStage`` when
+            ``previous_output`` is given). Without ``previous_output`` nothing is seeded.
+        bucket: The workflow bucket (default: the store's ``bucket`` attribute, as the
+            ``s3_store`` fixture has, else ``CEAP_WORKFLOW_BUCKET``, else ``ceap-test-bucket``).
+        previous_format: Write ``previous_output`` as ``"json"`` or as ``"jsonl"`` (JSON Lines).
+        lambda_context: The Lambda context (default: a new :class:`FakeLambdaContext`).
+        **event_fields: More event fields, e.g. ``workflow_name="orders"``, ``retry_count=1``.
+
+    Returns:
+        A :class:`StageRun`.
+
+    Raises:
+        CeapStageError: What the handler raised (the contract's errors), or the stage's own
+            exception, unchanged.
+
+    Example:
+        >>> import tempfile
+        >>> from pydantic import BaseModel
+        >>> from ceap_stage import LocalStore, stage
+        >>> class Order(BaseModel):
+        ...     amount: float
+        >>> @stage
+        ... def big(orders: list[Order]) -> list[Order]:
+        ...     return [o for o in orders if o.amount > 10]
+        >>> run = run_stage(big, store=LocalStore(tempfile.mkdtemp()),
+        ...                 previous_output=[{"amount": 5}, {"amount": 50}])  # doctest: +ELLIPSIS
+        {...}
+        >>> run.output
+        [Order(amount=50.0)]
+        >>> run.result["recordsProcessed"], run.messages()
+        (1, ['stage started', 'stage finished'])
+    """
+    if previous_output is not _ABSENT and initial_data is not _ABSENT:
+        raise TypeError("give previous_output (a later stage) or initial_data (a first stage)")
+    runtime = handler.runtime
+    stage_name = stage or runtime.name or DEFAULT_STAGE
+    bucket = (
+        bucket
+        or getattr(store, "bucket", None)
+        or os.environ.get("CEAP_WORKFLOW_BUCKET")
+        or DEFAULT_BUCKET
+    )
+    if previous_output is not _ABSENT:
+        previous_stage = previous_stage or DEFAULT_PREVIOUS_STAGE
+        store.put(
+            bucket,
+            output_key(execution_id, previous_stage),
+            _encode(previous_output, previous_format),
+            content_type=CONTENT_TYPES[previous_format],
+        )
+    event = build_event(
+        execution_id=execution_id,
+        current_stage=stage_name,
+        previous_stage=previous_stage,
+        workflow_bucket=bucket,
+        initial_data=initial_data,
+        **event_fields,
+    )
+    context = FakeLambdaContext() if lambda_context is None else lambda_context
+    with capture() as captured:
+        result = runtime.using_store(store).invoke(event, context)
+    out = result["output"]
+    obj = store.get(out["bucket"], out["key"])
+    if obj is None:  # pragma: no cover - the runtime just wrote it
+        raise AssertionError(f"the stage returned a pointer to a missing object {out['key']}")
+    _, value = decode(obj.body, obj.content_type)
+    if isinstance(value, Manifest):
+        value = read_manifest_parts(store, out["bucket"], execution_id, stage_name, value)
+    return StageRun(
+        output=runtime.spec.output_adapter.validate_python(value),
+        result=result,
+        logs=captured.records,
+        metrics=list(captured.metrics),
+        event=event,
+    )
