@@ -289,6 +289,7 @@ class PowertoolsObserver(Observer):
 
             metrics = not is_metrics_disabled()
         self._metrics: AmazonCloudWatchEMFProvider | None = None
+        self._metrics_lock = threading.Lock()
         if metrics:
             from aws_lambda_powertools.metrics.provider.cloudwatch_emf.cloudwatch import (
                 AmazonCloudWatchEMFProvider,
@@ -419,6 +420,21 @@ class PowertoolsObserver(Observer):
     ) -> None:
         provider = self._metrics
         assert provider is not None
+        # One provider per handler: threads of the local runner must not mix their metric sets.
+        with self._metrics_lock:
+            document = self._serialize(provider, workflow, stage, stats, failed)
+        sys.stdout.write(json.dumps(document, separators=(",", ":")) + "\n")
+        for captured in _CAPTURES.get():
+            captured.metrics.append(document)
+
+    @staticmethod
+    def _serialize(
+        provider: AmazonCloudWatchEMFProvider,
+        workflow: str | None,
+        stage: str,
+        stats: InvocationStats,
+        failed: bool,
+    ) -> dict[str, Any]:
         try:
             provider.add_dimension("workflow", workflow or UNKNOWN)
             provider.add_dimension("stage", stage)
@@ -427,13 +443,9 @@ class PowertoolsObserver(Observer):
             provider.add_metric("OutputBytes", "Bytes", stats.output_bytes)
             provider.add_metric("RecordsProcessed", "Count", stats.records)
             provider.add_metric("StageFailures", "Count", 1 if failed else 0)
-            document: dict[str, Any] = dict(provider.serialize_metric_set())
-            line = json.dumps(document, separators=(",", ":"))
+            return dict(provider.serialize_metric_set())
         finally:
             provider.clear_metrics()
-        sys.stdout.write(line + "\n")
-        for captured in _CAPTURES.get():
-            captured.metrics.append(document)
 
     def _start_trace(self) -> bool:
         if not os.environ.get("_X_AMZN_TRACE_ID"):
