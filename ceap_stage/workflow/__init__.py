@@ -1,0 +1,86 @@
+"""Workflows: configuration, state machine (ASL) and CloudFormation generation, local runs.
+
+Describe the pipeline once; generate what AWS runs from it, and run it on a laptop with the
+exact events the state machine would send::
+
+    from ceap_stage.workflow import LambdaStep, WorkflowConfiguration, WorkflowType
+
+    workflow = WorkflowConfiguration(
+        workflow_name="engagement",
+        workflow_type=WorkflowType.EXPRESS,
+        steps=[
+            LambdaStep(state_name="ETLStage", function_name="engagement-etl",
+                       handler="examples.engagement.stages:etl_stage"),
+            LambdaStep(state_name="FilterStage", function_name="engagement-filter",
+                       handler="examples.engagement.stages:filter_stage"),
+        ],
+        workflow_bucket="ceap-workflow-dev",
+        source_queue="engagement-events",
+    )
+    asl = workflow.to_asl()                 # the Step Functions definition
+    template = workflow.to_cloudformation() # the stack around it
+
+The local runner (:class:`LocalRunner`, ``ceap-stage run``) is imported on first use.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ._asl import (
+    GLUE_RETRY_ERRORS,
+    LAMBDA_RETRY_ERRORS,
+    build_definition,
+    definition_json,
+    glue_arguments,
+    lambda_event,
+)
+from ._config import (
+    GlueStep,
+    LambdaStep,
+    RetryConfiguration,
+    Step,
+    WorkflowConfiguration,
+    WorkflowConfigurationError,
+    WorkflowType,
+)
+from ._loader import LoadedWorkflow, load_handler, load_workflow
+from ._template import build_template, template_json
+
+if TYPE_CHECKING:
+    from ._runner import LocalRunner, RunResult, StageOutcome
+
+__all__ = [
+    "GLUE_RETRY_ERRORS",
+    "LAMBDA_RETRY_ERRORS",
+    "GlueStep",
+    "LambdaStep",
+    "LoadedWorkflow",
+    "LocalRunner",
+    "RetryConfiguration",
+    "RunResult",
+    "StageOutcome",
+    "Step",
+    "WorkflowConfiguration",
+    "WorkflowConfigurationError",
+    "WorkflowType",
+    "build_definition",
+    "build_template",
+    "definition_json",
+    "glue_arguments",
+    "lambda_event",
+    "load_handler",
+    "load_workflow",
+    "template_json",
+]
+
+_RUNNER_NAMES = frozenset({"LocalRunner", "RunResult", "StageOutcome"})
+
+
+def __getattr__(name: str) -> object:
+    # The runner is imported on first use: generating ASL needs none of it.
+    if name in _RUNNER_NAMES:
+        from . import _runner
+
+        return getattr(_runner, name)
+    raise AttributeError(f"module 'ceap_stage.workflow' has no attribute {name!r}")

@@ -1,0 +1,507 @@
+"""Run a whole workflow in one process, as the generated state machine would.
+
+Each Lambda step's handler gets exactly the event the state machine sends (the ASL ``Payload``
+template evaluated by :func:`~ceap_stage.workflow.lambda_event`) and a fake Lambda context; each
+Glue step's script runs in-process on local Spark with the arguments the state machine passes
+(:func:`~ceap_stage.workflow.glue_arguments`). Retryable errors are retried with the configured
+intervals (scaled by ``retry_delay_scale``). Nothing is shared with AWS: outputs go to the given
+store (a :class:`~ceap_stage.LocalStore` directory by default).
+
+Retries, locally: a Lambda step is retried on the errors its ``Retry`` names
+(:data:`~ceap_stage.workflow.LAMBDA_RETRY_ERRORS`; only ``TransientStorageError`` can occur
+without AWS). A Glue step is retried when the script failed with ``TransientStorageError``; in
+AWS any failed job run is retried (Step Functions only sees ``States.TaskFailed``), which locally
+would only repeat a deterministic failure.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+import runpy
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+from ceap_stage._context import output_key, validate_execution_id
+from ceap_stage._errors import CeapStageError
+from ceap_stage._formats import Manifest, decode
+from ceap_stage._store import LocalStore, Store
+
+from ._asl import LAMBDA_RETRY_ERRORS, glue_arguments, initial_input_object, lambda_event
+from ._config import GlueStep, LambdaStep, Step, WorkflowConfiguration
+from ._loader import LoadedWorkflow, load_handler
+
+__all__ = [
+    "GLUE_LOCAL_RETRY_ERRORS",
+    "LocalRunError",
+    "LocalRunner",
+    "Reporter",
+    "RunResult",
+    "StageOutcome",
+    "new_execution_id",
+]
+
+#: The errors a Glue step is retried on in a local run.
+GLUE_LOCAL_RETRY_ERRORS = ("TransientStorageError",)
+_LAMBDA_TIMEOUT_MS = 900_000
+
+Status = Literal["SUCCEEDED", "FAILED", "NOT_RUN"]
+
+
+class LocalRunError(Exception):
+    """The workflow cannot run locally (a missing handler or script, no PySpark, ...).
+
+    Raised before any step runs.
+    """
+
+
+@dataclass
+class StageOutcome:
+    """What happened to one step in a local run.
+
+    Attributes:
+        stage: The step's state name.
+        kind: ``"lambda"`` or ``"glue"``.
+        status: ``SUCCEEDED``, ``FAILED`` or ``NOT_RUN`` (after an earlier failure).
+        attempts: How many times it ran (retries included).
+        records: Records in its output (None when unknown).
+        bytes: Size of its output in bytes (data parts included; None when unknown).
+        seconds: Wall time, retries and their waits included.
+        output: Where its ``output.json`` is (a local path or an ``s3://`` URL).
+        error_type: The class name of the error it failed with.
+        error_message: That error's message (contract errors carry no payload).
+    """
+
+    stage: str
+    kind: Literal["lambda", "glue"]
+    status: Status = "NOT_RUN"
+    attempts: int = 0
+    records: int | None = None
+    bytes: int | None = None
+    seconds: float = 0.0
+    output: str | None = None
+    error_type: str | None = None
+    error_message: str | None = None
+
+
+@dataclass
+class RunResult:
+    """The outcome of :meth:`LocalRunner.run`.
+
+    Attributes:
+        workflow: The workflow's name.
+        execution_id: The execution id the stages ran under.
+        bucket: The workflow bucket the outputs are under.
+        store: The store that holds them.
+        stages: One :class:`StageOutcome` per step, in order.
+        error: The exception the failed step raised (None when all succeeded).
+    """
+
+    workflow: str
+    execution_id: str
+    bucket: str
+    store: Store
+    stages: list[StageOutcome] = field(default_factory=list)
+    error: BaseException | None = None
+
+    @property
+    def succeeded(self) -> bool:
+        """True when every step succeeded."""
+        return all(s.status == "SUCCEEDED" for s in self.stages)
+
+    @property
+    def failed_stage(self) -> StageOutcome | None:
+        """The step that failed, if any."""
+        return next((s for s in self.stages if s.status == "FAILED"), None)
+
+    @property
+    def execution_location(self) -> str:
+        """Where this execution's outputs live (a directory, or an ``s3://`` prefix)."""
+        return _display(self.store, self.bucket, f"executions/{self.execution_id}/")
+
+    @property
+    def final_output(self) -> str | None:
+        """The last step's output location, when the run succeeded."""
+        return self.stages[-1].output if self.succeeded and self.stages else None
+
+
+class Reporter(Protocol):
+    """Receives progress from :class:`LocalRunner` (the CLI prints it)."""
+
+    def run_started(self, result: RunResult, config: WorkflowConfiguration) -> None:
+        """The run is about to start its first step."""
+
+    def stage_started(self, index: int, step: Step) -> None:
+        """Step ``index`` (0-based) starts its first attempt."""
+
+    def attempt_failed(
+        self, step: Step, attempt: int, error: BaseException, retry_in: float | None
+    ) -> None:
+        """An attempt failed; ``retry_in`` is the wait before the next one (None: no retry)."""
+
+    def stage_finished(self, index: int, outcome: StageOutcome) -> None:
+        """Step ``index`` succeeded or failed for good."""
+
+
+class _SilentReporter:
+    def run_started(self, result: RunResult, config: WorkflowConfiguration) -> None:
+        pass
+
+    def stage_started(self, index: int, step: Step) -> None:
+        pass
+
+    def attempt_failed(
+        self, step: Step, attempt: int, error: BaseException, retry_in: float | None
+    ) -> None:
+        pass
+
+    def stage_finished(self, index: int, outcome: StageOutcome) -> None:
+        pass
+
+
+def new_execution_id() -> str:
+    """A fresh execution id for a local run: ``local-{UTC time}-{random}``.
+
+    Example:
+        >>> new_execution_id().startswith("local-")
+        True
+    """
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    return f"local-{stamp}-{uuid.uuid4().hex[:8]}"
+
+
+def _display(store: Store, bucket: str, key: str) -> str:
+    if isinstance(store, LocalStore):
+        path = store.root.joinpath(bucket, *key.rstrip("/").split("/"))
+        with contextlib.suppress(ValueError):
+            path = path.relative_to(Path.cwd())
+        return str(path) + ("/" if key.endswith("/") else "")
+    return f"s3://{bucket}/{key}"
+
+
+def _store_url(store: Store) -> str:
+    return store.root.as_uri() if isinstance(store, LocalStore) else "s3://"
+
+
+@contextlib.contextmanager
+def _environment(values: Mapping[str, str]) -> Iterator[None]:
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def _root_cause(error: BaseException) -> BaseException:
+    """The contract error behind a Glue script's ``SystemExit(1)``."""
+    if isinstance(error, SystemExit) and error.__cause__ is not None:
+        return error.__cause__
+    return error
+
+
+def _ensure_spark() -> Any:
+    """A local SparkSession for the run's Glue steps (the Glue helper reuses it)."""
+    try:
+        from pyspark.sql import SparkSession
+    except ImportError:  # pragma: no cover - checked before the run starts
+        raise LocalRunError(
+            "this workflow has Glue steps, which run on local Spark: pip install "
+            "'ceap-stage[glue]' (PySpark 3.5; it needs Java 17)"
+        ) from None
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        return None
+    builder: Any = SparkSession.builder
+    return (
+        builder.master(os.environ.get("CEAP_SPARK_MASTER", "local[2]"))
+        .appName("ceap-stage-run")
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.shuffle.partitions", "4")
+        .getOrCreate()
+    )
+
+
+class LocalRunner:
+    """Runs a workflow's steps in order in this process.
+
+    Args:
+        workflow: A :class:`LoadedWorkflow` (from :func:`~ceap_stage.workflow.load_workflow`) or
+            a bare :class:`WorkflowConfiguration` (Glue scripts then resolve against the
+            working directory).
+        store: Where outputs go (default: ``LocalStore(".ceap")``).
+        bucket: Use this bucket instead of the configuration's (e.g. ``--store s3://bucket``).
+        retry_delay_scale: Multiplies every retry wait (0 retries at once; for tests and
+            impatient laptops). Default 1.0: the configured intervals.
+        reporter: Receives progress (default: silent).
+        sleep: How to wait between retries (tests may record instead of sleeping).
+
+    Example:
+        >>> import tempfile
+        >>> from ceap_stage import LocalStore
+        >>> from ceap_stage.workflow import LambdaStep, WorkflowConfiguration
+        >>> wf = WorkflowConfiguration(workflow_name="demo", workflow_bucket="bkt-1",
+        ...     source_queue="q", steps=[LambdaStep(state_name="Echo", function_name="echo",
+        ...                                         handler="ceap_stage.testing:build_event")])
+        >>> runner = LocalRunner(wf, store=LocalStore(tempfile.mkdtemp()))
+        >>> runner.check()  # every step can run here
+    """
+
+    def __init__(
+        self,
+        workflow: LoadedWorkflow | WorkflowConfiguration,
+        *,
+        store: Store | None = None,
+        bucket: str | None = None,
+        retry_delay_scale: float = 1.0,
+        reporter: Reporter | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if isinstance(workflow, WorkflowConfiguration):
+            workflow = LoadedWorkflow(workflow, Path.cwd(), Path.cwd())
+        config = workflow.config
+        if bucket is not None and bucket != config.workflow_bucket:
+            config = WorkflowConfiguration.parse({**config.model_dump(), "workflow_bucket": bucket})
+        if retry_delay_scale < 0:
+            raise ValueError("retry_delay_scale must not be negative")
+        self.workflow = workflow
+        self.config = config
+        self.store = store if store is not None else LocalStore(".ceap")
+        self.retry_delay_scale = retry_delay_scale
+        self.reporter: Reporter = reporter or _SilentReporter()
+        self._sleep = sleep
+
+    # -- before the run ---------------------------------------------------------------------
+
+    def check(self) -> None:
+        """Check that every step can run here: handlers import, scripts exist, PySpark is there.
+
+        Raises:
+            LocalRunError: A step cannot run locally; the message says which and why.
+        """
+        problems: list[str] = []
+        glue: list[str] = []
+        for step in self.config.steps:
+            if isinstance(step, LambdaStep):
+                if step.handler is None:
+                    problems.append(
+                        f"Lambda step {step.state_name} names no handler ('module:attribute') "
+                        "to run locally"
+                    )
+                    continue
+                try:
+                    load_handler(step.handler)
+                except ValueError as exc:
+                    problems.append(f"Lambda step {step.state_name}: {exc}")
+            else:
+                glue.append(step.state_name)
+                if step.script is None:
+                    problems.append(f"Glue step {step.state_name} names no script to run locally")
+                elif not self.workflow.script_path(step.script).is_file():
+                    problems.append(
+                        f"Glue step {step.state_name}: no script at "
+                        f"{self.workflow.script_path(step.script)}"
+                    )
+        if glue and importlib.util.find_spec("pyspark") is None:
+            problems.append(
+                f"Glue steps ({', '.join(glue)}) run on local Spark, and PySpark is not "
+                "installed: pip install 'ceap-stage[glue]' (it needs Java 17)"
+            )
+        if problems:
+            raise LocalRunError("cannot run this workflow locally:\n  - " + "\n  - ".join(problems))
+
+    # -- the run ----------------------------------------------------------------------------
+
+    def run(self, initial_input: Any, *, execution_id: str | None = None) -> RunResult:
+        """Run every step in order; stop at the first step that fails for good.
+
+        Args:
+            initial_input: The execution input: what the EventBridge Pipe sends, i.e. a batch
+                (list) of SQS records whose ``body`` is a JSON string.
+            execution_id: The execution id (default: a new ``local-...`` id).
+
+        Returns:
+            The :class:`RunResult`; ``succeeded`` is False when a step failed (its error is in
+            ``error``, and the failed step wrote no ``output.json``).
+
+        Raises:
+            LocalRunError: A step cannot run locally (nothing ran).
+            ContextResolutionError: ``execution_id`` breaks the identifier rules.
+        """
+        self.check()
+        execution_id = validate_execution_id(execution_id or new_execution_id())
+        config = self.config
+        result = RunResult(
+            workflow=config.workflow_name,
+            execution_id=execution_id,
+            bucket=config.workflow_bucket,
+            store=self.store,
+            stages=[StageOutcome(step.state_name, step.type) for step in config.steps],
+        )
+        self.reporter.run_started(result, config)
+        spark = None
+        if any(isinstance(step, GlueStep) for step in config.steps):
+            spark = _ensure_spark()
+        try:
+            if isinstance(config.steps[0], GlueStep):
+                bucket, key, body = initial_input_object(
+                    config, execution_id=execution_id, state_input=initial_input
+                )
+                self.store.put(bucket, key, body)
+            for index, step in enumerate(config.steps):
+                self.reporter.stage_started(index, step)
+                outcome = result.stages[index]
+                error = self._run_step(index, step, initial_input, execution_id, outcome)
+                self.reporter.stage_finished(index, outcome)
+                if error is not None:
+                    result.error = error
+                    break
+        finally:
+            if spark is not None:
+                spark.stop()
+        return result
+
+    def _run_step(
+        self,
+        index: int,
+        step: Step,
+        initial_input: Any,
+        execution_id: str,
+        outcome: StageOutcome,
+    ) -> BaseException | None:
+        retry = self.config.retry_config
+        if isinstance(step, LambdaStep):
+            max_retries, interval, rate = (
+                retry.lambda_max_attempts,
+                float(retry.lambda_interval_seconds),
+                retry.lambda_backoff_rate,
+            )
+            retry_on: tuple[str, ...] = LAMBDA_RETRY_ERRORS
+            attempt_fn = self._lambda_attempt(index, step, initial_input, execution_id)
+        else:
+            max_retries, interval, rate = (
+                retry.glue_max_attempts,
+                float(retry.glue_interval_seconds),
+                retry.glue_backoff_rate,
+            )
+            retry_on = GLUE_LOCAL_RETRY_ERRORS
+            attempt_fn = self._glue_attempt(index, step, execution_id)
+
+        started = time.perf_counter()
+        attempt = 0
+        while True:
+            outcome.attempts = attempt + 1
+            try:
+                records, size = attempt_fn(attempt)
+            except (Exception, SystemExit) as raised:
+                error = _root_cause(raised)
+                can_retry = type(error).__name__ in retry_on and attempt < max_retries
+                wait = interval * rate**attempt * self.retry_delay_scale if can_retry else None
+                self.reporter.attempt_failed(step, attempt + 1, error, wait)
+                if wait is None:
+                    outcome.status = "FAILED"
+                    outcome.error_type = type(error).__name__
+                    outcome.error_message = str(error)
+                    outcome.seconds = time.perf_counter() - started
+                    return error
+                if wait > 0:
+                    self._sleep(wait)
+                attempt += 1
+                continue
+            outcome.status = "SUCCEEDED"
+            outcome.records, outcome.bytes = records, size
+            outcome.output = _display(
+                self.store, self.config.workflow_bucket, output_key(execution_id, step.state_name)
+            )
+            outcome.seconds = time.perf_counter() - started
+            return None
+
+    def _lambda_attempt(
+        self, index: int, step: LambdaStep, initial_input: Any, execution_id: str
+    ) -> Callable[[int], tuple[int | None, int | None]]:
+        assert step.handler is not None
+        handler = load_handler(step.handler)
+        runtime = getattr(handler, "runtime", None)
+        invoke: Callable[[Any, Any], Any]
+        if runtime is not None and hasattr(runtime, "using_store"):
+            invoke = runtime.using_store(self.store).invoke
+        else:  # a plain Lambda handler: it finds the store through CEAP_STORE
+            invoke = handler
+        from ceap_stage.testing import FakeLambdaContext
+
+        def attempt(retry_count: int) -> tuple[int | None, int | None]:
+            event = lambda_event(
+                self.config,
+                index,
+                execution_id=execution_id,
+                state_input=initial_input if index == 0 else None,
+                retry_count=retry_count,
+            )
+            context = FakeLambdaContext(
+                function_name=step.function_name.split(":function:")[-1].split(":")[0],
+                timeout_ms=_LAMBDA_TIMEOUT_MS,
+            )
+            with _environment({"CEAP_STORE": _store_url(self.store)}):
+                pointer = invoke(event, context)
+            if isinstance(pointer, dict) and isinstance(pointer.get("output"), dict):
+                out = pointer["output"]
+                records = pointer.get("recordsProcessed")
+                return (
+                    records if isinstance(records, int) else None,
+                    out.get("bytes") if isinstance(out.get("bytes"), int) else None,
+                )
+            return self._measure(execution_id, step.state_name)
+
+        return attempt
+
+    def _glue_attempt(
+        self, index: int, step: GlueStep, execution_id: str
+    ) -> Callable[[int], tuple[int | None, int | None]]:
+        assert step.script is not None
+        script = str(self.workflow.script_path(step.script))
+
+        def attempt(retry_count: int) -> tuple[int | None, int | None]:
+            arguments = glue_arguments(self.config, index, execution_id=execution_id)
+            argv = [script, "--JOB_NAME", step.job_name]
+            for name, value in arguments.items():
+                argv.extend([name, value])
+            saved_argv = sys.argv
+            sys.argv = argv
+            try:
+                with _environment({"CEAP_STORE": _store_url(self.store)}):
+                    runpy.run_path(script, run_name="__main__")
+            except SystemExit as exc:
+                if exc.code not in (None, 0):
+                    raise
+            finally:
+                sys.argv = saved_argv
+            return self._measure(execution_id, step.state_name)
+
+        return attempt
+
+    def _measure(self, execution_id: str, stage: str) -> tuple[int | None, int | None]:
+        """Records and bytes of a stage's output, read back from the store."""
+        bucket = self.config.workflow_bucket
+        key = output_key(execution_id, stage)
+        obj = self.store.get(bucket, key)
+        if obj is None:
+            where = _display(self.store, bucket, key)
+            raise LocalRunError(f"stage {stage} finished but wrote no output.json at {where}")
+        try:
+            _fmt, value = decode(obj.body, obj.content_type)
+        except CeapStageError:
+            return None, len(obj.body)
+        if isinstance(value, Manifest):
+            return value.records, value.total_bytes + len(obj.body)
+        return (len(value) if isinstance(value, list) else 1), len(obj.body)
