@@ -14,6 +14,7 @@ from ._models import UNSET, StageSpec, resolve
 from ._observability import Observer, default_observer
 from ._runtime import OutputFormat, StageRuntime
 from ._store import Store
+from ._streaming import DEFAULT_MAX_SINGLE_OBJECT_BYTES, DEFAULT_PART_BYTES
 
 if TYPE_CHECKING:
     from aws_lambda_powertools import Logger
@@ -44,6 +45,15 @@ def _check_options(spec: StageSpec, name: str | None, output_format: str, where:
             f"{where}: output_format='jsonl' writes one record per line and needs a list-like "
             "output model"
         )
+
+
+def _check_sizes(max_single_object_bytes: object, part_bytes: object, where: str) -> None:
+    for option, value in (
+        ("max_single_object_bytes", max_single_object_bytes),
+        ("part_bytes", part_bytes),
+    ):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise HandlerDefinitionError(f"{where}: {option} must be a positive number of bytes")
 
 
 class StageHandler:
@@ -87,6 +97,8 @@ def stage(
     write_once: bool = False,
     observer: Observer | None = None,
     logger: Logger | None = None,
+    max_single_object_bytes: int = DEFAULT_MAX_SINGLE_OBJECT_BYTES,
+    part_bytes: int = DEFAULT_PART_BYTES,
 ) -> Callable[[Callable[..., Any]], StageHandler]: ...
 
 
@@ -103,6 +115,8 @@ def stage(
     write_once: bool = False,
     observer: Observer | None = None,
     logger: Logger | None = None,
+    max_single_object_bytes: int = DEFAULT_MAX_SINGLE_OBJECT_BYTES,
+    part_bytes: int = DEFAULT_PART_BYTES,
 ) -> StageHandler | Callable[[Callable[..., Any]], StageHandler]:
     """Turn a typed function into a Step Functions stage (a Lambda entry point).
 
@@ -123,6 +137,10 @@ def stage(
         observer: Replace the default logging, tracing and metrics.
         logger: A Powertools ``Logger`` of your own for the stage's log lines (default: one for
             ``POWERTOOLS_SERVICE_NAME``); see docs/observability.md.
+        max_single_object_bytes: A list output whose encoding is larger than this (default
+            64 MiB) is written as JSON Lines parts + a manifest; see docs/reliability.md.
+        part_bytes: The size of each part (default 8 MiB); also the most an ``Iterator[X]``
+            output buffers before it is written as parts.
 
     Raises:
         HandlerDefinitionError: The signature, a model or an option is unusable.
@@ -144,6 +162,7 @@ def stage(
         where = f"@stage {getattr(func, '__qualname__', func)!r}"
         spec = resolve(func, input_model=input_model, output_model=output_model, owner=where)
         _check_options(spec, name, output_format, where)
+        _check_sizes(max_single_object_bytes, part_bytes, where)
         runtime = StageRuntime(
             spec,
             name=name,
@@ -152,6 +171,8 @@ def stage(
             output_format=output_format,
             write_once=write_once,
             observer=_observer_option(observer, logger, where),
+            max_single_object_bytes=max_single_object_bytes,
+            part_bytes=part_bytes,
         )
         return StageHandler(spec, runtime)
 
@@ -165,8 +186,9 @@ class WorkflowLambdaHandler(Generic[InT, OutT]):
 
     Subclass it with the input and output models as generic parameters and implement
     :meth:`process`. Class attributes ``name``, ``input_model``, ``output_model``,
-    ``output_format`` and ``write_once`` set options; explicit models win over the generic
-    parameters, which win over ``process``'s annotations. Models are resolved when the subclass
+    ``output_format``, ``write_once``, ``max_single_object_bytes`` and ``part_bytes`` set
+    options; explicit models win over the generic parameters, which win over ``process``'s
+    annotations. Models are resolved when the subclass
     is created; an unusable one raises :class:`HandlerDefinitionError` then.
 
     Example:
@@ -189,6 +211,8 @@ class WorkflowLambdaHandler(Generic[InT, OutT]):
     output_model: ClassVar[Any] = UNSET
     output_format: ClassVar[OutputFormat] = "json"
     write_once: ClassVar[bool] = False
+    max_single_object_bytes: ClassVar[int] = DEFAULT_MAX_SINGLE_OBJECT_BYTES
+    part_bytes: ClassVar[int] = DEFAULT_PART_BYTES
     _spec: ClassVar[StageSpec | None] = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -207,6 +231,7 @@ class WorkflowLambdaHandler(Generic[InT, OutT]):
             owner=where,
         )
         _check_options(spec, cls.name, cls.output_format, where)
+        _check_sizes(cls.max_single_object_bytes, cls.part_bytes, where)
         cls._spec = spec
 
     def __init__(
@@ -242,6 +267,8 @@ class WorkflowLambdaHandler(Generic[InT, OutT]):
             output_format=self.output_format,
             write_once=self.write_once,
             observer=_observer_option(observer, logger, type(self).__qualname__),
+            max_single_object_bytes=self.max_single_object_bytes,
+            part_bytes=self.part_bytes,
         )
 
     @abstractmethod

@@ -11,7 +11,7 @@ import copy
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import quote
@@ -26,13 +26,23 @@ from ._errors import (
     ContextResolutionError,
     InputNotFoundError,
     InputValidationError,
-    OutputConflictError,
     OutputValidationError,
 )
 from ._formats import CONTENT_TYPES, Format, Manifest, decode, encode_jsonl, iter_jsonl
-from ._models import StageSpec, describe_validation_error, model_name
+from ._models import UNSET, StageSpec, adapter_for, describe_validation_error, model_name
 from ._observability import InvocationStats, Observer, default_observer
-from ._store import PutResult, Store, sha256_hex, store_from_url
+from ._store import PutResult, Store, store_from_url
+from ._streaming import (
+    DEFAULT_MAX_SINGLE_OBJECT_BYTES,
+    DEFAULT_PART_BYTES,
+    PartWriter,
+    dumps_line,
+    encode_records,
+    initial_records,
+    put_output,
+    stream_input,
+    write_record_stream,
+)
 
 __all__ = ["OutputFormat", "StageRuntime", "read_manifest_parts"]
 
@@ -116,6 +126,10 @@ class StageRuntime:
         output_format: ``"json"`` (one document) or ``"jsonl"`` (JSON Lines).
         write_once: Refuse to overwrite a different existing output (S3 ``If-None-Match``).
         observer: Logs, traces and metrics (default: built at first invocation).
+        max_single_object_bytes: A list output whose encoding is larger is written as JSON
+            Lines parts + manifest (default 64 MiB).
+        part_bytes: The size of each part, and the most a streamed output buffers (default
+            8 MiB).
     """
 
     def __init__(
@@ -128,11 +142,18 @@ class StageRuntime:
         output_format: OutputFormat = "json",
         write_once: bool = False,
         observer: Observer | Callable[[], Observer] | None = None,
+        max_single_object_bytes: int = DEFAULT_MAX_SINGLE_OBJECT_BYTES,
+        part_bytes: int = DEFAULT_PART_BYTES,
     ) -> None:
         self.spec = spec
         self.name = name
         self.output_format: Format = output_format
         self.write_once = write_once
+        self.max_single_object_bytes = max_single_object_bytes
+        self.part_bytes = part_bytes
+        # Streamed models (Iterable[X] / Iterator[X]) are validated record by record with X's.
+        self._in_item = None if spec.input_item is UNSET else adapter_for(spec.input_item)
+        self._out_item = None if spec.output_item is UNSET else adapter_for(spec.output_item)
         self._store = store
         self._bucket = bucket
         self._observer = observer
@@ -242,11 +263,28 @@ class StageRuntime:
     ) -> Any:
         if ev.previous_stage is None:
             stats.input_format = "initialData"
+            if self._in_item is not None:
+                return initial_records(
+                    self._initial_value(ev),
+                    self._in_item.validate_python,
+                    model_name(self.spec.input_model),
+                )
             return self._validate_input(self._initial_value(ev), ctx, None)
 
         bucket, key = ctx.workflow_bucket, ctx.input_key
         assert key is not None
         stats.input_key = key
+        if self._in_item is not None:
+            return stream_input(
+                store,
+                bucket,
+                key,
+                execution_id=ev.execution_id,
+                previous_stage=ev.previous_stage,
+                validate=self._in_item.validate_python,
+                label=model_name(self.spec.input_model),
+                stats=stats,
+            )
         obj = store.get(bucket, key)
         if obj is None:
             raise InputNotFoundError(
@@ -315,6 +353,8 @@ class StageRuntime:
         adapter = spec.output_adapter
         key = ctx.output_key
         bucket = ctx.workflow_bucket
+        if self._out_item is not None:
+            return self._write_stream(store, ctx, result, stats)
         try:
             value = adapter.validate_python(result)
             if self.output_format == "jsonl":
@@ -336,35 +376,82 @@ class StageRuntime:
                 key=key,
             ) from None
         records = len(value) if isinstance(value, (list, tuple, set, frozenset)) else 1
-        content_type = CONTENT_TYPES[self.output_format]
-        metadata = {
+        metadata = self._metadata(ctx, records)
+        if len(body) > self.max_single_object_bytes and isinstance(value, (list, tuple)):
+            # Too large for one object: JSON Lines parts, then the manifest.
+            writer = PartWriter(
+                store, bucket, ctx.execution_id, ctx.current_stage, part_bytes=self.part_bytes
+            )
+            try:
+                for record in adapter.dump_python(value, mode="json"):
+                    writer.add(dumps_line(record))
+            except BaseException:
+                writer.abort()
+                raise
+            put = writer.commit(records, metadata=metadata, write_once=self.write_once)
+            return self._pointer(ctx, stats, put, "manifest", records)
+        put = put_output(
+            store,
+            bucket,
+            key,
+            body,
+            content_type=CONTENT_TYPES[self.output_format],
+            metadata=metadata,
+            write_once=self.write_once,
+        )
+        return self._pointer(ctx, stats, put, self.output_format, records)
+
+    def _metadata(self, ctx: ExecutionContext, records: int) -> dict[str, str]:
+        return {
             "ceap-execution-id": _meta_value(ctx.execution_id),
             "ceap-stage": _meta_value(ctx.current_stage),
-            "ceap-schema": _meta_value(model_name(spec.output_model)),
+            "ceap-schema": _meta_value(model_name(self.spec.output_model)),
             "ceap-records": str(records),
         }
-        try:
-            put = store.put(
-                bucket,
-                key,
-                body,
-                content_type=content_type,
-                metadata=metadata,
-                if_none_match=self.write_once,
+
+    def _write_stream(
+        self, store: Store, ctx: ExecutionContext, result: Any, stats: InvocationStats
+    ) -> dict[str, Any]:
+        assert self._out_item is not None
+        label = model_name(self.spec.output_model)
+        bucket, key = ctx.workflow_bucket, ctx.output_key
+        if isinstance(result, (str, bytes, bytearray, Mapping)) or not isinstance(result, Iterable):
+            raise OutputValidationError(
+                f"the stage returned a {type(result).__name__}, not an iterable of records, "
+                f"for the output model {label}",
+                bucket=bucket,
+                key=key,
             )
-        except OutputConflictError:
-            existing = store.get(bucket, key)
-            if existing is None or sha256_hex(existing.body) != sha256_hex(body):
-                raise OutputConflictError(
-                    "write_once is on and a different output already exists for this stage",
-                    bucket=bucket,
-                    key=key,
-                ) from None
-            put = PutResult(len(body), sha256_hex(body))
+        try:
+            put, fmt, records = write_record_stream(
+                store,
+                bucket,
+                ctx.execution_id,
+                ctx.current_stage,
+                encode_records(result, self._out_item, label),
+                as_document=self.output_format == "json",
+                part_bytes=self.part_bytes,
+                metadata=lambda count: self._metadata(ctx, count),
+                write_once=self.write_once,
+            )
+        except OutputValidationError as exc:
+            exc.add_context(bucket=bucket, key=key)
+            raise
+        return self._pointer(ctx, stats, put, fmt, records)
+
+    def _pointer(
+        self,
+        ctx: ExecutionContext,
+        stats: InvocationStats,
+        put: PutResult,
+        fmt: str,
+        records: int,
+    ) -> dict[str, Any]:
+        bucket, key = ctx.workflow_bucket, ctx.output_key
         stats.records = records
         stats.output_key = key
         stats.output_bytes = put.bytes
-        stats.output_format = self.output_format
+        stats.output_format = fmt
         return {
             "status": "SUCCESS",
             "stage": ctx.current_stage,
@@ -375,6 +462,6 @@ class StageRuntime:
                 "key": key,
                 "bytes": put.bytes,
                 "sha256": put.sha256,
-                "format": self.output_format,
+                "format": fmt,
             },
         }
