@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from ceap_stage._context import parts_prefix
 from ceap_stage._errors import InputNotFoundError, InputValidationError
-from ceap_stage._formats import Manifest, ManifestPart, decode
+from ceap_stage._formats import JSONL, Manifest, ManifestPart, decode
 from ceap_stage._store import Store
 
 from ._args import GlueArgs
@@ -200,6 +200,16 @@ def _data_parts(spark: SparkSession, directory: str) -> list[tuple[str, int]]:
     return [(name, size) for _order, name, size in found]
 
 
+def _write_columnless(df: DataFrame, args: GlueArgs, store: Store, attempt: str) -> GlueOutput:
+    records = df.count()
+    parts = []
+    if records:
+        key = f"{attempt_prefix(args, attempt)}part-00000.json"
+        put = store.put(args.output_bucket, key, b"{}\n" * records, content_type=JSONL)
+        parts.append(ManifestPart(key, put.bytes))
+    return commit_manifest(store, args, attempt, parts, records)
+
+
 def write_output(
     df: DataFrame,
     args: GlueArgs,
@@ -244,6 +254,10 @@ def write_output(
     attempt = new_attempt_id()
     prefix = attempt_prefix(args, attempt)
     directory = store.uri(args.output_bucket, prefix.rstrip("/"))
+    if not df.schema.fields:
+        # Spark refuses to write a DataFrame without columns (e.g. read from empty input); its
+        # rows, if any, are empty objects.
+        return _write_columnless(df, args, store, attempt)
     if order_by is not None:
         df = df.orderBy(*([order_by] if isinstance(order_by, str) else order_by))
     observation = Observation(f"ceap-{attempt}")

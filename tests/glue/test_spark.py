@@ -1,0 +1,430 @@
+"""The Spark side: read any format into a DataFrame, write parts + manifest, hand off to Lambda.
+
+Runs on one real local PySpark session (``local[1]``) shared by the module (see conftest).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import orjson
+import pytest
+from pydantic import BaseModel
+
+from ceap_stage import InputNotFoundError, InputValidationError, LocalStore
+from ceap_stage._formats import JSON, JSONL, MANIFEST, Manifest, ManifestPart
+from ceap_stage.glue import GlueArgs, read_input, resolve_args, spark_path, write_output
+
+from ._lambda import (
+    Event,
+    ingest_stage,
+    lambda_event,
+    manifest_of,
+    output_of,
+    put_jsonl,
+    put_output,
+    report_stage,
+)
+from .conftest import BUCKET, RUN, job_argv
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+pytestmark = pytest.mark.spark
+
+SCHEMA = "customer_id STRING, kind STRING, seq LONG"
+
+
+def events(n: int, customers: int = 5) -> list[dict[str, Any]]:
+    kinds = ("view", "click", "purchase")
+    return [
+        {"customer_id": f"c-{i % customers:02d}", "kind": kinds[i % 3], "seq": i} for i in range(n)
+    ]
+
+
+def glue_args(current: str = "Aggregate", previous: str | None = "Ingest") -> GlueArgs:
+    return resolve_args(job_argv(current, previous))
+
+
+def rows(df: DataFrame) -> list[dict[str, Any]]:
+    return [r.asDict(recursive=True) for r in df.collect()]
+
+
+def stage_keys(store: LocalStore, stage_name: str) -> list[str]:
+    return store.list_keys(BUCKET, f"executions/{RUN}/{stage_name}/parts/")
+
+
+# -- end to end --------------------------------------------------------------------------------
+
+
+def test_lambda_to_glue_to_lambda_keeps_records_and_order(
+    spark: SparkSession, store: LocalStore
+) -> None:
+    from pyspark.sql import functions as F
+
+    source = events(40)
+    ingest_stage(store)(lambda_event("Ingest", None, initialData=source))
+
+    # The Glue stage: read the Lambda's JSON, enrich it, write parts + manifest.
+    args = glue_args("Enrich", "Ingest")
+    df = read_input(spark, args, schema=SCHEMA, store=store)
+    enriched = df.withColumn("score", F.col("seq") * 10).repartition(3)
+    out = write_output(enriched, args, store=store, order_by="seq", max_records_per_file=7)
+
+    # The next Lambda stage reads the manifest.
+    result = report_stage(store, list[dict[str, Any]])(lambda_event("Report", "Enrich"))
+    report = output_of(store, "Report")
+
+    assert report == [{**e, "score": e["seq"] * 10} for e in source]
+    assert result["recordsProcessed"] == 40
+    assert out.records == 40
+    assert len(out.parts) >= 6  # 40 records, at most 7 per file
+    manifest = manifest_of(store, "Enrich")
+    assert manifest.records == 40
+    assert manifest.parts == out.parts
+    prefix = f"executions/{RUN}/Enrich/parts/{out.attempt}/"
+    for part in manifest.parts:
+        assert part.key.startswith(prefix)
+        assert part.key.rsplit("/", 1)[1].startswith("part-")
+        assert part.key.endswith(".json")
+        assert store.path(BUCKET, part.key).stat().st_size == part.bytes
+    # Only data parts (no _SUCCESS, no checksum files) are in the manifest.
+    assert sorted(p.key for p in manifest.parts) == sorted(
+        k for k in stage_keys(store, "Enrich") if not k.endswith("_SUCCESS")
+    )
+
+
+def test_aggregates_reach_the_next_lambda_typed_and_sorted(
+    spark: SparkSession, store: LocalStore
+) -> None:
+    from pyspark.sql import functions as F
+
+    class Aggregate(BaseModel):
+        customer_id: str
+        events: int
+        purchases: int
+        last_seq: int
+
+    ingest_stage(store)(lambda_event("Ingest", None, initialData=events(60, customers=7)))
+    args = glue_args("Aggregate", "Ingest")
+    df = read_input(spark, args, schema=SCHEMA, store=store)
+    aggregated = df.groupBy("customer_id").agg(
+        F.count(F.lit(1)).alias("events"),
+        F.sum(F.when(F.col("kind") == "purchase", 1).otherwise(0)).alias("purchases"),
+        F.max("seq").alias("last_seq"),
+    )
+    write_output(aggregated, args, store=store, order_by="customer_id")
+
+    report_stage(store, list[Aggregate])(lambda_event("Report", "Aggregate"))
+    report = output_of(store, "Report")
+
+    assert [r["customer_id"] for r in report] == [f"c-{i:02d}" for i in range(7)]
+    by_customer = {r["customer_id"]: r for r in report}
+    expected_events = {f"c-{c:02d}": len(range(c, 60, 7)) for c in range(7)}
+    assert {c: r["events"] for c, r in by_customer.items()} == expected_events
+    assert by_customer["c-00"]["last_seq"] == 56
+    purchases = sum(1 for e in events(60, customers=7) if e["kind"] == "purchase")
+    assert sum(r["purchases"] for r in report) == purchases
+
+
+def test_partition_order_is_the_output_order(spark: SparkSession, store: LocalStore) -> None:
+    df = spark.range(0, 100, numPartitions=4).withColumnRenamed("id", "n")
+    args = glue_args("Numbers", "Ingest")
+
+    out = write_output(df, args, store=store, max_records_per_file=10)
+    report_stage(store)(lambda_event("Report", "Numbers"))
+
+    assert [r["n"] for r in output_of(store, "Report")] == list(range(100))
+    assert len(out.parts) == 12  # 4 partitions of 25 records, files of at most 10
+
+
+def test_null_fields_are_written_as_null(spark: SparkSession, store: LocalStore) -> None:
+    class WithNote(BaseModel):
+        id: int
+        note: str | None  # required: the field must be present, even as null
+
+    df = spark.createDataFrame([(1, "a"), (2, None)], "id LONG, note STRING")
+    write_output(df, glue_args("Notes", "Ingest"), store=store)
+    report_stage(store, list[WithNote])(lambda_event("Report", "Notes"))
+
+    assert output_of(store, "Report") == [{"id": 1, "note": "a"}, {"id": 2, "note": None}]
+
+
+# -- input formats -----------------------------------------------------------------------------
+
+
+def _write_parts(store: LocalStore, stage_name: str, chunks: list[list[dict[str, Any]]]) -> None:
+    parts = []
+    for index, chunk in enumerate(chunks):
+        key = f"executions/{RUN}/{stage_name}/parts/lambda/part-{index:05d}.jsonl"
+        body = b"".join(orjson.dumps(r) + b"\n" for r in chunk)
+        store.put(BUCKET, key, body, content_type=JSONL)
+        parts.append(ManifestPart(key, len(body)))
+    manifest = Manifest(records=sum(len(c) for c in chunks), parts=tuple(parts))
+    put_output(store, stage_name, manifest.to_bytes(), MANIFEST)
+
+
+@pytest.mark.parametrize("schema", [None, SCHEMA])
+@pytest.mark.parametrize("fmt", ["json", "jsonl", "jsonl-no-content-type", "manifest"])
+def test_each_input_format_reads_in_order(
+    spark: SparkSession, store: LocalStore, fmt: str, schema: str | None
+) -> None:
+    source = events(30)
+    if fmt == "json":
+        put_output(store, "Ingest", orjson.dumps(source), JSON)
+    elif fmt == "jsonl":
+        put_jsonl(store, "Ingest", source)
+    elif fmt == "jsonl-no-content-type":
+        path = store.path(BUCKET, f"executions/{RUN}/Ingest/output.json")
+        path.parent.mkdir(parents=True)
+        path.write_bytes(b"\n".join(orjson.dumps(r) for r in source) + b"\n")
+    else:
+        # Sizes chosen so a reader that lets Spark order the files by size would reorder them.
+        _write_parts(store, "Ingest", [source[:2], source[2:25], source[25:]])
+
+    df = read_input(spark, glue_args(), schema=schema, store=store)
+
+    assert rows(df.select("customer_id", "kind", "seq")) == source
+
+
+def test_a_single_json_object_is_one_row(spark: SparkSession, store: LocalStore) -> None:
+    put_output(
+        store, "Ingest", orjson.dumps({"customer_id": "c-1", "kind": "view", "seq": 7}), JSON
+    )
+
+    df = read_input(spark, glue_args(), store=store)
+
+    assert rows(df) == [{"customer_id": "c-1", "kind": "view", "seq": 7}]
+
+
+def test_the_glue_output_is_a_valid_input_for_another_glue_stage(
+    spark: SparkSession, store: LocalStore
+) -> None:
+    put_jsonl(store, "Ingest", events(12))
+    first = read_input(spark, glue_args("Enrich", "Ingest"), store=store)
+    write_output(first.repartition(3), glue_args("Enrich", "Ingest"), store=store, order_by="seq")
+
+    again = read_input(spark, glue_args("Aggregate", "Enrich"), schema=SCHEMA, store=store)
+
+    assert rows(again) == events(12)
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [(b"[]", JSON), (b"", JSONL), (Manifest(records=0, parts=()).to_bytes(), MANIFEST)],
+    ids=["json", "jsonl", "manifest"],
+)
+@pytest.mark.parametrize("schema", [None, SCHEMA])
+def test_empty_input_gives_an_empty_dataframe_and_empty_output(
+    spark: SparkSession, store: LocalStore, body: bytes, content_type: str, schema: str | None
+) -> None:
+    put_output(store, "Ingest", body, content_type)
+    args = glue_args()
+
+    df = read_input(spark, args, schema=schema, store=store)
+    out = write_output(df, args, store=store)
+    report_stage(store)(lambda_event("Report", "Aggregate"))
+
+    assert df.count() == 0
+    if schema is not None:
+        assert df.columns == ["customer_id", "kind", "seq"]
+    assert out.records == 0
+    assert manifest_of(store, "Aggregate").records == 0
+    assert output_of(store, "Report") == []
+
+
+# -- input errors ------------------------------------------------------------------------------
+
+
+def test_missing_input_is_input_not_found(spark: SparkSession, store: LocalStore) -> None:
+    with pytest.raises(InputNotFoundError) as info:
+        read_input(spark, glue_args(), store=store)
+
+    assert info.value.execution_id == RUN
+    assert info.value.stage == "Aggregate"
+    assert info.value.key == f"executions/{RUN}/Ingest/output.json"
+
+
+def test_a_type_mismatch_against_the_schema_is_input_validation(
+    spark: SparkSession, store: LocalStore
+) -> None:
+    bad = [*events(3), {"customer_id": "c-9", "kind": "view", "seq": "secret-not-a-number"}]
+    put_jsonl(store, "Ingest", bad)
+
+    with pytest.raises(InputValidationError) as info:
+        read_input(spark, glue_args(), schema=SCHEMA, store=store)
+
+    message = str(info.value)
+    assert "does not match the schema" in message
+    assert RUN in message
+    assert "Aggregate" in message
+    assert f"executions/{RUN}/Ingest/output.json" in message
+    assert "secret-not-a-number" not in message
+
+
+def test_a_null_in_a_not_null_field_is_input_validation(
+    spark: SparkSession, store: LocalStore
+) -> None:
+    put_jsonl(store, "Ingest", [*events(2), {"customer_id": "c-9", "kind": "view"}])
+
+    with pytest.raises(InputValidationError, match="1 records lack a value for a NOT NULL"):
+        read_input(spark, glue_args(), schema=f"{SCHEMA} NOT NULL", store=store)
+    # Nullable, the same input reads fine.
+    assert read_input(spark, glue_args(), schema=SCHEMA, store=store).count() == 3
+
+
+def test_an_unvalidated_mismatch_fails_at_write(spark: SparkSession, store: LocalStore) -> None:
+    put_jsonl(store, "Ingest", [*events(2), {"customer_id": "c", "kind": "v", "seq": "x"}])
+    args = glue_args()
+
+    df = read_input(spark, args, schema=SCHEMA, store=store, validate=False)
+    with pytest.raises(InputValidationError, match="does not match the schema"):
+        write_output(df, args, store=store)
+
+    assert store.get(BUCKET, args.output_key) is None
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [(b"[1, 2]", JSON), (b'"text"', JSON), (b'{"a": 1}\n[2]\n', JSONL), (b"{not json", JSON)],
+)
+def test_values_that_are_not_records_are_refused(
+    spark: SparkSession, store: LocalStore, body: bytes, content_type: str
+) -> None:
+    put_output(store, "Ingest", body, content_type)
+
+    with pytest.raises(InputValidationError) as info:
+        read_input(spark, glue_args(), store=store)
+
+    assert info.value.key == f"executions/{RUN}/Ingest/output.json"
+
+
+def test_a_manifest_part_outside_the_stage_prefix_is_refused(
+    spark: SparkSession, store: LocalStore
+) -> None:
+    put_jsonl(store, "Other", events(3))
+    stolen = ManifestPart(f"executions/{RUN}/Other/output.json", 10)
+    put_output(store, "Ingest", Manifest(records=3, parts=(stolen,)).to_bytes(), MANIFEST)
+
+    with pytest.raises(InputValidationError, match="outside the stage's parts prefix"):
+        read_input(spark, glue_args(), store=store)
+
+
+def test_a_corrupt_manifest_part_is_refused(spark: SparkSession, store: LocalStore) -> None:
+    _write_parts(store, "Ingest", [events(2)])
+    manifest = manifest_of(store, "Ingest")
+    store.path(BUCKET, manifest.parts[0].key).write_bytes(b'{"customer_id": "c"}\n{broken\n')
+
+    with pytest.raises(InputValidationError, match="not valid JSON Lines"):
+        read_input(spark, glue_args(), store=store)
+
+
+# -- reruns ------------------------------------------------------------------------------------
+
+
+def test_a_rerun_after_a_failed_attempt_leaves_no_stale_parts(
+    spark: SparkSession, store: LocalStore
+) -> None:
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import LongType
+
+    put_jsonl(store, "Ingest", events(20))
+    args = glue_args()
+    df = read_input(spark, args, schema=SCHEMA, store=store)
+
+    def explode_at_15(seq: int) -> int:
+        if seq == 15:
+            raise RuntimeError("boom")
+        return seq
+
+    failing = df.repartition(4, "seq").withColumn(
+        "checked", F.udf(explode_at_15, LongType())("seq")
+    )
+    with pytest.raises(Exception, match="boom"):
+        write_output(failing, args, store=store)
+    assert store.get(BUCKET, args.output_key) is None  # a failed stage writes no output.json
+    # What a crashed driver could leave behind: a whole attempt without a manifest.
+    crashed = f"{args.parts_prefix}19700101T000000Z-crashed/part-00000-x-c000.json"
+    store.put(BUCKET, crashed, b'{"customer_id": "stale", "kind": "view", "seq": -1}\n')
+
+    out = write_output(df, args, store=store)
+    report_stage(store)(lambda_event("Report", "Aggregate"))
+
+    assert output_of(store, "Report") == events(20)
+    keys = [k for k in stage_keys(store, "Aggregate") if not k.endswith("_SUCCESS")]
+    assert sorted(keys) == sorted(p.key for p in out.parts)
+    parts_dir = store.path(BUCKET, args.parts_prefix.rstrip("/"))
+    assert [p.name for p in parts_dir.iterdir()] == [out.attempt]
+
+
+def test_a_redrive_replaces_the_earlier_output(spark: SparkSession, store: LocalStore) -> None:
+    args = glue_args()
+    first = write_output(spark.range(0, 10).withColumnRenamed("id", "n"), args, store=store)
+    second = write_output(spark.range(100, 103).withColumnRenamed("id", "n"), args, store=store)
+    report_stage(store)(lambda_event("Report", "Aggregate"))
+
+    assert first.attempt != second.attempt
+    assert output_of(store, "Report") == [{"n": 100}, {"n": 101}, {"n": 102}]
+    assert all(second.attempt in k for k in stage_keys(store, "Aggregate"))
+
+
+def test_a_failed_rerun_keeps_the_committed_output_readable(
+    spark: SparkSession, store: LocalStore
+) -> None:
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import LongType
+
+    args = glue_args()
+    write_output(spark.range(0, 5).withColumnRenamed("id", "n"), args, store=store)
+
+    def fail(n: int) -> int:
+        raise RuntimeError("boom")
+
+    broken = spark.range(0, 5).withColumn("n", F.udf(fail, LongType())("id"))
+    with pytest.raises(Exception, match="boom"):
+        write_output(broken, args, store=store)
+    report_stage(store)(lambda_event("Report", "Aggregate"))
+
+    assert output_of(store, "Report") == [{"n": n} for n in range(5)]
+
+
+# -- paths -------------------------------------------------------------------------------------
+
+
+def test_local_store_paths_are_file_urls(store: LocalStore, tmp_path: Path) -> None:
+    url = spark_path(BUCKET, "executions/r/S/output.json", store)
+
+    assert url == (tmp_path / "store" / BUCKET / "executions/r/S/output.json").as_uri()
+
+
+def test_s3_paths_are_used_as_they_are(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CEAP_STORE", raising=False)
+
+    assert spark_path(BUCKET, "executions/r/S/output.json") == (
+        f"s3://{BUCKET}/executions/r/S/output.json"
+    )
+
+
+def test_ceap_store_selects_the_local_store(
+    spark: SparkSession, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CEAP_STORE", (tmp_path / "env-store").as_uri())
+    local = LocalStore(tmp_path / "env-store")
+    put_jsonl(local, "Ingest", events(4))
+    args = glue_args()
+
+    write_output(read_input(spark, args), args)
+
+    assert manifest_of(local, "Aggregate").records == 4
+
+
+def test_event_model_round_trip(spark: SparkSession, store: LocalStore) -> None:
+    """The report stage validates the Glue output with the same model the first stage used."""
+    ingest_stage(store)(lambda_event("Ingest", None, initialData=events(5)))
+    args = glue_args("Copy", "Ingest")
+    write_output(read_input(spark, args, schema=SCHEMA, store=store), args, store=store)
+
+    report_stage(store, list[Event])(lambda_event("Report", "Copy"))
+
+    assert output_of(store, "Report") == events(5)
