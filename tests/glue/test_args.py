@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from ceap_stage import ContextResolutionError
@@ -47,9 +49,7 @@ def test_first_glue_stage_reads_the_initial_output(previous: str | None) -> None
 
 
 def test_equals_syntax_and_unknown_glue_options_are_accepted() -> None:
-    argv = [
-        a if not a.startswith("--current-stage") else a for a in job_argv("Aggregate", "Ingest")
-    ]
+    argv = job_argv("Aggregate", "Ingest")
     i = argv.index("--current-stage")
     argv[i : i + 2] = ["--current-stage=Aggregate"]
     argv += ["--job-bookmark-option", "job-bookmark-disable", "--TempDir", "s3://tmp/x"]
@@ -73,8 +73,9 @@ def test_extra_arguments_are_required_and_returned() -> None:
 
 @pytest.mark.parametrize("missing", REQUIRED_ARGUMENTS)
 def test_a_missing_argument_is_named(missing: str) -> None:
+    overrides: dict[str, Any] = {missing: None}
     with pytest.raises(ContextResolutionError) as info:
-        resolve_args(job_argv(**{missing: None}))
+        resolve_args(job_argv(**overrides))
 
     assert f"--{missing}" in str(info.value)
     assert "incomplete or malformed" in str(info.value)
@@ -117,7 +118,7 @@ def test_a_key_outside_the_convention_is_refused(override: dict[str, str], expec
 def test_first_stage_must_read_the_initial_key() -> None:
     argv = job_argv("Aggregate", None, input_key=f"executions/{RUN}/Ingest/output.json")
 
-    with pytest.raises(ContextResolutionError, match="initial/output.json"):
+    with pytest.raises(ContextResolutionError, match=r"initial/output\.json"):
         resolve_args(argv)
 
 
