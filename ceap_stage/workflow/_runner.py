@@ -224,13 +224,16 @@ def _ensure_spark() -> Any:
     if active is not None:
         return None
     builder: Any = SparkSession.builder
-    return (
+    session = (
         builder.master(os.environ.get("CEAP_SPARK_MASTER", "local[2]"))
         .appName("ceap-stage-run")
         .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
         .config("spark.sql.shuffle.partitions", "4")
         .getOrCreate()
     )
+    session.sparkContext.setLogLevel("ERROR")
+    return session
 
 
 class LocalRunner:

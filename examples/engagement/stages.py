@@ -22,8 +22,8 @@ from .models import (
 
 _CHANNELS = frozenset({"web", "ios", "android", "email"})
 _BOT_MARKERS = ("bot", "crawler", "spider", "headless")
-GOLD_SCORE = 60
-SILVER_SCORE = 20
+GOLD_SCORE = 150
+SILVER_SCORE = 40
 
 
 @stage(name="ETLStage")

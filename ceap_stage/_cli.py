@@ -1,0 +1,397 @@
+"""The ``ceap-stage`` command line.
+
+Commands::
+
+    ceap-stage run WORKFLOW [--input FILE] [--store file://DIR | s3://BUCKET] [--execution-id ID]
+    ceap-stage asl WORKFLOW           print the state machine definition (ASL JSON)
+    ceap-stage template WORKFLOW      print the CloudFormation template (JSON)
+    ceap-stage invoke module:handler --event FILE [--store URL]
+
+``WORKFLOW`` is a Python module exposing a ``WorkflowConfiguration`` (as ``workflow``) or a
+YAML/JSON file. Exit status: 0 on success, 1 when a stage fails (the error class is printed),
+2 for a usage or configuration error. The module imports only the standard library; the rest is
+imported by the command that needs it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+if TYPE_CHECKING:
+    from ceap_stage._store import Store
+    from ceap_stage.workflow import WorkflowConfiguration
+    from ceap_stage.workflow._config import Step
+    from ceap_stage.workflow._runner import RunResult, StageOutcome
+
+__all__ = ["main"]
+
+EXIT_OK = 0
+EXIT_STAGE_FAILED = 1
+EXIT_USAGE = 2
+DEFAULT_STORE = "file://.ceap"
+
+
+class _UsageError(Exception):
+    """A problem with the command line or the configuration (exit status 2)."""
+
+
+def _human_bytes(size: int | None) -> str:
+    if size is None:
+        return "-"
+    value = float(size)
+    for unit in ("B", "kB", "MB", "GB"):
+        if value < 1000 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{size} B"  # pragma: no cover - the loop always returns
+
+
+def _seconds(value: float) -> str:
+    return f"{value:.2f} s" if value < 60 else f"{value / 60:.1f} min"
+
+
+class ConsoleReporter:
+    """Prints a local run's progress and summary for humans."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+        self.total = 0
+
+    def _print(self, text: str = "") -> None:
+        print(text, file=self.out, flush=True)
+
+    def run_started(self, result: RunResult, config: WorkflowConfiguration) -> None:
+        self.total = len(config.steps)
+        self._print(
+            f"ceap-stage run: workflow {config.workflow_name} ({config.workflow_type.value}, "
+            f"{self.total} steps), execution {result.execution_id}"
+        )
+        self._print(f"store: {_describe_store(result.store)}, bucket {result.bucket}")
+
+    def stage_started(self, index: int, step: Step) -> None:
+        target = getattr(step, "function_name", None) or getattr(step, "job_name", "")
+        kind = "Lambda" if step.type == "lambda" else "Glue job"
+        self._print(f"[{index + 1}/{self.total}] {step.state_name} ({kind} {target}) running ...")
+
+    def attempt_failed(
+        self, step: Step, attempt: int, error: BaseException, retry_in: float | None
+    ) -> None:
+        what = f"{type(error).__name__}: {error}"
+        if retry_in is None:
+            self._print(f"      attempt {attempt} failed with {what}")
+        else:
+            self._print(
+                f"      attempt {attempt} failed with {what}; retrying in {_seconds(retry_in)}"
+            )
+
+    def stage_finished(self, index: int, outcome: StageOutcome) -> None:
+        prefix = f"[{index + 1}/{self.total}] {outcome.stage}"
+        retries = f", {outcome.attempts} attempts" if outcome.attempts > 1 else ""
+        if outcome.status == "SUCCEEDED":
+            records = "-" if outcome.records is None else str(outcome.records)
+            self._print(
+                f"{prefix} succeeded: {records} records, {_human_bytes(outcome.bytes)}, "
+                f"{_seconds(outcome.seconds)}{retries}"
+            )
+        else:
+            self._print(f"{prefix} FAILED with {outcome.error_type}{retries}")
+
+    def summary(self, result: RunResult) -> None:
+        rows = [("STAGE", "STATUS", "RECORDS", "BYTES", "TIME", "OUTPUT")]
+        for s in result.stages:
+            done = s.status == "SUCCEEDED"
+            rows.append(
+                (
+                    s.stage,
+                    s.status if s.status != "FAILED" else f"FAILED ({s.error_type})",
+                    "-" if s.records is None else str(s.records),
+                    _human_bytes(s.bytes),
+                    _seconds(s.seconds) if s.status != "NOT_RUN" else "-",
+                    (s.output or "-") if done else "-",
+                )
+            )
+        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+        self._print()
+        for row in rows:
+            cells = [
+                cell.rjust(w) if i in (2, 3, 4) else cell.ljust(w)
+                for i, (cell, w) in enumerate(zip(row, widths, strict=True))
+            ]
+            self._print("  ".join(cells).rstrip())
+        self._print()
+        total = sum(s.seconds for s in result.stages)
+        if result.succeeded:
+            self._print(f"Execution {result.execution_id} succeeded in {_seconds(total)}.")
+            self._print(f"Outputs: {result.execution_location}")
+            self._print(f"Final output: {result.final_output}")
+        else:
+            failed = result.failed_stage
+            assert failed is not None
+            self._print(
+                f"Execution {result.execution_id} FAILED at stage {failed.stage} with "
+                f"{failed.error_type}: {failed.error_message}"
+            )
+            self._print(f"Outputs of the stages that succeeded: {result.execution_location}")
+
+
+def _describe_store(store: Store) -> str:
+    from ceap_stage._store import LocalStore
+
+    if isinstance(store, LocalStore):
+        root = store.root
+        try:
+            return f"local directory {root.relative_to(Path.cwd())}"
+        except ValueError:
+            return f"local directory {root}"
+    return "S3"
+
+
+def _parse_store(url: str) -> tuple[Store, str | None]:
+    """The store a ``--store`` value names, and the bucket it pins (``s3://BUCKET``)."""
+    from ceap_stage._store import store_from_url
+
+    if url.startswith("s3://"):
+        from ceap_stage._context import validate_bucket
+        from ceap_stage._errors import ContextResolutionError
+
+        bucket = url[len("s3://") :].strip("/") or None
+        if bucket is not None:
+            try:
+                validate_bucket(bucket, "the --store bucket")
+            except ContextResolutionError as exc:
+                raise _UsageError(str(exc)) from None
+        return store_from_url("s3://"), bucket
+    try:
+        return store_from_url(url), None
+    except ValueError as exc:
+        raise _UsageError(str(exc)) from None
+
+
+def _read_json(path: str, what: str) -> Any:
+    import orjson
+
+    try:
+        return orjson.loads(Path(path).read_bytes())
+    except FileNotFoundError:
+        raise _UsageError(f"{what}: no file at {path}") from None
+    except orjson.JSONDecodeError as exc:
+        raise _UsageError(f"{what}: {path} is not valid JSON ({exc.msg})") from None
+
+
+def _load(path: str) -> Any:
+    from ceap_stage.workflow import load_workflow
+
+    try:
+        return load_workflow(path)
+    except ValueError as exc:  # WorkflowConfigurationError is a ValueError
+        raise _UsageError(str(exc)) from None
+
+
+def _quiet_logs(verbose: bool) -> None:
+    """Stage logs and EMF metrics are JSON lines for CloudWatch; shown with --verbose only.
+
+    Variables already set in the environment are kept.
+    """
+    if verbose:
+        os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "INFO")
+        return
+    os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
+    os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
+    import logging
+
+    glue_logger = logging.getLogger("ceap_stage.glue")
+    if not glue_logger.handlers:
+        # The Glue helper installs its JSON handler only on a logger without handlers.
+        glue_logger.addHandler(logging.NullHandler())
+        glue_logger.setLevel(logging.WARNING)
+
+
+def _cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from ceap_stage.workflow._runner import LocalRunError, LocalRunner
+
+    _quiet_logs(args.verbose)
+    loaded = _load(args.workflow)
+    store, bucket = _parse_store(args.store)
+    if args.input is not None:
+        initial = _read_json(args.input, "--input")
+    elif loaded.sample_input is not None:
+        initial = loaded.sample_input()
+    else:
+        raise _UsageError(
+            f"{args.workflow} has no sample_input(); give the execution input with --input FILE"
+        )
+    reporter = ConsoleReporter(out)
+    try:
+        runner = LocalRunner(
+            loaded,
+            store=store,
+            bucket=bucket,
+            retry_delay_scale=args.retry_delay_scale,
+            reporter=reporter,
+        )
+        result = runner.run(initial, execution_id=args.execution_id)
+    except LocalRunError as exc:
+        raise _UsageError(str(exc)) from None
+    except ValueError as exc:  # a bad --execution-id or bucket
+        raise _UsageError(str(exc)) from None
+    reporter.summary(result)
+    if result.succeeded:
+        return EXIT_OK
+    failed = result.failed_stage
+    assert failed is not None
+    print(
+        f"error: stage {failed.stage} failed with {failed.error_type}: {failed.error_message}",
+        file=err,
+    )
+    if args.verbose and result.error is not None:
+        import traceback
+
+        traceback.print_exception(result.error, file=err)
+    return EXIT_STAGE_FAILED
+
+
+def _cmd_asl(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from ceap_stage.workflow import definition_json
+
+    print(definition_json(_load(args.workflow).config, indent=not args.compact), file=out)
+    return EXIT_OK
+
+
+def _cmd_template(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from ceap_stage.workflow import template_json
+
+    print(template_json(_load(args.workflow).config, indent=not args.compact), file=out)
+    return EXIT_OK
+
+
+def _cmd_invoke(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    import orjson
+
+    from ceap_stage._errors import CeapStageError
+    from ceap_stage.testing import FakeLambdaContext
+    from ceap_stage.workflow import load_handler
+
+    _quiet_logs(args.verbose)
+    event = _read_json(args.event, "--event")
+    store_url = args.store or os.environ.get("CEAP_STORE") or DEFAULT_STORE
+    if store_url.startswith("s3:"):
+        os.environ.pop("CEAP_STORE", None)
+    else:
+        os.environ["CEAP_STORE"] = store_url
+    try:
+        handler = load_handler(args.handler)
+    except ValueError as exc:
+        raise _UsageError(str(exc)) from None
+    function_name = args.handler.partition(":")[2].replace(".", "-")[:64] or "handler"
+    try:
+        result = handler(event, FakeLambdaContext(function_name=function_name))
+    except CeapStageError as exc:
+        print(f"error: {type(exc).__name__}: {exc}", file=err)
+        return EXIT_STAGE_FAILED
+    except Exception as exc:
+        print(f"error: {type(exc).__name__}: {exc}", file=err)
+        if args.verbose:
+            import traceback
+
+            traceback.print_exception(exc, file=err)
+        return EXIT_STAGE_FAILED
+    print(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode(), file=out)
+    return EXIT_OK
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ceap-stage",
+        description="Typed stages for AWS Step Functions workflows: run them locally, "
+        "generate their state machine and stack.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser(
+        "run",
+        help="run a workflow locally, stage by stage",
+        description="Run every step in order in this process, with the events the state "
+        "machine would send.",
+    )
+    run.add_argument("workflow", help="a .py module exposing `workflow`, or a .yaml/.json file")
+    run.add_argument(
+        "--input",
+        metavar="FILE",
+        help="the execution input (JSON: an SQS batch as the pipe sends it); default: the "
+        "module's sample_input()",
+    )
+    run.add_argument(
+        "--store",
+        default=DEFAULT_STORE,
+        metavar="URL",
+        help=f"file://DIR (a local directory) or s3://BUCKET (default: {DEFAULT_STORE})",
+    )
+    run.add_argument("--execution-id", metavar="ID", help="default: a new local-... id")
+    run.add_argument(
+        "--retry-delay-scale",
+        type=float,
+        default=1.0,
+        metavar="F",
+        help="multiply the configured retry intervals by F (0: retry at once; default 1)",
+    )
+    run.add_argument("-v", "--verbose", action="store_true", help="show the stages' JSON logs")
+    run.set_defaults(func=_cmd_run)
+
+    asl = commands.add_parser("asl", help="print the state machine definition (ASL JSON)")
+    asl.add_argument("workflow", help="a .py module exposing `workflow`, or a .yaml/.json file")
+    asl.add_argument("--compact", action="store_true", help="one line, no indentation")
+    asl.set_defaults(func=_cmd_asl)
+
+    template = commands.add_parser("template", help="print the CloudFormation template (JSON)")
+    template.add_argument(
+        "workflow", help="a .py module exposing `workflow`, or a .yaml/.json file"
+    )
+    template.add_argument("--compact", action="store_true", help="one line, no indentation")
+    template.set_defaults(func=_cmd_template)
+
+    invoke = commands.add_parser(
+        "invoke", help="invoke one Lambda handler with an event file and a fake context"
+    )
+    invoke.add_argument("handler", help="the handler as package.module:attribute")
+    invoke.add_argument("--event", required=True, metavar="FILE", help="the event (JSON)")
+    invoke.add_argument(
+        "--store",
+        metavar="URL",
+        help=f"file://DIR or s3:// (default: CEAP_STORE, else {DEFAULT_STORE})",
+    )
+    invoke.add_argument("-v", "--verbose", action="store_true", help="show the stage's logs")
+    invoke.set_defaults(func=_cmd_invoke)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``ceap-stage`` command line and return its exit status.
+
+    Args:
+        argv: The arguments without the program name (default: ``sys.argv[1:]``).
+
+    Example:
+        >>> main(["asl", "examples/engagement/workflow.py", "--compact"])  # doctest: +SKIP
+        {"Comment":"engagement (EXPRESS): ETLStage -> ...
+        0
+    """
+    args = _parser().parse_args(argv)
+    # Like `python -m`, make modules in the working directory importable (handlers, workflows).
+    cwd = os.getcwd()
+    if cwd not in sys.path:
+        sys.path.insert(0, cwd)
+    try:
+        status: int = args.func(args, sys.stdout, sys.stderr)
+    except _UsageError as exc:
+        print(f"ceap-stage {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    return status
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
