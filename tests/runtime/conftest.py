@@ -54,7 +54,7 @@ class Backend:
         path = self.root / self.bucket / key
         return path.read_bytes() if path.is_file() else None
 
-    def keys(self) -> list[str]:
+    def all_keys(self) -> list[str]:
         """Every key in the bucket (sidecars excluded)."""
         if self.client is not None:
             listing = self.client.list_objects_v2(Bucket=self.bucket)
