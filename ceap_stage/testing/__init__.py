@@ -16,7 +16,7 @@ from ceap_stage._observability import Capture
 
 from ._events import DEFAULT_BUCKET, DEFAULT_EXECUTION_ID, build_event
 from ._lambda import FakeCognitoIdentity, FakeLambdaContext
-from ._moto import MotoS3Store
+from ._moto import MotoS3Store, mock_s3_store
 from ._run import StageRun, capture_logs, run_stage
 
 __all__ = [
@@ -29,5 +29,6 @@ __all__ = [
     "StageRun",
     "build_event",
     "capture_logs",
+    "mock_s3_store",
     "run_stage",
 ]
