@@ -57,9 +57,13 @@ def test_a_lazy_schema_mismatch_in_user_code_exits_with_input_validation(
 ) -> None:
     put_jsonl(store, "Ingest", [{"customer_id": "c", "seq": "secret-not-a-number"}])
 
-    with pytest.raises(SystemExit) as info, glue_job(job_argv(), store=store) as job:
-        df = job.read_input(schema="customer_id STRING, seq LONG", validate=False)
-        df.collect()  # the user's own action meets the malformed record
+    def run() -> None:
+        with glue_job(job_argv(), store=store) as job:
+            df = job.read_input(schema="customer_id STRING, seq LONG", validate=False)
+            df.collect()  # the user's own action meets the malformed record
+
+    with pytest.raises(SystemExit) as info:
+        run()
 
     assert info.value.code == 1
     assert isinstance(info.value.__cause__, InputValidationError)

@@ -306,7 +306,7 @@ def _shell_round_trip_on_s3(store: Any, client: Any, bucket: str) -> None:
 def test_shell_job_on_a_moto_server(moto_server: str, moto_bucket: str) -> None:
     from ceap_stage import S3Store
 
-    from ..conftest import s3_client
+    from tests.conftest import s3_client
 
     _shell_round_trip_on_s3(S3Store(endpoint_url=moto_server), s3_client(moto_server), moto_bucket)
 
@@ -316,7 +316,7 @@ def test_shell_job_on_in_process_moto() -> None:
 
     from ceap_stage import S3Store
 
-    from ..conftest import create_bucket, s3_client
+    from tests.conftest import create_bucket, s3_client
 
     with mock_aws():
         client = s3_client()
