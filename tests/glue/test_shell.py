@@ -305,7 +305,6 @@ def _shell_round_trip_on_s3(store: Any, client: Any, bucket: str) -> None:
 
 def test_shell_job_on_a_moto_server(moto_server: str, moto_bucket: str) -> None:
     from ceap_stage import S3Store
-
     from tests.conftest import s3_client
 
     _shell_round_trip_on_s3(S3Store(endpoint_url=moto_server), s3_client(moto_server), moto_bucket)
@@ -315,7 +314,6 @@ def test_shell_job_on_in_process_moto() -> None:
     from moto import mock_aws
 
     from ceap_stage import S3Store
-
     from tests.conftest import create_bucket, s3_client
 
     with mock_aws():
