@@ -78,7 +78,9 @@ def run_pipeline(store: LocalStore, monkeypatch: pytest.MonkeyPatch) -> Any:
     def filter_stage(events: list[EngagementEvent]) -> list[EngagementEvent]:
         return events
 
-    @stage(store=store, input_model=list[model], output_model=list[model])
+    rows_model: Any = list[model]  # type: ignore[valid-type]
+
+    @stage(store=store, input_model=rows_model, output_model=rows_model)
     def report_stage(rows: Any) -> Any:
         return rows
 
