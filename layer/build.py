@@ -35,6 +35,7 @@ import argparse
 import csv
 import hashlib
 import io
+import json
 import os
 import shutil
 import stat
@@ -180,6 +181,43 @@ def wheel_version(wheel: Path) -> str:
     return wheel.name.split("-")[1]
 
 
+def _target_args(target: Target, site: Path) -> list[str]:
+    args = ["--only-binary=:all:", "--implementation", "cp", "--python-version", target.python]
+    for platform in target.platforms():
+        args += ["--platform", platform]
+    return [*args, "--target", str(site)]
+
+
+def resolve(
+    target: Target,
+    wheel: Path,
+    report: Path,
+    *,
+    cache_dir: Path | None = None,
+    constraints: Sequence[Path] = (),
+) -> list[str]:
+    """Resolve ``wheel`` with :data:`EXTRAS` for ``target``; return what the layer installs.
+
+    The result is the download URL of every resolved distribution but ceap-stage itself and
+    :data:`RUNTIME_PROVIDED` (resolving first and installing those with ``--no-deps`` saves
+    unpacking ~35 MB of botocore only to delete it).
+    """
+    _, utils = _packaging()
+    extras = f"[{','.join(EXTRAS)}]" if EXTRAS else ""
+    args = ["install", "--quiet", "--dry-run", "--ignore-installed", "--report", str(report)]
+    args += _target_args(target, report.parent / "resolve-target")
+    for constraint in constraints:
+        args += ["--constraint", str(constraint)]
+    _pip([*args, f"{wheel}{extras}"], cache_dir)
+    resolved = json.loads(report.read_text(encoding="utf-8"))["install"]
+    return sorted(
+        item["download_info"]["url"]
+        for item in resolved
+        if not item.get("requested")
+        and utils.canonicalize_name(item["metadata"]["name"]) not in RUNTIME_PROVIDED
+    )
+
+
 def pip_install(
     target: Target,
     wheel: Path,
@@ -188,25 +226,16 @@ def pip_install(
     cache_dir: Path | None = None,
     constraints: Sequence[Path] = (),
 ) -> None:
-    """Install ``wheel`` with :data:`EXTRAS` and its dependencies for ``target`` into ``site``."""
-    args = [
-        "install",
-        "--quiet",
-        "--no-compile",
-        "--only-binary=:all:",
-        "--implementation",
-        "cp",
-        "--python-version",
-        target.python,
-        "--target",
-        str(site),
-    ]
-    for platform in target.platforms():
-        args += ["--platform", platform]
-    for constraint in constraints:
-        args += ["--constraint", str(constraint)]
-    extras = f"[{','.join(EXTRAS)}]" if EXTRAS else ""
-    _pip([*args, f"{wheel}{extras}"], cache_dir)
+    """Install ``wheel`` and the dependencies :func:`resolve` picks for ``target`` into ``site``."""
+    urls = resolve(
+        target,
+        wheel,
+        site.parent / f"{site.name}-resolved.json",
+        cache_dir=cache_dir,
+        constraints=constraints,
+    )
+    args = ["install", "--quiet", "--no-deps", "--no-compile", *_target_args(target, site)]
+    _pip([*args, str(wheel), *urls], cache_dir)
 
 
 # ----------------------------------------------------------------------------------------------
