@@ -244,6 +244,8 @@ def build_template(config: WorkflowConfiguration) -> dict[str, Any]:
     if not express:
         resources["FailedExecutionsQueue"] = {
             "Type": "AWS::SQS::Queue",
+            "DeletionPolicy": "Retain",
+            "UpdateReplacePolicy": "Retain",
             "Properties": {"MessageRetentionPeriod": 1_209_600, "SqsManagedSseEnabled": True},
         }
         resources["FailedExecutionsRule"] = {

@@ -1,0 +1,73 @@
+"""Handlers for runner tests: ones that record their events, fail, or fail transiently."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+
+from ceap_stage import ExecutionContext, InputValidationError, TransientStorageError, stage
+
+#: Every event a handler here received, in order (tests clear it).
+EVENTS: list[dict[str, Any]] = []
+#: How many attempts each (execution, stage) has made.
+ATTEMPTS: dict[tuple[str, str], int] = {}
+#: How many leading attempts of the flaky stage fail (tests set it).
+FLAKY_FAILURES = {"count": 1}
+
+
+class Item(BaseModel):
+    id: int
+    value: float
+
+
+def _note(ctx: ExecutionContext) -> int:
+    key = (ctx.execution_id, ctx.current_stage)
+    ATTEMPTS[key] = ATTEMPTS.get(key, 0) + 1
+    return ATTEMPTS[key]
+
+
+def recording(event: dict[str, Any], lambda_context: Any) -> dict[str, Any]:
+    """Wraps ``first`` to keep the exact event it was sent."""
+    EVENTS.append(event)
+    return first(event, lambda_context)
+
+
+@stage
+def first(records: list[dict[str, Any]], ctx: ExecutionContext) -> list[Item]:
+    _note(ctx)
+    return [Item(id=r["id"], value=float(r["value"])) for r in records]
+
+
+@stage
+def double(items: list[Item], ctx: ExecutionContext) -> list[Item]:
+    _note(ctx)
+    return [Item(id=i.id, value=i.value * 2) for i in items]
+
+
+@stage
+def flaky(items: list[Item], ctx: ExecutionContext) -> list[Item]:
+    attempt = _note(ctx)
+    if attempt <= FLAKY_FAILURES["count"]:
+        raise TransientStorageError("S3 is throttling (simulated)", key=ctx.input_key)
+    return items
+
+
+@stage
+def broken(items: list[Item], ctx: ExecutionContext) -> list[Item]:
+    _note(ctx)
+    raise InputValidationError("the input fails the model (simulated)", key=ctx.input_key)
+
+
+def batch(*values: float) -> list[dict[str, Any]]:
+    """An SQS batch as EventBridge Pipes sends it, one item per record."""
+    import json
+
+    return [
+        {
+            "messageId": f"m-{i}",
+            "body": json.dumps({"id": i, "value": v}),
+            "eventSource": "aws:sqs",
+        }
+        for i, v in enumerate(values)
+    ]
