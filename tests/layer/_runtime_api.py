@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import queue
+import sys
 import threading
 import time
 import uuid
@@ -25,6 +26,7 @@ from typing import Any
 
 PREFIX = "/2018-06-01/runtime"
 FUNCTION_ARN = "arn:aws:lambda:us-east-1:123456789012:function:score"
+TRACE_ROOT = "1-5759e988-bd862e3fe1be46a994272793"
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,15 @@ class Posted:
         return json.loads(self.body)
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return  # the client was stopped mid-connection: expected when a test ends
+        super().handle_error(request, client_address)
+
+
 class RuntimeApi:
     """The Runtime API server. ``invoke(event)`` queues an invocation and returns its id.
 
@@ -50,11 +61,11 @@ class RuntimeApi:
     ...     posted = api.next_posted(timeout=30)
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, sampled: bool = False) -> None:
+        self.sampled = sampled
         self._events: queue.Queue[tuple[str, bytes] | None] = queue.Queue()
         self.posted: queue.Queue[Posted] = queue.Queue()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
-        self._server.daemon_threads = True
+        self._server = _Server(("127.0.0.1", 0), self._handler_class())
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property
@@ -125,8 +136,7 @@ class RuntimeApi:
                         "Lambda-Runtime-Deadline-Ms": str(deadline_ms),
                         "Lambda-Runtime-Invoked-Function-Arn": FUNCTION_ARN,
                         "Lambda-Runtime-Trace-Id": (
-                            "Root=1-5759e988-bd862e3fe1be46a994272793;"
-                            "Parent=53995c3f42cd8ad8;Sampled=0"
+                            f"Root={TRACE_ROOT};Parent=53995c3f42cd8ad8;Sampled={int(api.sampled)}"
                         ),
                     },
                 )

@@ -9,9 +9,11 @@ only third-party code they can import is what the test puts on ``sys.path``, in 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import socket
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -22,7 +24,7 @@ import pytest
 
 from tests.conftest import FAKE_REGION
 
-from ._runtime_api import RuntimeApi
+from ._runtime_api import TRACE_ROOT, RuntimeApi
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -251,7 +253,10 @@ def test_stage_runs_under_the_lambda_runtime_interface_client(
     bootstrap.write_text(RIC_BOOTSTRAP)
     path = [deployment.task, deployment.layer, deployment.sdk, deployment.ric]
     log = tmp_path / "function.log"
-    with RuntimeApi() as api, log.open("w") as log_file:
+    daemon = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # stands in for the X-Ray daemon
+    daemon.bind(("127.0.0.1", 0))
+    daemon.settimeout(0.2)
+    with daemon, RuntimeApi(sampled=True) as api, log.open("w") as log_file:
         ok_id = api.invoke(workflow.event())
         failing_id = api.invoke(workflow.event(previous="Missing"))
 
@@ -266,6 +271,7 @@ def test_stage_runs_under_the_lambda_runtime_interface_client(
             AWS_LAMBDA_FUNCTION_MEMORY_SIZE="512",
             AWS_LAMBDA_LOG_GROUP_NAME="/aws/lambda/score",
             AWS_LAMBDA_LOG_STREAM_NAME="2024/05/01/[$LATEST]0",
+            AWS_XRAY_DAEMON_ADDRESS=f"127.0.0.1:{daemon.getsockname()[1]}",
             LAYER_PROBE=str(probe),
         )
         child = subprocess.Popen(
@@ -281,6 +287,10 @@ def test_stage_runs_under_the_lambda_runtime_interface_client(
         finally:
             child.kill()
             child.wait(timeout=10)
+        segments = []
+        with contextlib.suppress(TimeoutError):
+            while True:
+                segments.append(daemon.recv(65536).decode())
     output = log.read_text()
 
     # THEN the good invocation returned the result pointer...
@@ -297,7 +307,14 @@ def test_stage_runs_under_the_lambda_runtime_interface_client(
 
     # AND the handler's dependencies resolved to the layer copy, not the repo's or the venv's
     files = json.loads(probe.read_text())
-    for module in ("ceap_stage", "pydantic_core._pydantic_core", "orjson"):
+    for module in ("ceap_stage", "pydantic_core._pydantic_core", "orjson", "aws_xray_sdk", "wrapt"):
         assert files[module].startswith(f"{deployment.layer}{os.sep}"), (module, files[module])
     assert files["awslambdaric"].startswith(f"{deployment.ric}{os.sep}")
     assert files["boto3"].startswith(f"{deployment.sdk}{os.sep}")
+
+    # AND the tracing extra works from the layer: X-Ray subsegments reached the daemon address
+    traced = [json.loads(datagram.split("\n", 1)[1]) for datagram in segments]
+    assert {"read_input", "process", "write_output"} <= {seg["name"] for seg in traced}, traced
+    s3_calls = {seg["aws"]["operation"] for seg in traced if seg.get("namespace") == "aws"}
+    assert {"GetObject", "PutObject"} <= s3_calls, traced
+    assert {seg["trace_id"] for seg in traced} == {TRACE_ROOT}
