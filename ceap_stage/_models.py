@@ -114,11 +114,22 @@ def describe_validation_error(exc: ValidationError, *, limit: int = 3) -> str:
     1 error: [0]: Input should be a valid integer,
         unable to parse string as an integer (int_parsing)
     """
-    errors = exc.errors(include_input=False, include_url=False, include_context=False)
+    errors = exc.errors(include_input=False, include_url=False, include_context=True)
     shown = []
     for error in errors[:limit]:
-        loc = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error["loc"])
-        shown.append(f"{loc.lstrip('.') or '<root>'}: {error['msg']} ({error['type']})")
+        path = list(error["loc"])
+        message = error["msg"]
+        if error["type"] == "extra_forbidden" and path:
+            path[-1] = "<extra field>"  # the field's name comes from the payload
+        elif error["type"] == "union_tag_invalid":
+            # pydantic quotes the payload's tag value: name the expected tags only.
+            context = error.get("ctx") or {}
+            message = (
+                f"Input tag found using {context.get('discriminator')} does not match any of "
+                f"the expected tags: {context.get('expected_tags')}"
+            )
+        loc = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path)
+        shown.append(f"{loc.lstrip('.') or '<root>'}: {message} ({error['type']})")
     more = f"; and {len(errors) - limit} more" if len(errors) > limit else ""
     count = f"{len(errors)} error{'s' if len(errors) != 1 else ''}"
     return f"{count}: {'; '.join(shown)}{more}"
