@@ -118,6 +118,8 @@ def describe_validation_error(exc: ValidationError, *, limit: int = 3) -> str:
     shown = []
     for error in errors[:limit]:
         path = list(error["loc"])
+        if len(path) > 12:  # deeply nested input: keep the message short
+            path = [*path[:4], "...", *path[-4:]]
         message = error["msg"]
         if error["type"] == "extra_forbidden" and path:
             path[-1] = "<extra field>"  # the field's name comes from the payload
