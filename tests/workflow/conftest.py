@@ -12,3 +12,6 @@ def _fresh_handler_state():
     handlers.EVENTS.clear()
     handlers.ATTEMPTS.clear()
     handlers.FLAKY_FAILURES["count"] = 1
+
+
+from tests.workflow._moto_sfn import sfn  # noqa: E402, F401  (the moto Step Functions fixture)
