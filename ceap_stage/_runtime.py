@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -74,8 +75,12 @@ def _is_pipes_batch(value: object) -> bool:
     )
 
 
+_META_SAFE = re.compile(r"[A-Za-z0-9\-_.~:\[\], ]*")
+
+
 def _meta_value(value: str) -> str:
-    return quote(value, safe="-_.~:[], ")
+    # S3 metadata is ASCII: percent-encode the rest. Most values need nothing (fast path).
+    return value if _META_SAFE.fullmatch(value) else quote(value, safe="-_.~:[], ")
 
 
 def read_manifest_parts(
@@ -146,6 +151,7 @@ class StageRuntime:
         part_bytes: int = DEFAULT_PART_BYTES,
     ) -> None:
         self.spec = spec
+        self._schema_label = _meta_value(model_name(spec.output_model))
         self.name = name
         self.output_format: Format = output_format
         self.write_once = write_once
@@ -405,7 +411,7 @@ class StageRuntime:
         return {
             "ceap-execution-id": _meta_value(ctx.execution_id),
             "ceap-stage": _meta_value(ctx.current_stage),
-            "ceap-schema": _meta_value(model_name(self.spec.output_model)),
+            "ceap-schema": self._schema_label,
             "ceap-records": str(records),
         }
 

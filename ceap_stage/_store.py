@@ -8,6 +8,7 @@ knows whether that is an :class:`InputNotFoundError`.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
@@ -25,6 +26,8 @@ from ._errors import OutputConflictError, StorageError
 from ._formats import JSON
 
 __all__ = ["LocalStore", "OpenedObject", "PutResult", "Store", "StoredObject", "store_from_url"]
+
+_BAD_SEGMENTS = frozenset({"", ".", ".."})
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +154,7 @@ class LocalStore(Store):
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root).absolute()
+        self._root = str(self.root)
 
     def __repr__(self) -> str:
         return f"LocalStore({str(self.root)!r})"
@@ -161,31 +165,48 @@ class LocalStore(Store):
         Raises:
             StorageError: The bucket or key would resolve outside the store's root.
         """
-        parts = [bucket, *key.split("/")]
-        if any(p in ("", ".", "..") or "\\" in p or "\x00" in p for p in parts):
+        return Path(self._file(bucket, key))
+
+    def _file(self, bucket: str, key: str) -> str:
+        # path() as a string: every invocation reads and writes through here, and pathlib's
+        # parsing costs more than the rest of a small read.
+        parts = key.split("/")
+        if (
+            bucket in _BAD_SEGMENTS
+            or not _BAD_SEGMENTS.isdisjoint(parts)
+            or "\\" in bucket
+            or "\x00" in bucket
+            or "\\" in key
+            or "\x00" in key
+        ):
             raise StorageError(
                 "the bucket or key would leave the local store's root", bucket=bucket, key=key
             )
-        return self.root.joinpath(*parts)
+        return os.path.join(self._root, bucket, *parts)
 
     @staticmethod
     def _meta_path(path: Path) -> Path:
         return path.with_name(f".{path.name}.ceap-meta")
 
+    @staticmethod
+    def _meta_file(file: str) -> str:
+        directory, name = os.path.split(file)
+        return os.path.join(directory, f".{name}.ceap-meta")
+
     def get(self, bucket: str, key: str) -> StoredObject | None:
-        path = self.path(bucket, key)
+        file = self._file(bucket, key)
         try:
-            body = path.read_bytes()
-        except FileNotFoundError:
-            return None
-        except IsADirectoryError:
+            with open(file, "rb") as handle:
+                body = handle.read()
+        except (FileNotFoundError, IsADirectoryError):
             return None
         except OSError as exc:
             raise StorageError(
                 f"could not read the local file ({exc.strerror})", bucket=bucket, key=key
             ) from exc
         try:
-            meta = orjson.loads(self._meta_path(path).read_bytes())
+            with open(self._meta_file(file), "rb") as handle:
+                meta = orjson.loads(handle.read())
         except (FileNotFoundError, orjson.JSONDecodeError):
             return StoredObject(body)
         return StoredObject(body, meta.get("contentType"), meta.get("metadata", {}))
@@ -223,21 +244,24 @@ class LocalStore(Store):
         metadata: Mapping[str, str] | None = None,
         if_none_match: bool = False,
     ) -> PutResult:
-        path = self.path(bucket, key)
-        meta_path = self._meta_path(path)
+        file = self._file(bucket, key)
+        meta_file = self._meta_file(file)
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            directory = os.path.dirname(file)
+            if not os.path.isdir(directory):
+                os.makedirs(directory, exist_ok=True)
             if content_type == JSON:
-                meta_path.unlink(missing_ok=True)
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(meta_file)
             else:
                 self._write_atomic(
-                    meta_path,
+                    meta_file,
                     orjson.dumps({"contentType": content_type, "metadata": dict(metadata or {})}),
                 )
             try:
-                self._write_atomic(path, body, exclusive=if_none_match)
+                self._write_atomic(file, body, exclusive=if_none_match)
             except FileExistsError:
-                if not if_none_match or not path.is_file():
+                if not if_none_match or not os.path.isfile(file):
                     raise
                 raise OutputConflictError(
                     "an object already exists and write-once is on", bucket=bucket, key=key
@@ -249,8 +273,9 @@ class LocalStore(Store):
         return PutResult(len(body), sha256_hex(body))
 
     @staticmethod
-    def _write_atomic(path: Path, body: bytes, *, exclusive: bool = False) -> None:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    def _write_atomic(path: str | Path, body: bytes, *, exclusive: bool = False) -> None:
+        directory, name = os.path.split(path)
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{name}.", suffix=".tmp")
         try:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(body)
@@ -260,7 +285,8 @@ class LocalStore(Store):
             else:
                 os.replace(tmp, path)
         except BaseException:
-            Path(tmp).unlink(missing_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
             raise
 
     def list_keys(self, bucket: str, prefix: str) -> list[str]:
