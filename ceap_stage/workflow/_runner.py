@@ -353,9 +353,7 @@ class LocalRunner:
             stages=[StageOutcome(step.state_name, step.type) for step in config.steps],
         )
         self.reporter.run_started(result, config)
-        spark = None
-        if any(isinstance(step, GlueStep) for step in config.steps):
-            spark = _ensure_spark()
+        spark: Any = None
         try:
             if isinstance(config.steps[0], GlueStep):
                 bucket, key, body = initial_input_object(
@@ -363,6 +361,10 @@ class LocalRunner:
                 )
                 self.store.put(bucket, key, body)
             for index, step in enumerate(config.steps):
+                if isinstance(step, GlueStep) and spark is None:
+                    # One local session for every Glue step and retry (the Glue helper reuses
+                    # an active session); started only when a Glue step is reached.
+                    spark = _ensure_spark()
                 self.reporter.stage_started(index, step)
                 outcome = result.stages[index]
                 error = self._run_step(index, step, initial_input, execution_id, outcome)

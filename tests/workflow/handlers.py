@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from pydantic import BaseModel
 
 from ceap_stage import ExecutionContext, InputValidationError, TransientStorageError, stage
+from ceap_stage._store import store_from_url
 
 #: Every event a handler here received, in order (tests clear it).
 EVENTS: list[dict[str, Any]] = []
@@ -28,9 +30,13 @@ def _note(ctx: ExecutionContext) -> int:
 
 
 def recording(event: dict[str, Any], lambda_context: Any) -> dict[str, Any]:
-    """Wraps ``first`` to keep the exact event it was sent."""
+    """A plain Lambda handler: keeps the exact event, then runs ``first`` on ``CEAP_STORE``.
+
+    (``first`` itself would keep the store of its first invocation, as a warm Lambda keeps it.)
+    """
     EVENTS.append(event)
-    return first(event, lambda_context)
+    store = store_from_url(os.environ["CEAP_STORE"])
+    return first.runtime.using_store(store).invoke(event, lambda_context)
 
 
 @stage

@@ -1,0 +1,355 @@
+"""The local runner end to end: events, outputs, failures, retries, Glue on local Spark, S3."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from ceap_stage import LocalStore
+from ceap_stage.workflow import (
+    GlueStep,
+    LambdaStep,
+    LocalRunner,
+    RetryConfiguration,
+    WorkflowConfiguration,
+    WorkflowType,
+    lambda_event,
+    load_workflow,
+)
+from ceap_stage.workflow._runner import LocalRunError, new_execution_id
+
+from . import handlers
+from .handlers import batch
+
+_H = "tests.workflow.handlers"
+
+
+def _workflow(
+    *middle: LambdaStep, retry: RetryConfiguration | None = None
+) -> WorkflowConfiguration:
+    return WorkflowConfiguration(
+        workflow_name="runner-test",
+        steps=[
+            LambdaStep(state_name="Load", function_name="load", handler=f"{_H}:recording"),
+            *middle,
+            LambdaStep(state_name="Double", function_name="double", handler=f"{_H}:double"),
+        ],
+        workflow_bucket="ceap-runner-test",
+        source_queue="in",
+        retry_config=retry or RetryConfiguration(),
+    )
+
+
+class Recorder:
+    """A reporter that keeps what it was told."""
+
+    def __init__(self) -> None:
+        self.lines: list[tuple[Any, ...]] = []
+
+    def run_started(self, result: Any, config: Any) -> None:
+        self.lines.append(("run", result.execution_id))
+
+    def stage_started(self, index: int, step: Any) -> None:
+        self.lines.append(("start", step.state_name))
+
+    def attempt_failed(self, step: Any, attempt: int, error: BaseException, retry_in: Any) -> None:
+        self.lines.append(
+            ("attempt_failed", step.state_name, attempt, type(error).__name__, retry_in)
+        )
+
+    def stage_finished(self, index: int, outcome: Any) -> None:
+        self.lines.append(("finished", outcome.stage, outcome.status))
+
+
+def _read(store: LocalStore, bucket: str, key: str) -> Any:
+    obj = store.get(bucket, key)
+    assert obj is not None, key
+    return orjson.loads(obj.body)
+
+
+def test_the_runner_sends_the_state_machines_event_and_chains_outputs(tmp_path):
+    config = _workflow()
+    store = LocalStore(tmp_path)
+    the_batch = batch(1.5, 2.0)
+    result = LocalRunner(config, store=store).run(the_batch, execution_id="run-1")
+    assert result.succeeded
+    assert [s.status for s in result.stages] == ["SUCCEEDED", "SUCCEEDED"]
+    # Exactly the event the state machine sends (the same Payload template, evaluated).
+    assert [lambda_event(config, 0, execution_id="run-1", state_input=the_batch)] == handlers.EVENTS
+    assert handlers.EVENTS[0]["initialData"] == the_batch
+    doubled = _read(store, "ceap-runner-test", "executions/run-1/Double/output.json")
+    assert doubled == [{"id": 0, "value": 3.0}, {"id": 1, "value": 4.0}]
+    final = result.stages[-1]
+    assert (final.records, final.attempts) == (2, 1)
+    assert final.bytes == len(orjson.dumps(doubled))
+    assert final.output is not None
+    assert (
+        Path(final.output).resolve()
+        == (tmp_path / "ceap-runner-test/executions/run-1/Double/output.json").resolve()
+    )
+    assert result.final_output == final.output
+    assert result.execution_location.rstrip("/").endswith("executions/run-1")
+
+
+def test_a_failing_stage_stops_the_run_and_writes_nothing(tmp_path):
+    config = _workflow(
+        LambdaStep(state_name="Broken", function_name="broken", handler=f"{_H}:broken")
+    )
+    store = LocalStore(tmp_path)
+    reporter = Recorder()
+    result = LocalRunner(config, store=store, reporter=reporter).run(
+        batch(1.0), execution_id="run-fail"
+    )
+    assert not result.succeeded
+    assert [s.status for s in result.stages] == ["SUCCEEDED", "FAILED", "NOT_RUN"]
+    failed = result.failed_stage
+    assert failed is not None
+    assert failed.stage == "Broken"
+    assert failed.error_type == "InputValidationError"
+    assert failed.error_message is not None
+    assert "run-fail" in failed.error_message  # contract messages name the execution
+    assert failed.attempts == 1  # not retryable
+    assert type(result.error).__name__ == "InputValidationError"
+    assert store.list_keys("ceap-runner-test", "executions/run-fail/Broken/") == []
+    assert store.list_keys("ceap-runner-test", "executions/run-fail/Double/") == []
+    assert handlers.ATTEMPTS[("run-fail", "Broken")] == 1
+    assert ("attempt_failed", "Broken", 1, "InputValidationError", None) in reporter.lines
+    assert result.final_output is None
+
+
+def test_a_transient_failure_is_retried_with_the_configured_waits(tmp_path):
+    retry = RetryConfiguration(
+        lambda_max_attempts=2, lambda_interval_seconds=20, lambda_backoff_rate=3
+    )
+    config = _workflow(
+        LambdaStep(state_name="Flaky", function_name="flaky", handler=f"{_H}:flaky"), retry=retry
+    )
+    handlers.FLAKY_FAILURES["count"] = 2
+    waits: list[float] = []
+    reporter = Recorder()
+    runner = LocalRunner(
+        config,
+        store=LocalStore(tmp_path),
+        retry_delay_scale=0.5,
+        reporter=reporter,
+        sleep=waits.append,
+    )
+    result = runner.run(batch(1.0), execution_id="run-flaky")
+    assert result.succeeded
+    assert result.stages[1].attempts == 3
+    assert waits == [10.0, 30.0]  # 20 s and 60 s, scaled by 0.5
+    failures = [line for line in reporter.lines if line[0] == "attempt_failed"]
+    assert failures == [
+        ("attempt_failed", "Flaky", 1, "TransientStorageError", 10.0),
+        ("attempt_failed", "Flaky", 2, "TransientStorageError", 30.0),
+    ]
+
+
+def test_retries_run_out_and_the_stage_fails_with_the_transient_error(tmp_path):
+    config = _workflow(
+        LambdaStep(state_name="Flaky", function_name="flaky", handler=f"{_H}:flaky"),
+        retry=RetryConfiguration(lambda_max_attempts=1, lambda_interval_seconds=1),
+    )
+    handlers.FLAKY_FAILURES["count"] = 5
+    waits: list[float] = []
+    store = LocalStore(tmp_path)
+    result = LocalRunner(config, store=store, sleep=waits.append).run(
+        batch(1.0), execution_id="run-out"
+    )
+    assert not result.succeeded
+    failed = result.failed_stage
+    assert failed is not None
+    assert (failed.stage, failed.error_type, failed.attempts) == (
+        "Flaky",
+        "TransientStorageError",
+        2,
+    )
+    assert waits == [1.0]
+    assert store.list_keys("ceap-runner-test", "executions/run-out/Flaky/") == []
+
+
+def test_a_zero_scale_retries_at_once(tmp_path):
+    config = _workflow(
+        LambdaStep(state_name="Flaky", function_name="flaky", handler=f"{_H}:flaky"),
+    )
+    waits: list[float] = []
+    result = LocalRunner(
+        config, store=LocalStore(tmp_path), retry_delay_scale=0, sleep=waits.append
+    ).run(batch(1.0), execution_id="run-zero")
+    assert result.succeeded
+    assert waits == []
+
+
+def test_the_express_example_runs_end_to_end(tmp_path):
+    loaded = load_workflow("examples/engagement/workflow.py")
+    assert loaded.sample_input is not None
+    store = LocalStore(tmp_path)
+    result = LocalRunner(loaded, store=store).run(loaded.sample_input(), execution_id="demo")
+    assert result.succeeded, result.error
+    by_stage = {s.stage: s for s in result.stages}
+    assert by_stage["ETLStage"].records is not None
+    assert by_stage["FilterStage"].records is not None
+    assert 0 < by_stage["FilterStage"].records < by_stage["ETLStage"].records
+    plan = _read(store, "ceap-workflow-dev", "executions/demo/ReactiveStage/output.json")
+    profiles = store.get("ceap-workflow-dev", "executions/demo/StoreStage/output.json")
+    assert profiles is not None
+    lines = [orjson.loads(line) for line in profiles.body.splitlines()]
+    assert len(lines) == by_stage["StoreStage"].records == by_stage["ScoreStage"].records
+    assert sum(plan["customers_by_tier"].values()) == len(lines)
+    assert {r["customer_id"] for r in plan["reactions"]} <= {p["customer_id"] for p in lines}
+
+
+def test_check_reports_every_step_that_cannot_run_locally(tmp_path, monkeypatch):
+    config = WorkflowConfiguration(
+        workflow_name="unrunnable",
+        workflow_type=WorkflowType.STANDARD,
+        steps=[
+            LambdaStep(state_name="NoHandler", function_name="f1"),
+            LambdaStep(state_name="BadHandler", function_name="f2", handler="tests.nope:x"),
+            GlueStep(state_name="NoScript", job_name="j1"),
+            GlueStep(state_name="MissingScript", job_name="j2", script="missing.py"),
+        ],
+        workflow_bucket="ceap-runner-test",
+        source_queue="in",
+    )
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "pyspark" else real_find_spec(name, *a),
+    )
+    runner = LocalRunner(config, store=LocalStore(tmp_path))
+    with pytest.raises(LocalRunError) as caught:
+        runner.run([])
+    message = str(caught.value)
+    assert "NoHandler names no handler" in message
+    assert "BadHandler: cannot import" in message
+    assert "NoScript names no script" in message
+    assert "missing.py" in message
+    assert "PySpark is not installed" in message
+    assert "pip install 'ceap-stage[glue]'" in message
+    assert list(tmp_path.iterdir()) == []  # nothing ran
+
+
+def test_bad_arguments_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="retry_delay_scale"):
+        LocalRunner(_workflow(), retry_delay_scale=-1)
+    from ceap_stage import ContextResolutionError
+
+    with pytest.raises(ContextResolutionError):
+        LocalRunner(_workflow(), store=LocalStore(tmp_path)).run([], execution_id="a/b")
+    assert new_execution_id() != new_execution_id()
+
+
+def test_the_runner_writes_to_s3_over_http(moto_server, moto_server_client, monkeypatch):
+    from ceap_stage import S3Store
+    from tests.conftest import new_bucket_name
+
+    bucket = new_bucket_name()
+    moto_server_client.create_bucket(Bucket=bucket)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server)
+    result = LocalRunner(_workflow(), store=S3Store(), bucket=bucket).run(
+        batch(2.0), execution_id="run-s3"
+    )
+    assert result.succeeded, result.error
+    assert handlers.EVENTS[0]["workflowBucket"] == bucket
+    body = moto_server_client.get_object(Bucket=bucket, Key="executions/run-s3/Double/output.json")[
+        "Body"
+    ].read()
+    assert orjson.loads(body) == [{"id": 0, "value": 4.0}]
+    assert result.stages[-1].output == f"s3://{bucket}/executions/run-s3/Double/output.json"
+
+
+@pytest.mark.spark
+@pytest.mark.slow
+def test_the_standard_example_with_a_glue_stage_gives_the_same_results(tmp_path):
+    pytest.importorskip("pyspark")
+    express = load_workflow("examples/engagement/workflow.py")
+    standard = load_workflow("examples/engagement/workflow_standard.py")
+    assert standard.sample_input is not None
+    batch_input = standard.sample_input()
+    store = LocalStore(tmp_path)
+    lam = LocalRunner(express, store=store).run(batch_input, execution_id="lambda-run")
+    glue = LocalRunner(standard, store=store).run(batch_input, execution_id="glue-run")
+    assert lam.succeeded, lam.error
+    assert glue.succeeded, glue.error
+    assert [s.kind for s in glue.stages] == ["lambda", "lambda", "glue", "lambda", "lambda"]
+    score = glue.stages[2]
+    manifest = _read(store, "ceap-workflow-dev", "executions/glue-run/ScoreStage/output.json")
+    assert manifest["ceap"] == "manifest/1"
+    assert score.records == manifest["records"] == lam.stages[2].records
+    for name in ("StoreStage", "ReactiveStage"):
+        a = store.get("ceap-workflow-dev", f"executions/lambda-run/{name}/output.json")
+        b = store.get("ceap-workflow-dev", f"executions/glue-run/{name}/output.json")
+        assert a is not None
+        assert b is not None
+        assert a.body == b.body, name
+
+
+_SHELL_SCRIPT = """
+from pathlib import Path
+from ceap_stage import InputValidationError, TransientStorageError
+from ceap_stage.glue import glue_job
+
+counter = Path(__file__).with_suffix(".attempts")
+attempt = int(counter.read_text()) + 1 if counter.exists() else 1
+counter.write_text(str(attempt))
+with glue_job(spark=False) as job:
+    records = job.read_records()
+    if MODE == "transient" and attempt == 1:
+        raise TransientStorageError("S3 is throttling (simulated)")
+    if MODE == "invalid":
+        raise InputValidationError("a record fails the schema (simulated)")
+    job.write_records(records)
+"""
+
+
+def _glue_workflow(script: Path) -> WorkflowConfiguration:
+    return WorkflowConfiguration(
+        workflow_name="shell",
+        workflow_type=WorkflowType.STANDARD,
+        steps=[
+            LambdaStep(state_name="Load", function_name="load", handler=f"{_H}:first"),
+            GlueStep(state_name="Shell", job_name="shell-job", script=str(script)),
+            LambdaStep(state_name="Double", function_name="double", handler=f"{_H}:double"),
+        ],
+        workflow_bucket="ceap-runner-test",
+        source_queue="in",
+        retry_config=RetryConfiguration(glue_interval_minutes=1),
+    )
+
+
+@pytest.mark.parametrize("mode", ["transient", "invalid"])
+def test_glue_scripts_run_in_process_and_their_contract_error_decides(tmp_path, monkeypatch, mode):
+    # A Python-shell Glue script (no Spark), run the way the runner runs every Glue script.
+    from ceap_stage.workflow import _runner
+
+    monkeypatch.setattr(_runner, "_ensure_spark", lambda: None)
+    script = tmp_path / "shell_job.py"
+    script.write_text(f"MODE = {mode!r}\n{_SHELL_SCRIPT}")
+    store = LocalStore(tmp_path / "store")
+    waits: list[float] = []
+    result = LocalRunner(_glue_workflow(script), store=store, sleep=waits.append).run(
+        batch(1.0, 3.0), execution_id=f"run-{mode}"
+    )
+    shell = result.stages[1]
+    if mode == "transient":
+        assert result.succeeded, result.error
+        assert shell.attempts == 2
+        assert waits == [60.0]
+        assert shell.records == 2
+        final = _read(store, "ceap-runner-test", "executions/run-transient/Double/output.json")
+        assert final == [{"id": 0, "value": 2.0}, {"id": 1, "value": 6.0}]
+    else:
+        assert not result.succeeded
+        assert (shell.status, shell.error_type, shell.attempts) == (
+            "FAILED",
+            "InputValidationError",
+            1,
+        )
+        assert waits == []
+        assert store.list_keys("ceap-runner-test", "executions/run-invalid/Shell/") == []
