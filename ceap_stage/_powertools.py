@@ -161,6 +161,7 @@ class PowertoolsObserver(Observer):
 
             metrics = not is_metrics_disabled()
         self._metrics: AmazonCloudWatchEMFProvider | None = None
+        self._direct_metrics = False
         self._metrics_lock = threading.Lock()
         if metrics:
             from aws_lambda_powertools.metrics.provider.cloudwatch_emf.cloudwatch import (
@@ -174,6 +175,7 @@ class PowertoolsObserver(Observer):
             # shares), so the author's metrics and ours never flush into each other's document.
             # service="": no ``service`` dimension; the dimensions are exactly workflow, stage.
             provider = AmazonCloudWatchEMFProvider(namespace=self.namespace, service="")
+            self._direct_metrics = _check_metrics(provider)
             self._metrics = provider
         else:
             self.namespace = namespace or DEFAULT_NAMESPACE
@@ -294,30 +296,50 @@ class PowertoolsObserver(Observer):
         assert provider is not None
         # One provider per handler: threads of the local runner must not mix their metric sets.
         with self._metrics_lock:
-            document = self._serialize(provider, workflow, stage, stats, failed)
+            document = self._serialize(provider, workflow, stage, stats, failed=failed)
         sys.stdout.write(json.dumps(document, separators=(",", ":")) + "\n")
         for captured in _CAPTURES.get():
             captured.metrics.append(document)
 
-    @staticmethod
     def _serialize(
+        self,
         provider: AmazonCloudWatchEMFProvider,
         workflow: str | None,
         stage: str,
         stats: InvocationStats,
+        *,
         failed: bool,
     ) -> dict[str, Any]:
+        values = (
+            stats.total_ms,
+            stats.input_bytes,
+            stats.output_bytes,
+            stats.records,
+            1 if failed else 0,
+        )
+        metric_set, dimension_set = provider.metric_set, provider.dimension_set
         try:
-            provider.add_dimension("workflow", workflow or UNKNOWN)
-            provider.add_dimension("stage", stage)
-            provider.add_metric("StageDuration", "Milliseconds", stats.total_ms)
-            provider.add_metric("InputBytes", "Bytes", stats.input_bytes)
-            provider.add_metric("OutputBytes", "Bytes", stats.output_bytes)
-            provider.add_metric("RecordsProcessed", "Count", stats.records)
-            provider.add_metric("StageFailures", "Count", 1 if failed else 0)
+            if self._direct_metrics:
+                # Powertools validated these names and units when the observer was built
+                # (_check_metrics); per invocation the values go straight into its metric set,
+                # skipping add_metric's validation and debug formatting (most of its cost).
+                dimension_set["workflow"] = workflow or UNKNOWN
+                dimension_set["stage"] = stage
+                for (name, unit), value in zip(_METRICS, values, strict=True):
+                    metric_set[name] = {
+                        "Unit": unit,
+                        "StorageResolution": 60,
+                        "Value": [float(value)],
+                    }
+            else:
+                provider.add_dimension("workflow", workflow or UNKNOWN)
+                provider.add_dimension("stage", stage)
+                for (name, unit), value in zip(_METRICS, values, strict=True):
+                    provider.add_metric(name, unit, value)
             return dict(provider.serialize_metric_set())
         finally:
-            provider.clear_metrics()
+            metric_set.clear()
+            dimension_set.clear()
 
     def _start_trace(self) -> bool:
         if not os.environ.get("_X_AMZN_TRACE_ID"):
@@ -359,6 +381,26 @@ class PowertoolsObserver(Observer):
                 self._recorder.end_subsegment()
         if self._debug:
             self.logger.debug(f"{name} finished", step=name)
+
+
+_METRICS = (
+    ("StageDuration", "Milliseconds"),
+    ("InputBytes", "Bytes"),
+    ("OutputBytes", "Bytes"),
+    ("RecordsProcessed", "Count"),
+    ("StageFailures", "Count"),
+)
+
+
+def _check_metrics(provider: AmazonCloudWatchEMFProvider) -> bool:
+    """Have Powertools validate the metric names and units once; True when its metric set has
+    the layout :meth:`PowertoolsObserver._serialize` fills directly."""
+    for name, unit in _METRICS:
+        provider.add_metric(name, unit, 0)
+    expected = {"Unit", "StorageResolution", "Value"}
+    direct = all(set(m) == expected for m in provider.metric_set.values())
+    provider.clear_metrics()
+    return direct
 
 
 def _describe(error: BaseException, stats: InvocationStats) -> dict[str, Any]:

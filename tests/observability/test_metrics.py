@@ -153,3 +153,29 @@ def test_the_authors_own_powertools_metrics_stay_separate(
     _, theirs = read_stdout()
     assert theirs[0]["OrdersScored"] == [4.0]
     assert "StageDuration" not in theirs[0]
+
+
+def test_the_validated_fallback_path_writes_the_same_document(
+    store: LocalStore, read_stdout: ReadOut
+) -> None:
+    from ceap_stage._powertools import PowertoolsObserver
+
+    direct, checked = PowertoolsObserver(), PowertoolsObserver()
+    assert direct._direct_metrics is True  # Powertools' metric set has the expected layout
+    checked._direct_metrics = False  # what a future Powertools with another layout gets
+    documents = []
+    for observer in (direct, checked):
+
+        @stage(store=store, observer=observer)
+        def score(orders: list[Order]) -> list[Order]:
+            return orders
+
+        score(event(), FakeLambdaContext())
+        _, metrics = read_stdout()
+        check_emf(metrics[0])
+        documents.append(
+            {k: v for k, v in metrics[0].items() if k not in ("_aws", "StageDuration")}
+        )
+        documents.append(metrics[0]["_aws"]["CloudWatchMetrics"])
+    assert documents[0] == documents[2]
+    assert documents[1] == documents[3]
