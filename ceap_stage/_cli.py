@@ -166,10 +166,9 @@ def _parse_store(url: str) -> tuple[Store, str | None]:
             except ContextResolutionError as exc:
                 raise _UsageError(str(exc)) from None
         return store_from_url("s3://"), bucket
-    try:
-        return store_from_url(url), None
-    except ValueError as exc:
-        raise _UsageError(str(exc)) from None
+    if not url.startswith(("file:", "/", ".")) and "://" in url:
+        raise _UsageError(f"--store must be file://DIR or s3://BUCKET, not {url!r}")
+    return store_from_url(url), None
 
 
 def _read_json(path: str, what: str) -> Any:
@@ -212,6 +211,7 @@ def _quiet_logs(verbose: bool) -> None:
 
 
 def _cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from ceap_stage._errors import CeapStageError
     from ceap_stage.workflow._runner import LocalRunError, LocalRunner
 
     _quiet_logs(args.verbose)
@@ -237,7 +237,7 @@ def _cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         result = runner.run(initial, execution_id=args.execution_id)
     except LocalRunError as exc:
         raise _UsageError(str(exc)) from None
-    except ValueError as exc:  # a bad --execution-id or bucket
+    except (ValueError, CeapStageError) as exc:  # a bad --execution-id, bucket or store
         raise _UsageError(str(exc)) from None
     reporter.summary(result)
     if result.succeeded:
