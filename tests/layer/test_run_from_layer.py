@@ -25,6 +25,7 @@ import pytest
 from tests.conftest import FAKE_REGION
 
 from ._runtime_api import TRACE_ROOT, RuntimeApi
+from .conftest import host_target
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -265,7 +266,7 @@ def test_stage_runs_under_the_lambda_runtime_interface_client(
             AWS_LAMBDA_RUNTIME_API=api.address,
             _HANDLER="score_stage.handler",
             LAMBDA_TASK_ROOT=str(deployment.task),
-            AWS_EXECUTION_ENV="AWS_Lambda_python3.11",
+            AWS_EXECUTION_ENV=f"AWS_Lambda_python{host_target()[0]}",
             AWS_LAMBDA_FUNCTION_NAME="score",
             AWS_LAMBDA_FUNCTION_VERSION="$LATEST",
             AWS_LAMBDA_FUNCTION_MEMORY_SIZE="512",
