@@ -52,8 +52,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "GLUE_RETRY_ERRORS",
-    "LAMBDA_RETRY_ERRORS",
     "GlueStep",
+    "LAMBDA_RETRY_ERRORS",
     "LambdaStep",
     "LoadedWorkflow",
     "LocalRunner",

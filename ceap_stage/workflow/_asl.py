@@ -285,7 +285,15 @@ def build_definition(config: WorkflowConfiguration) -> dict[str, Any]:
 
 
 def definition_json(config: WorkflowConfiguration, *, indent: bool = True) -> str:
-    """:func:`build_definition` as JSON text (indented by default)."""
+    """:func:`build_definition` as JSON text (indented by default).
+
+    Example:
+        >>> from ceap_stage.workflow import LambdaStep, WorkflowConfiguration
+        >>> wf = WorkflowConfiguration(workflow_name="w", workflow_bucket="bkt-1",
+        ...     source_queue="q", steps=[LambdaStep(state_name="A", function_name="fa")])
+        >>> definition_json(wf, indent=False)[:30]
+        '{"Comment":"w (EXPRESS): A. Ge'
+    """
     option = orjson.OPT_INDENT_2 if indent else 0
     return orjson.dumps(build_definition(config), option=option).decode()
 

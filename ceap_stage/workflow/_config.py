@@ -375,13 +375,27 @@ class WorkflowConfiguration(_Model):
         return self
 
     def to_asl(self) -> dict[str, Any]:
-        """The state machine definition (see :func:`ceap_stage.workflow.build_definition`)."""
+        """The state machine definition (see :func:`ceap_stage.workflow.build_definition`).
+
+        Example:
+            >>> wf = WorkflowConfiguration(workflow_name="w", workflow_bucket="bkt-1",
+            ...     source_queue="q", steps=[LambdaStep(state_name="A", function_name="fa")])
+            >>> wf.to_asl()["StartAt"]
+            'A'
+        """
         from ._asl import build_definition
 
         return build_definition(self)
 
     def to_cloudformation(self) -> dict[str, Any]:
-        """The CloudFormation template (see :func:`ceap_stage.workflow.build_template`)."""
+        """The CloudFormation template (see :func:`ceap_stage.workflow.build_template`).
+
+        Example:
+            >>> wf = WorkflowConfiguration(workflow_name="w", workflow_bucket="bkt-1",
+            ...     source_queue="q", steps=[LambdaStep(state_name="A", function_name="fa")])
+            >>> wf.to_cloudformation()["Resources"]["StateMachine"]["Type"]
+            'AWS::StepFunctions::StateMachine'
+        """
         from ._template import build_template
 
         return build_template(self)

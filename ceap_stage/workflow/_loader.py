@@ -30,6 +30,11 @@ class LoadedWorkflow:
         base_dir: Relative Glue script paths are resolved against this directory.
         sample_input: The module's ``sample_input()`` (a callable returning the execution
             input, e.g. an SQS batch), used by ``ceap-stage run`` when no ``--input`` is given.
+
+    Example:
+        >>> loaded = load_workflow("examples/engagement/workflow_standard.py")
+        >>> loaded.script_path("glue_score.py").name, loaded.sample_input is not None
+        ('glue_score.py', True)
     """
 
     config: WorkflowConfiguration

@@ -59,6 +59,16 @@ class LocalRunError(Exception):
     """The workflow cannot run locally (a missing handler or script, no PySpark, ...).
 
     Raised before any step runs.
+
+    Example:
+        >>> from ceap_stage.workflow import LambdaStep, WorkflowConfiguration
+        >>> wf = WorkflowConfiguration(workflow_name="w", workflow_bucket="bkt-1",
+        ...     source_queue="q", steps=[LambdaStep(state_name="A", function_name="fa")])
+        >>> LocalRunner(wf).check()  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ceap_stage.workflow._runner.LocalRunError: cannot run this workflow locally:
+          - Lambda step A names no handler ('module:attribute') to run locally
     """
 
 
@@ -77,6 +87,10 @@ class StageOutcome:
         output: Where its ``output.json`` is (a local path or an ``s3://`` URL).
         error_type: The class name of the error it failed with.
         error_message: That error's message (contract errors carry no payload).
+
+    Example:
+        >>> StageOutcome("ScoreStage", "lambda").status
+        'NOT_RUN'
     """
 
     stage: str
@@ -102,6 +116,13 @@ class RunResult:
         store: The store that holds them.
         stages: One :class:`StageOutcome` per step, in order.
         error: The exception the failed step raised (None when all succeeded).
+
+    Example:
+        >>> from ceap_stage import LocalStore
+        >>> result = RunResult("w", "run-1", "bkt-1", LocalStore("/data"),
+        ...                    [StageOutcome("A", "lambda", status="SUCCEEDED")])
+        >>> result.succeeded, result.execution_location
+        (True, '/data/bkt-1/executions/run-1/')
     """
 
     workflow: str
@@ -133,7 +154,16 @@ class RunResult:
 
 
 class Reporter(Protocol):
-    """Receives progress from :class:`LocalRunner` (the CLI prints it)."""
+    """Receives progress from :class:`LocalRunner` (the CLI prints it).
+
+    Example:
+        >>> class Dots:
+        ...     def run_started(self, result, config): pass
+        ...     def stage_started(self, index, step): print(".", end="")
+        ...     def attempt_failed(self, step, attempt, error, retry_in): print("!", end="")
+        ...     def stage_finished(self, index, outcome): pass
+        >>> runner = LocalRunner  # LocalRunner(workflow, reporter=Dots())
+    """
 
     def run_started(self, result: RunResult, config: WorkflowConfiguration) -> None:
         """The run is about to start its first step."""

@@ -304,6 +304,14 @@ def build_template(config: WorkflowConfiguration) -> dict[str, Any]:
 
 
 def template_json(config: WorkflowConfiguration, *, indent: bool = True) -> str:
-    """:func:`build_template` as JSON text (indented by default)."""
+    """:func:`build_template` as JSON text (indented by default).
+
+    Example:
+        >>> from ceap_stage.workflow import LambdaStep, WorkflowConfiguration
+        >>> wf = WorkflowConfiguration(workflow_name="w", workflow_bucket="bkt-1",
+        ...     source_queue="q", steps=[LambdaStep(state_name="A", function_name="fa")])
+        >>> template_json(wf, indent=False)[:40]
+        '{"AWSTemplateFormatVersion":"2010-09-09"'
+    """
     option = orjson.OPT_INDENT_2 if indent else 0
     return orjson.dumps(build_template(config), option=option).decode()
