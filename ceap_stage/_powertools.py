@@ -111,8 +111,9 @@ class PowertoolsObserver(Observer):
       ``INFO``): the Powertools ``Logger``'s service and level.
     - ``POWERTOOLS_METRICS_NAMESPACE`` (default ``CeapStage``), ``POWERTOOLS_METRICS_DISABLED``
       (and ``POWERTOOLS_DEV``, as Powertools reads them): EMF metrics.
-    - ``AWS_LAMBDA_FUNCTION_NAME`` and ``POWERTOOLS_TRACE_DISABLED``: X-Ray tracing is on only in
-      Lambda and when not disabled; it then traces invocations that carry ``_X_AMZN_TRACE_ID``.
+    - ``AWS_LAMBDA_FUNCTION_NAME``, ``POWERTOOLS_TRACE_DISABLED`` and ``AWS_SAM_LOCAL``: X-Ray
+      tracing is on only in Lambda (not ``sam local``) and when not disabled; it then traces the
+      invocations that carry ``_X_AMZN_TRACE_ID``.
 
     Args:
         logger: A Powertools ``Logger`` of your own (its service, level, formatter and handler
@@ -181,8 +182,11 @@ class PowertoolsObserver(Observer):
             self.namespace = namespace or DEFAULT_NAMESPACE
 
         if tracing is None:
-            tracing = bool(os.environ.get("AWS_LAMBDA_FUNCTION_NAME")) and not _truthy(
-                os.environ.get("POWERTOOLS_TRACE_DISABLED")
+            # As Powertools' Tracer: off when disabled and under ``sam local`` (no daemon there).
+            tracing = (
+                bool(os.environ.get("AWS_LAMBDA_FUNCTION_NAME"))
+                and not _truthy(os.environ.get("POWERTOOLS_TRACE_DISABLED"))
+                and not _truthy(os.environ.get("AWS_SAM_LOCAL"))
             )
         self.tracing = tracing
         self._recorder: Any = None

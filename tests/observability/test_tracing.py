@@ -22,6 +22,7 @@ _CLEARED = (
     "_X_AMZN_TRACE_ID",
     "POWERTOOLS_TRACE_DISABLED",
     "AWS_XRAY_SDK_ENABLED",
+    "AWS_SAM_LOCAL",
 )
 
 
@@ -93,4 +94,9 @@ def test_powertools_trace_disabled_keeps_x_ray_out() -> None:
     report = probe(
         "imports", _X_AMZN_TRACE_ID=TRACE_HEADER, POWERTOOLS_TRACE_DISABLED="true", **LAMBDA
     )
+    assert report["xray_imported"] is False
+
+
+def test_sam_local_keeps_x_ray_out() -> None:
+    report = probe("imports", _X_AMZN_TRACE_ID=TRACE_HEADER, AWS_SAM_LOCAL="true", **LAMBDA)
     assert report["xray_imported"] is False
