@@ -36,7 +36,7 @@ from ._handler import StageHandler, WorkflowLambdaHandler, stage
 from ._store import LocalStore, PutResult, Store, StoredObject
 
 if TYPE_CHECKING:  # imported lazily at run time, see __getattr__ below
-    from ._s3 import S3Store
+    from ._s3 import RetryPolicy, S3Store
 
 __version__ = "0.1.0"
 
@@ -51,6 +51,7 @@ __all__ = [
     "OutputConflictError",
     "OutputValidationError",
     "PutResult",
+    "RetryPolicy",
     "S3Store",
     "StageHandler",
     "StorageError",
@@ -65,8 +66,8 @@ __all__ = [
 def __getattr__(name: str) -> object:
     # S3Store is imported on first use: its module is light, but keeping it out of the import
     # path keeps botocore out of processes that only use a LocalStore.
-    if name == "S3Store":
-        from ._s3 import S3Store
+    if name in ("S3Store", "RetryPolicy"):
+        from . import _s3
 
-        return S3Store
+        return getattr(_s3, name)
     raise AttributeError(f"module 'ceap_stage' has no attribute {name!r}")

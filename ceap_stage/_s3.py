@@ -70,6 +70,12 @@ class RetryPolicy:
         base_delay: Back-off ceiling of the first retry, in seconds.
         max_delay: Back-off ceiling of any retry, in seconds.
         max_elapsed: No retry starts after this many seconds since the first attempt.
+
+    Example:
+        >>> from ceap_stage import RetryPolicy, S3Store
+        >>> store = S3Store(retry=RetryPolicy(max_attempts=3, max_elapsed=2.0))
+        >>> store.retry.max_attempts
+        3
     """
 
     max_attempts: int = 8
