@@ -99,6 +99,11 @@ class Capture:
 
     ``lines`` holds each log line exactly as written to stdout (JSON text); :attr:`records`
     parses them. ``metrics`` holds each flushed EMF document.
+
+    Example:
+        >>> captured = Capture(lines=['{"message": "stage started"}'])
+        >>> captured.records
+        [{'message': 'stage started'}]
     """
 
     lines: list[str] = field(default_factory=list)

@@ -20,9 +20,9 @@ from ._moto import MotoS3Store, mock_s3_store
 from ._run import StageRun, capture_logs, run_stage
 
 __all__ = [
+    "Capture",
     "DEFAULT_BUCKET",
     "DEFAULT_EXECUTION_ID",
-    "Capture",
     "FakeCognitoIdentity",
     "FakeLambdaContext",
     "MotoS3Store",

@@ -12,7 +12,12 @@ __all__ = ["FakeCognitoIdentity", "FakeLambdaContext"]
 
 @dataclass
 class FakeCognitoIdentity:
-    """The ``identity`` attribute of a Lambda context (empty outside mobile SDK invokes)."""
+    """The ``identity`` attribute of a Lambda context (empty outside mobile SDK invokes).
+
+    Example:
+        >>> FakeCognitoIdentity(cognito_identity_id="eu-west-1:abc").cognito_identity_id
+        'eu-west-1:abc'
+    """
 
     cognito_identity_id: str | None = None
     cognito_identity_pool_id: str | None = None

@@ -40,6 +40,12 @@ class StageRun:
         logs: The JSON log records the invocation wrote, as dicts.
         metrics: The EMF documents it flushed.
         event: The event it was invoked with.
+
+    Example:
+        >>> run = StageRun(output=[1], result={"status": "SUCCESS"},
+        ...                logs=[{"message": "stage started"}, {"message": "stage finished"}])
+        >>> run.messages()
+        ['stage started', 'stage finished']
     """
 
     output: Any
