@@ -299,8 +299,8 @@ def configurations(draw):
     )
 
 
-@given(st.lists(configurations(), min_size=15, max_size=15))
-@settings(max_examples=3, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(configurations(), min_size=12, max_size=12))
+@settings(max_examples=2, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 def test_generated_configurations_give_valid_definitions_and_consistent_arguments(configs):
     import tempfile
     from pathlib import Path
