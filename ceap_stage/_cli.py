@@ -93,9 +93,12 @@ class ConsoleReporter:
         prefix = f"[{index + 1}/{self.total}] {outcome.stage}"
         retries = f", {outcome.attempts} attempts" if outcome.attempts > 1 else ""
         if outcome.status == "SUCCEEDED":
-            records = "-" if outcome.records is None else str(outcome.records)
+            if outcome.records is None:
+                records = "? records"
+            else:
+                records = f"{outcome.records} record{'' if outcome.records == 1 else 's'}"
             self._print(
-                f"{prefix} succeeded: {records} records, {_human_bytes(outcome.bytes)}, "
+                f"{prefix} succeeded: {records}, {_human_bytes(outcome.bytes)}, "
                 f"{_seconds(outcome.seconds)}{retries}"
             )
         else:
@@ -390,6 +393,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except _UsageError as exc:
         print(f"ceap-stage {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except BrokenPipeError:  # e.g. `ceap-stage asl wf.py | head`
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
     return status
 
 

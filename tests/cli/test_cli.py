@@ -56,6 +56,9 @@ def _input_file(tmp_path: Path) -> Path:
 @pytest.fixture
 def in_tmp(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
+    # `invoke` sets CEAP_STORE for the process; make monkeypatch remove it afterwards.
+    monkeypatch.setenv("CEAP_STORE", "unused")
+    monkeypatch.delenv("CEAP_STORE")
     for name in ("POWERTOOLS_LOG_LEVEL", "POWERTOOLS_METRICS_DISABLED"):
         monkeypatch.delenv(name, raising=False)
     # main() sets these defaults in os.environ; monkeypatch restores them after the test.
