@@ -28,6 +28,15 @@ from ceap_stage.workflow import GlueStep, LambdaStep, WorkflowConfiguration, def
 Behaviour = Callable[[dict[str, Any]], Any]
 
 
+class LambdaServiceError(Exception):
+    """Raised by a behaviour to make the Lambda *service* refuse the invocation (HTTP error)."""
+
+    def __init__(self, code: str, status: int = 429) -> None:
+        super().__init__(code)
+        self.code = code
+        self.status = status
+
+
 @dataclass
 class FakeLambdas:
     """Records Lambda invocations; runs a behaviour per function name when one is set."""
@@ -53,6 +62,12 @@ class FakeLambdas:
             return text.encode()
         try:
             result = behaviour(payload)
+        except LambdaServiceError as exc:
+            from moto.core.exceptions import JsonRESTError
+
+            refusal = JsonRESTError(exc.code, "Rate exceeded (simulated)")
+            refusal.code = exc.status
+            raise refusal from None
         except Exception as exc:
             response_headers["x-amz-function-error"] = "Unhandled"
             error = {"errorType": type(exc).__name__, "errorMessage": str(exc)}

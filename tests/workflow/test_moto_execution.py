@@ -32,7 +32,7 @@ from ceap_stage.workflow import (
     load_workflow,
 )
 
-from ._moto_sfn import StepFunctionsHarness
+from ._moto_sfn import LambdaServiceError, StepFunctionsHarness
 
 BATCH = [
     {"messageId": "m-1", "body": json.dumps({"id": 1, "value": 2.5}), "eventSource": "aws:sqs"},
@@ -150,6 +150,25 @@ def test_a_transient_failure_is_retried_with_the_configured_interval(sfn: StepFu
     assert transform[1] == lambda_event(config, 1, execution_id="exec-retry-1", retry_count=1)
     assert sfn.sleeps == [7]
     assert len(sfn.lambdas.payloads("publish-fn")) == 1
+
+
+def test_a_throttled_lambda_service_is_retried(sfn: StepFunctionsHarness):
+    config = _three_lambdas(RetryConfiguration(lambda_interval_seconds=3))
+    refusals = iter([LambdaServiceError("TooManyRequestsException")])
+
+    def throttled(payload: dict[str, Any]) -> dict[str, Any]:
+        refusal = next(refusals, None)
+        if refusal is not None:
+            raise refusal
+        return {"status": "SUCCESS"}
+
+    sfn.lambdas.behaviours["load-fn"] = throttled
+    execution = sfn.execute(sfn.deploy(config), "exec-throttled", BATCH)
+    assert execution.status == "SUCCEEDED", execution.cause
+    failed = [e for e in execution.events if e["type"] == "TaskFailed"]
+    assert failed[0]["taskFailedEventDetails"]["error"] == "Lambda.TooManyRequestsException"
+    assert [p["retryCount"] for p in sfn.lambdas.payloads("load-fn")] == [0, 1]
+    assert sfn.sleeps == [3]
 
 
 def test_retries_stop_after_max_attempts_and_the_execution_fails_with_the_error_class(
