@@ -353,3 +353,39 @@ def test_glue_scripts_run_in_process_and_their_contract_error_decides(tmp_path, 
         )
         assert waits == []
         assert store.list_keys("ceap-runner-test", "executions/run-invalid/Shell/") == []
+
+
+def test_a_first_glue_step_reads_the_staged_batch(tmp_path, monkeypatch):
+    from ceap_stage.workflow import _runner
+
+    monkeypatch.setattr(_runner, "_ensure_spark", lambda: None)
+    script = tmp_path / "unpack.py"
+    script.write_text(
+        "import json\n"
+        "from ceap_stage.glue import glue_job\n"
+        "with glue_job(spark=False) as job:\n"
+        "    assert job.args.is_first_stage\n"
+        "    job.write_records([json.loads(r['body']) for r in job.read_records()])\n"
+    )
+    config = WorkflowConfiguration(
+        workflow_name="glue-first",
+        workflow_type=WorkflowType.STANDARD,
+        steps=[
+            GlueStep(state_name="Unpack", job_name="unpack", script=script.name),
+            LambdaStep(state_name="Double", function_name="double", handler=f"{_H}:double"),
+        ],
+        workflow_bucket="ceap-runner-test",
+        source_queue="in",
+    )
+    from ceap_stage.workflow import LoadedWorkflow
+
+    loaded = LoadedWorkflow(config, tmp_path / "wf.yaml", tmp_path)  # scripts beside the file
+    store = LocalStore(tmp_path / "store")
+    the_batch = batch(1.0, 4.0)
+    result = LocalRunner(loaded, store=store).run(the_batch, execution_id="run-gf")
+    assert result.succeeded, result.error
+    staged = _read(store, "ceap-runner-test", "executions/run-gf/initial/output.json")
+    assert staged == the_batch
+    assert result.stages[0].records == 2
+    final = _read(store, "ceap-runner-test", "executions/run-gf/Double/output.json")
+    assert final == [{"id": 0, "value": 2.0}, {"id": 1, "value": 8.0}]
