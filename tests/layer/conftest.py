@@ -4,6 +4,7 @@ folders standing in for what the Lambda runtime provides itself.
 - ``build_script``: ``layer/build.py`` loaded as a module (for its constants and helpers).
 - ``project_snapshot``: a copy of the project (pyproject, README, ``ceap_stage/``) taken once, so
   that every build of the session sees the same source while others edit the tree.
+- ``snapshot_wheel``: the snapshot's wheel, for builds that start from ``--wheel``.
 - ``host_layer``: the layer zip for this machine's Python and architecture, built by running the
   build command on the snapshot (the zip, its build output and wall time).
 - ``layer_python``: that zip unpacked; the path of its ``python/`` folder (``/opt/python``).
@@ -73,10 +74,10 @@ def run_build(*args: str | Path, timeout: float = 240) -> subprocess.CompletedPr
     )
 
 
-def build_one(source: Path, out: Path, python: str, arch: str, *extra: str) -> BuiltLayer:
-    """Build one target's zip from the project folder ``source`` into ``out``; fail loudly."""
+def build_one(out: Path, python: str, arch: str, *inputs: str | Path) -> BuiltLayer:
+    """Build one target's zip into ``out`` (``inputs``: ``--source DIR`` or ``--wheel FILE``)."""
     started = time.monotonic()
-    proc = run_build("--python", python, "--arch", arch, "--source", source, "--out", out, *extra)
+    proc = run_build("--python", python, "--arch", arch, "--out", out, *inputs)
     seconds = time.monotonic() - started
     assert proc.returncode == 0, f"layer build failed:\n{proc.stdout}\n{proc.stderr}"
     zips = sorted(out.glob("*.zip"))
@@ -131,7 +132,17 @@ def host_layer(tmp_path_factory: pytest.TempPathFactory, project_snapshot: Path)
     python, arch = host_target()
     if python not in ("3.11", "3.12", "3.13"):
         pytest.skip(f"Python {python} is not a Lambda runtime the layer is built for")
-    return build_one(project_snapshot, tmp_path_factory.mktemp("layer-a"), python, arch)
+    out = tmp_path_factory.mktemp("layer-a")
+    return build_one(out, python, arch, "--source", project_snapshot)
+
+
+@pytest.fixture(scope="session")
+def snapshot_wheel(
+    tmp_path_factory: pytest.TempPathFactory, project_snapshot: Path, build_script: ModuleType
+) -> Path:
+    """The snapshot's ceap-stage wheel, for builds that take ``--wheel`` (one wheel build)."""
+    wheel: Path = build_script.build_wheel(project_snapshot, tmp_path_factory.mktemp("wheel"))
+    return wheel
 
 
 @pytest.fixture(scope="session")

@@ -160,20 +160,20 @@ def test_rebuild_is_byte_identical(
     host_layer: BuiltLayer, project_snapshot: Path, tmp_path: Path
 ) -> None:
     python, arch = host_target()
-    again = build_one(project_snapshot, tmp_path, python, arch)
+    again = build_one(tmp_path, python, arch, "--source", project_snapshot)
     assert again.path.name == host_layer.path.name
     assert again.path.read_bytes() == host_layer.path.read_bytes()
 
 
 def test_build_fails_over_budget_and_leaves_no_zip(
-    host_layer: BuiltLayer, project_snapshot: Path, tmp_path: Path
+    host_layer: BuiltLayer, snapshot_wheel: Path, tmp_path: Path
 ) -> None:
     python, arch = host_target()
     stale = tmp_path / host_layer.path.name
     stale.write_bytes(b"an earlier build")
 
     proc = run_build(
-        "--python", python, "--arch", arch, "--source", project_snapshot, "--out", tmp_path,
+        "--python", python, "--arch", arch, "--wheel", snapshot_wheel, "--out", tmp_path,
         "--max-unzipped", "5000000",
     )  # fmt: skip
 
@@ -184,13 +184,13 @@ def test_build_fails_over_budget_and_leaves_no_zip(
 
 
 def test_cross_build_for_arm64_and_another_python(
-    project_snapshot: Path, tmp_path: Path, build_script: ModuleType
+    snapshot_wheel: Path, tmp_path: Path, build_script: ModuleType
 ) -> None:
     # A target this machine cannot run: every native extension must still be the target's.
     python, arch = "3.13", "arm64"
     if (python, arch) == host_target():
         python = "3.12"
-    built = build_one(project_snapshot, tmp_path, python, arch)
+    built = build_one(tmp_path, python, arch, "--wheel", snapshot_wheel)
 
     assert built.path.name.endswith(f"-python{python}-{arch}.zip")
     with zipfile.ZipFile(built.path) as zf:
