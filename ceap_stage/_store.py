@@ -29,6 +29,7 @@ from ._formats import JSON
 __all__ = ["LocalStore", "OpenedObject", "PutResult", "Store", "StoredObject", "store_from_url"]
 
 _BAD_SEGMENTS = frozenset({"", ".", ".."})
+_SEP = os.sep
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,7 +148,7 @@ def _create_temp(directory: str, name: str) -> tuple[int, str]:
     """
     pid = os.getpid()
     for _ in range(1000):
-        tmp = os.path.join(directory, f".{name}.{pid}.{next(_TEMP_COUNTER)}.tmp")
+        tmp = f"{directory}{_SEP}.{name}.{pid}.{next(_TEMP_COUNTER)}.tmp"
         try:
             return os.open(tmp, _TEMP_FLAGS, 0o666), tmp
         except FileExistsError:
@@ -178,7 +179,7 @@ class LocalStore(Store):
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root).absolute()
-        self._root = str(self.root)
+        self._root = str(self.root).rstrip(_SEP)  # "" for the file system root
 
     def __repr__(self) -> str:
         return f"LocalStore({str(self.root)!r})"
@@ -206,6 +207,8 @@ class LocalStore(Store):
             raise StorageError(
                 "the bucket or key would leave the local store's root", bucket=bucket, key=key
             )
+        if _SEP == "/":  # POSIX: the key's separators are the file system's
+            return f"{self._root}/{bucket}/{key}"
         return os.path.join(self._root, bucket, *parts)
 
     @staticmethod
@@ -214,8 +217,8 @@ class LocalStore(Store):
 
     @staticmethod
     def _meta_file(file: str) -> str:
-        directory, name = os.path.split(file)
-        return os.path.join(directory, f".{name}.ceap-meta")
+        directory, _, name = file.rpartition(_SEP)
+        return f"{directory}{_SEP}.{name}.ceap-meta"
 
     def get(self, bucket: str, key: str) -> StoredObject | None:
         file = self._file(bucket, key)
@@ -274,7 +277,7 @@ class LocalStore(Store):
         file = self._file(bucket, key)
         meta_file = self._meta_file(file)
         try:
-            directory = os.path.dirname(file)
+            directory = file.rpartition(_SEP)[0]
             if not os.path.isdir(directory):
                 os.makedirs(directory, exist_ok=True)
             if content_type == JSON:
@@ -301,7 +304,7 @@ class LocalStore(Store):
 
     @staticmethod
     def _write_atomic(path: str | Path, body: bytes, *, exclusive: bool = False) -> None:
-        directory, name = os.path.split(path)
+        directory, _, name = os.fspath(path).rpartition(_SEP)
         fd, tmp = _create_temp(directory, name)
         try:
             with os.fdopen(fd, "wb") as handle:
