@@ -12,6 +12,8 @@ from typing import Any
 
 import orjson
 
+from ceap_stage._handler import WorkflowLambdaHandler
+
 from ._config import WorkflowConfiguration, WorkflowConfigurationError
 
 __all__ = ["LoadedWorkflow", "load_handler", "load_workflow"]
@@ -165,6 +167,8 @@ def load_workflow(path: str | Path) -> LoadedWorkflow:
 def load_handler(reference: str) -> Callable[..., Any]:
     """Import a Lambda handler named ``package.module:attribute``.
 
+    A ``WorkflowLambdaHandler`` subclass named instead of an instance is instantiated.
+
     Raises:
         WorkflowConfigurationError: The module or attribute does not exist or is not callable.
 
@@ -187,6 +191,8 @@ def load_handler(reference: str) -> Callable[..., Any]:
         if not hasattr(target, part):
             raise WorkflowConfigurationError(f"handler {reference!r}: no attribute {part!r}")
         target = getattr(target, part)
+    if isinstance(target, type) and issubclass(target, WorkflowLambdaHandler):
+        target = target()  # the class named instead of its instance: make the instance
     if not callable(target):
         raise WorkflowConfigurationError(f"handler {reference!r} is not callable")
     result: Callable[..., Any] = target

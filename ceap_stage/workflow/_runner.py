@@ -337,6 +337,11 @@ class LocalRunner:
                     load_handler(step.handler)
                 except ValueError as exc:
                     problems.append(f"Lambda step {step.state_name}: {exc}")
+                except Exception as exc:  # the module's own import-time error
+                    problems.append(
+                        f"Lambda step {step.state_name}: importing {step.handler} raised "
+                        f"{type(exc).__name__}: {exc}"
+                    )
             else:
                 glue.append(step.state_name)
                 if step.script is None:

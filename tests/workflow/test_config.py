@@ -258,3 +258,10 @@ def test_load_handler_resolves_module_attribute_and_reports_problems():
         with pytest.raises(WorkflowConfigurationError) as caught:
             load_handler(reference)
         assert expected in str(caught.value)
+
+
+def test_a_handler_class_is_instantiated():
+    from examples.engagement.stages import FilterStage
+
+    handler = load_handler("examples.engagement.stages:FilterStage")
+    assert isinstance(handler, FilterStage)

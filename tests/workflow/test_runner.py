@@ -389,3 +389,19 @@ def test_a_first_glue_step_reads_the_staged_batch(tmp_path, monkeypatch):
     assert result.stages[0].records == 2
     final = _read(store, "ceap-runner-test", "executions/run-gf/Double/output.json")
     assert final == [{"id": 0, "value": 2.0}, {"id": 1, "value": 8.0}]
+
+
+def test_a_handler_module_that_fails_to_import_is_reported(tmp_path, monkeypatch):
+    (tmp_path / "bad_stages.py").write_text(
+        "from ceap_stage import stage\n@stage\ndef oops(data) -> dict:\n    return {}\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    config = WorkflowConfiguration(
+        workflow_name="bad",
+        steps=[LambdaStep(state_name="Oops", function_name="oops", handler="bad_stages:oops")],
+        workflow_bucket="ceap-runner-test",
+        source_queue="in",
+    )
+    with pytest.raises(LocalRunError) as caught:
+        LocalRunner(config, store=LocalStore(tmp_path / "store")).run([])
+    assert "importing bad_stages:oops raised HandlerDefinitionError" in str(caught.value)
