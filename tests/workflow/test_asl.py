@@ -27,7 +27,11 @@ from ceap_stage.workflow._asl import initial_input_object
 
 from ._asl_tools import validate_definitions
 
-EXAMPLES = ["examples/engagement/workflow.py", "examples/engagement/workflow_standard.py"]
+EXAMPLES = [
+    "examples/engagement/workflow.py",
+    "examples/engagement/workflow_standard.py",
+    "examples/engagement/workflow.yaml",
+]
 
 
 def _express() -> WorkflowConfiguration:

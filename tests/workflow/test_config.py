@@ -265,3 +265,10 @@ def test_a_handler_class_is_instantiated():
 
     handler = load_handler("examples.engagement.stages:FilterStage")
     assert isinstance(handler, FilterStage)
+
+
+def test_the_yaml_example_is_the_python_example():
+    from_yaml = load_workflow("examples/engagement/workflow.yaml")
+    from_python = load_workflow("examples/engagement/workflow.py")
+    assert from_yaml.config == from_python.config
+    assert from_yaml.sample_input is None
