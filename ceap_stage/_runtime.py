@@ -29,7 +29,15 @@ from ._errors import (
     InputValidationError,
     OutputValidationError,
 )
-from ._formats import CONTENT_TYPES, Format, Manifest, decode, encode_jsonl, iter_jsonl
+from ._formats import (
+    CONTENT_TYPES,
+    Format,
+    Manifest,
+    decode,
+    encode_jsonl,
+    format_of_content_type,
+    iter_jsonl,
+)
 from ._models import UNSET, StageSpec, adapter_for, describe_validation_error, model_name
 from ._observability import InvocationStats, Observer, default_observer
 from ._store import PutResult, Store, store_from_url
@@ -297,6 +305,21 @@ class StageRuntime:
                 f"the previous stage {ev.previous_stage!r} has no output", bucket=bucket, key=key
             )
         stats.input_bytes = len(obj.body)
+        if self._json_fast_path(obj.body, obj.content_type):
+            try:
+                value = self.spec.input_adapter.validate_json(obj.body)
+            except ValidationError as exc:
+                if not any(e["type"] == "json_invalid" for e in exc.errors(include_input=False)):
+                    raise InputValidationError(
+                        f"the input fails the model {model_name(self.spec.input_model)}: "
+                        f"{describe_validation_error(exc)}",
+                        bucket=bucket,
+                        key=key,
+                    ) from None
+                # Not JSON: the strict reader below says why.
+            else:
+                stats.input_format = "json"
+                return value
         try:
             fmt, value = decode(obj.body, obj.content_type)
             stats.input_format = fmt
@@ -306,6 +329,21 @@ class StageRuntime:
             exc.add_context(bucket=bucket, key=key)
             raise
         return self._validate_input(value, ctx, key)
+
+    @staticmethod
+    def _json_fast_path(body: bytes, content_type: str | None) -> bool:
+        """Whether to validate a body straight from JSON (pydantic's JSON mode, one pass).
+
+        Only for objects labelled ``application/json`` (a manifest or JSON Lines never is), and
+        only when the body cannot hold the ``NaN``/``Infinity`` literals that pydantic's parser
+        accepts and JSON does not: such a body takes the strict orjson reader.
+        """
+        return (
+            content_type is not None
+            and format_of_content_type(content_type) == "json"
+            and b"NaN" not in body
+            and b"Infinity" not in body
+        )
 
     def _read_parts(
         self, store: Store, bucket: str, execution_id: str, stage: str, manifest: Manifest
