@@ -87,7 +87,7 @@ def test_run_prints_progress_a_summary_and_where_the_outputs_are(in_tmp, capsys)
     assert lines[-1] == "Final output: .ceap/ceap-cli-test/executions/cli-1/Double/output.json"
     written = in_tmp / ".ceap/ceap-cli-test/executions/cli-1/Double/output.json"
     assert json.loads(written.read_text()) == [{"id": 0, "value": 2.0}, {"id": 1, "value": 5.0}]
-    assert '"level"' not in out  # stage logs stay quiet without --verbose
+    # (That stage logs stay quiet is checked in a fresh process: loggers are process-wide.)
 
 
 def test_a_failing_stage_exits_1_and_names_the_error_class(in_tmp, capsys):
@@ -211,7 +211,8 @@ def test_invoke_runs_one_handler_with_an_event_file(in_tmp, capsys):
     path = in_tmp / "event.json"
     path.write_text(json.dumps(event))
     status = main(["invoke", "tests.workflow.handlers:first", "--event", str(path)])
-    pointer = json.loads(capsys.readouterr().out)
+    out = capsys.readouterr().out
+    pointer = json.loads(out[out.index("{\n") :])  # log lines may come first
     assert status == 0
     assert pointer["status"] == "SUCCESS"
     assert pointer["output"]["key"] == "executions/inv-1/Load/output.json"
