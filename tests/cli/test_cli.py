@@ -265,3 +265,27 @@ def test_importing_the_cli_stays_light():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     ).stdout
     assert out.strip() == "[]"
+
+
+def test_the_example_fails_cleanly_on_a_malformed_batch(in_tmp, capsys):
+    bad = in_tmp / "bad.json"
+    bad.write_text(
+        json.dumps(
+            [
+                {
+                    "messageId": "m-1",
+                    "body": json.dumps({"session_id": "s"}),
+                    "eventSource": "aws:sqs",
+                }
+            ]
+        )
+    )
+    status = main(["run", EXAMPLE, "--input", str(bad), "--execution-id", "bad-1"])
+    captured = capsys.readouterr()
+    assert status == 1
+    assert "[1/5] ETLStage FAILED with InputValidationError" in captured.out
+    assert captured.out.count("NOT_RUN") == 4
+    assert "error: stage ETLStage failed with InputValidationError" in captured.err
+    assert "bad-1" in captured.err  # the message names the execution, not the payload
+    assert '"session_id"' not in captured.err
+    assert not (in_tmp / ".ceap/ceap-workflow-dev/executions/bad-1/ETLStage").exists()
