@@ -15,14 +15,13 @@ import it when called. Without ``awsglue`` (a laptop, CI) everything works the s
 store.
 """
 
-from ._args import REQUIRED_ARGUMENTS, GlueArgs, resolve_args
+from ._args import GlueArgs, resolve_args
 from ._job import GlueJob, glue_job, glue_stage
 from ._output import GlueOutput, default_store, new_attempt_id, spark_path
 from ._shell import read_input_value, read_records, write_records
 from ._spark import read_input, write_output
 
 __all__ = [
-    "REQUIRED_ARGUMENTS",
     "GlueArgs",
     "GlueJob",
     "GlueOutput",

@@ -26,7 +26,15 @@ __all__ = ["GlueOutput", "commit_manifest", "default_store", "new_attempt_id", "
 
 
 def default_store() -> Store:
-    """The store ``CEAP_STORE`` names: a :class:`~ceap_stage.LocalStore` or, unset, S3."""
+    """The store ``CEAP_STORE`` names: a :class:`~ceap_stage.LocalStore` or, unset, S3.
+
+    Example:
+        >>> import os
+        >>> os.environ["CEAP_STORE"] = "file:///tmp/ceap"
+        >>> default_store()
+        LocalStore('/tmp/ceap')
+        >>> del os.environ["CEAP_STORE"]
+    """
     return store_from_url(os.environ.get("CEAP_STORE"))
 
 

@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 
 from ceap_stage import ContextResolutionError
-from ceap_stage.glue import REQUIRED_ARGUMENTS, resolve_args
+from ceap_stage.glue import resolve_args
+from ceap_stage.glue._args import REQUIRED_ARGUMENTS
 
 from .conftest import BUCKET, RUN, job_argv
 
