@@ -15,6 +15,7 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from ceap_stage._context import (
     INITIAL_STAGE,
@@ -69,6 +70,8 @@ class GlueArgs:
     output_key: str
     #: Further arguments the script asked for (``extra=`` of :func:`resolve_args`), by name.
     extra: Mapping[str, str] = field(default_factory=dict)
+    #: Everything the parser resolved, as ``getResolvedOptions`` returns it (``Job.init`` takes it).
+    resolved: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def is_first_stage(self) -> bool:
@@ -132,23 +135,25 @@ def _parse_locally(argv: Sequence[str], names: Sequence[str]) -> dict[str, str]:
     return {k: v for k, v in vars(parsed).items() if v is not None}
 
 
-def _parse(argv: Sequence[str], names: Sequence[str]) -> dict[str, str]:
+def _parse(argv: Sequence[str], names: Sequence[str]) -> tuple[dict[str, str], dict[str, Any]]:
+    """The named options' values, and everything the parser resolved (what ``Job.init`` takes)."""
     try:
         from awsglue.utils import getResolvedOptions
     except ImportError:
-        parse = _parse_locally
-    else:  # pragma: no cover - awsglue exists only on AWS Glue
+        parse: Any = _parse_locally
+    else:
         parse = getResolvedOptions
     try:
-        resolved = parse(list(argv), list(names))
-    except (_ArgumentError, SystemExit, Exception) as exc:
-        detail = str(exc) if isinstance(exc, _ArgumentError) else type(exc).__name__
+        resolved = dict(parse(list(argv), list(names)))
+    except (SystemExit, Exception) as exc:
+        # argparse's messages name options, never values.
+        detail = type(exc).__name__ if isinstance(exc, SystemExit) else str(exc)
         raise ContextResolutionError(
             f"the Glue job arguments are incomplete or malformed: {detail}; a Glue stage needs "
             + ", ".join(f"--{n}" for n in names)
         ) from None
     # getResolvedOptions returns argparse destinations (``execution_id``); use the option names.
-    return {name: str(resolved[name.replace("-", "_")]) for name in names}
+    return {name: str(resolved[name.replace("-", "_")]) for name in names}, resolved
 
 
 def _flag_present(argv: Sequence[str], name: str) -> bool:
@@ -194,7 +199,7 @@ def resolve_args(
     # when present (the usual Glue idiom).
     if _flag_present(argv, _PREVIOUS):
         names.append(_PREVIOUS)
-    raw = _parse(argv, names)
+    raw, resolved = _parse(argv, names)
 
     execution_id = validate_execution_id(raw["execution-id"])
     job_name = raw["JOB_NAME"].strip()
@@ -256,4 +261,5 @@ def resolve_args(
         output_bucket=output_bucket,
         output_key=expected_out,
         extra={name: raw[name] for name in extra},
+        resolved=resolved,
     )

@@ -156,13 +156,13 @@ class _Spark:
             from awsglue.job import Job
         except ImportError:
             self.session = self._plain_session(app_name or args.job_name)
-        else:  # pragma: no cover - awsglue exists only on AWS Glue
+        else:
             from pyspark.context import SparkContext
 
             self.glue_context = GlueContext(SparkContext.getOrCreate())
             self.session = self.glue_context.spark_session
             self.glue_job = Job(self.glue_context)
-            self.glue_job.init(args.job_name, {"JOB_NAME": args.job_name})
+            self.glue_job.init(args.job_name, dict(args.resolved))
 
     def _plain_session(self, app_name: str) -> SparkSession:
         from pyspark import SparkContext
@@ -183,7 +183,7 @@ class _Spark:
         return session
 
     def commit(self) -> None:
-        if self.glue_job is not None:  # pragma: no cover - awsglue exists only on AWS Glue
+        if self.glue_job is not None:
             self.glue_job.commit()
 
     def stop(self) -> None:
