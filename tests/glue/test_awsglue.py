@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 import types
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import pytest
 
@@ -48,7 +48,7 @@ def get_resolved_options(args: list[str], options: list[str]) -> dict[str, Any]:
 
 
 class Job:
-    calls: list[tuple[str, Any]] = []
+    calls: ClassVar[list[tuple[str, Any]]] = []
 
     def __init__(self, glue_context: Any) -> None:
         self.glue_context = glue_context
