@@ -23,6 +23,7 @@ deleted (best effort) and no ``output.json`` is written.
 from __future__ import annotations
 
 import contextlib
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, BinaryIO, Final
 
@@ -172,7 +173,7 @@ def stream_input(
         fmt, value = open_stream(opened.stream, opened.content_type)
         stats.input_format = fmt
         if fmt == "jsonl":
-            return _validated(
+            records = _validated(
                 ((key, number, record) for number, record in value),
                 "JSON Lines line",
                 validate,
@@ -180,6 +181,10 @@ def stream_input(
                 bucket=bucket,
                 close=opened.close,
             )
+            # A generator that never started runs no finally: release the stream (and its
+            # connection) when the iterator goes away, even if the stage never iterated it.
+            weakref.finalize(records, opened.close)
+            return records
         opened.close()
         if isinstance(value, Manifest):
             value.check_parts_under(parts_prefix(execution_id, previous_stage))

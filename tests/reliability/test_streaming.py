@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import tracemalloc
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -470,3 +471,32 @@ def test_streaming_end_to_end_on_s3(moto_server: str):
         )
     )
     assert sorted(o["Key"] for o in listed["Contents"]) == sorted(p.key for p in manifest.parts)
+
+
+class TrackingStore(LocalStore):
+    """A LocalStore that keeps every object it opened."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.opened: list[OpenedObject] = []
+
+    def open_object(self, bucket: str, key: str) -> OpenedObject | None:
+        opened = super().open_object(bucket, key)
+        if opened is not None:
+            self.opened.append(opened)
+        return opened
+
+
+@pytest.mark.parametrize("consume", [0, 1, 10])
+def test_input_streams_are_closed_however_much_the_stage_reads(tmp_path: Path, consume: int):
+    store = TrackingStore(tmp_path)
+    store.put(BUCKET, "executions/run-1/Prev/output.json", jsonl(10), content_type=JSONL)
+
+    @stage(name="S", store=store, observer=Observer())
+    def partial(records: Iterator[Rec]) -> int:
+        return sum(1 for _, _ in zip(range(consume), records, strict=False))
+
+    partial(event("S"))
+    gc.collect()
+    assert store.opened
+    assert all(o.stream.closed for o in store.opened)
