@@ -77,7 +77,8 @@ def read_input(
 
     Accepts a JSON document (an array of objects, or one object: one row), JSON Lines, or a
     manifest whose parts are read in manifest order (a part outside the previous stage's parts
-    prefix is refused). Rows keep the input's order.
+    prefix, missing, or of another size than the manifest says is refused). Rows keep the
+    input's order.
 
     Args:
         spark: The session to read with.
@@ -95,8 +96,8 @@ def read_input(
 
     Raises:
         InputNotFoundError: The previous stage wrote no ``output.json``.
-        InputValidationError: The input is not valid JSON / JSON Lines / manifest, holds values
-            that are not objects, or does not match ``schema``.
+        InputValidationError: The input is not valid JSON / JSON Lines / manifest (parts
+            included), holds values that are not objects, or does not match ``schema``.
 
     Example:
         >>> df = read_input(spark, args, schema="customer_id STRING, events LONG")  # doctest: +SKIP
@@ -131,7 +132,7 @@ def read_input(
 
     df: DataFrame
     if isinstance(value, Manifest):
-        paths = [store.uri(bucket, part.key) for part in value.parts]
+        paths = _check_parts(spark, store, bucket, value, facts)
         if not paths:
             return spark.createDataFrame([], struct or StructType([]))
         read_schema = struct if struct is not None else spark.read.json(paths).schema
@@ -180,24 +181,62 @@ def _validate(df: DataFrame, struct: StructType, args: GlueArgs) -> None:
         )
 
 
-def _data_parts(spark: SparkSession, directory: str) -> list[tuple[str, int]]:
-    """The data files Spark wrote in ``directory`` as ``(name, bytes)``, in DataFrame order.
+def _list_files(spark: SparkSession, directory: str) -> dict[str, int]:
+    """The files directly in ``directory`` (name to size), through Hadoop's FileSystem.
 
-    Lists through Hadoop's FileSystem, the one Spark wrote with (``file://`` or ``s3://``), which
-    also gives the sizes; ``_SUCCESS`` and checksum files are left out.
+    That is the file system Spark reads and writes with (``file://`` locally, ``s3://`` on Glue),
+    and its listing gives the sizes. A missing directory has no files.
     """
     jvm: Any = spark.sparkContext._jvm
     conf = spark.sparkContext._jsc.hadoopConfiguration()
     path = jvm.org.apache.hadoop.fs.Path(directory)
+    fs = path.getFileSystem(conf)
+    if not fs.exists(path):
+        return {}
+    return {
+        str(status.getPath().getName()): int(status.getLen())
+        for status in fs.listStatus(path)
+        if status.isFile()
+    }
+
+
+def _data_parts(spark: SparkSession, directory: str) -> list[tuple[str, int]]:
+    """The data files Spark wrote in ``directory`` as ``(name, bytes)``, in DataFrame order
+    (``_SUCCESS`` and checksum files are left out)."""
     found = []
-    for status in path.getFileSystem(conf).listStatus(path):
-        name = str(status.getPath().getName())
+    for name, size in _list_files(spark, directory).items():
         match = _DATA_PART.fullmatch(name)
-        if status.isFile() and match is not None:
-            order = (int(match.group(1)), int(match.group(2) or 0), name)
-            found.append((order, name, int(status.getLen())))
+        if match is not None:
+            found.append(((int(match.group(1)), int(match.group(2) or 0), name), size))
     found.sort()
-    return [(name, size) for _order, name, size in found]
+    return [(order[2], size) for order, size in found]
+
+
+def _check_parts(
+    spark: SparkSession, store: Store, bucket: str, manifest: Manifest, facts: dict[str, Any]
+) -> list[str]:
+    """Each part exists with the size the manifest gives; returns the parts' Spark paths.
+
+    One listing per directory of parts (usually one), not one request per part.
+    """
+    listings: dict[str, dict[str, int]] = {}
+    paths = []
+    for part in manifest.parts:
+        directory, _, name = part.key.rpartition("/")
+        if directory not in listings:
+            listings[directory] = _list_files(spark, store.uri(bucket, directory))
+        size = listings[directory].get(name)
+        if size is None:
+            raise InputValidationError(
+                "the manifest names a part that does not exist", **{**facts, "key": part.key}
+            )
+        if size != part.bytes:
+            raise InputValidationError(
+                f"a manifest part has {size} bytes, the manifest says {part.bytes}",
+                **{**facts, "key": part.key},
+            )
+        paths.append(store.uri(bucket, part.key))
+    return paths
 
 
 def _write_columnless(df: DataFrame, args: GlueArgs, store: Store, attempt: str) -> GlueOutput:

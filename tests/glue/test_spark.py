@@ -313,11 +313,28 @@ def test_a_manifest_part_outside_the_stage_prefix_is_refused(
 
 def test_a_corrupt_manifest_part_is_refused(spark: SparkSession, store: LocalStore) -> None:
     _write_parts(store, "Ingest", [events(2)])
-    manifest = manifest_of(store, "Ingest")
-    store.path(BUCKET, manifest.parts[0].key).write_bytes(b'{"customer_id": "c"}\n{broken\n')
+    part = manifest_of(store, "Ingest").parts[0]
+    corrupt = b'{"customer_id": "c"}\n{broken\n'
+    store.path(BUCKET, part.key).write_bytes(corrupt.ljust(part.bytes - 1) + b"\n")
 
     with pytest.raises(InputValidationError, match="not valid JSON Lines"):
         read_input(spark, glue_args(), store=store)
+
+
+def test_a_missing_or_resized_part_is_refused(spark: SparkSession, store: LocalStore) -> None:
+    _write_parts(store, "Ingest", [events(2), events(3)])
+    first, second = manifest_of(store, "Ingest").parts
+    store.path(BUCKET, second.key).write_bytes(b"{}\n")
+
+    with pytest.raises(InputValidationError, match="the manifest says") as resized:
+        read_input(spark, glue_args(), store=store)
+    store.delete(BUCKET, [first.key])
+    with pytest.raises(InputValidationError, match="does not exist") as missing:
+        read_input(spark, glue_args(), store=store)
+
+    assert resized.value.key == second.key
+    assert missing.value.key == first.key
+    assert missing.value.execution_id == RUN
 
 
 # -- reruns ------------------------------------------------------------------------------------
