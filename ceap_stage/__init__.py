@@ -33,7 +33,7 @@ from ._errors import (
     TransientStorageError,
 )
 from ._handler import StageHandler, WorkflowLambdaHandler, stage
-from ._store import LocalStore, PutResult, Store, StoredObject
+from ._store import LocalStore, OpenedObject, PutResult, Store, StoredObject
 
 if TYPE_CHECKING:  # imported lazily at run time, see __getattr__ below
     from ._s3 import RetryPolicy, S3Store
@@ -48,6 +48,7 @@ __all__ = [
     "InputNotFoundError",
     "InputValidationError",
     "LocalStore",
+    "OpenedObject",
     "OutputConflictError",
     "OutputValidationError",
     "PutResult",

@@ -45,7 +45,15 @@ class StoredObject:
 class OpenedObject:
     """An object opened for streaming reads: its body as a stream, and what is known about it.
 
-    Close it when done (it is a context manager).
+    Returned by :meth:`Store.open_object`. Close it when done (it is a context manager).
+
+    Example:
+        >>> import tempfile
+        >>> store = LocalStore(tempfile.mkdtemp())
+        >>> _ = store.put("bucket", "k.jsonl", b"1\\n2\\n", content_type="application/x-ndjson")
+        >>> with store.open_object("bucket", "k.jsonl") as opened:
+        ...     opened.content_type, opened.size, opened.stream.read()
+        ('application/x-ndjson', 4, b'1\\n2\\n')
     """
 
     stream: BinaryIO
