@@ -20,7 +20,7 @@ from ceap_stage import ExecutionContext, LocalStore, S3Store, Store, TransientSt
 from ceap_stage._observability import Observer
 from ceap_stage._s3 import RetryPolicy
 from tests.conftest import FAKE_REGION, create_bucket, s3_client
-from tests.reliability.conftest import FaultProxy, proxied_store
+from tests.reliability.conftest import FAST_RETRY, FaultProxy, proxied_store
 
 
 class Order(BaseModel):
@@ -205,7 +205,16 @@ def test_a_body_cut_mid_stream_is_resumed_with_a_range_request(
     bucket = create_bucket(s3_client(moto_server))
     body = b"".join(orjson.dumps({"n": n, "pad": "x" * 50}) + b"\n" for n in range(20_000))
     s3_client(moto_server).put_object(Bucket=bucket, Key="big.jsonl", Body=body)
-    store = proxied_store(fault_proxy)
+    store = S3Store(
+        endpoint_url=fault_proxy.endpoint_url,
+        region_name=FAKE_REGION,
+        retry=FAST_RETRY,
+        expected_bucket_owner="111122223333",
+    )
+    gets: list[dict[str, object]] = []
+    store.client.meta.events.register(
+        "provide-client-params.s3.GetObject", lambda params, **_: gets.append(dict(params))
+    )
     fault_proxy.kinds = ("truncate",)
     fault_proxy.rate = 0.5
     for _ in range(3):
@@ -214,6 +223,10 @@ def test_a_body_cut_mid_stream_is_resumed_with_a_range_request(
         with opened:
             assert opened.stream.read() == body
     assert fault_proxy.counts["truncate"] >= 1
+    resumed = [g for g in gets if "Range" in g]
+    assert resumed  # the rest was fetched, not the whole object again
+    assert all(str(g["Range"]).startswith("bytes=") and g["IfMatch"] for g in resumed)
+    assert all(g["ExpectedBucketOwner"] == "111122223333" for g in gets)
 
 
 def test_the_default_policy_bound_is_the_documented_one():
