@@ -376,9 +376,10 @@ class PartWriter:
         """Delete the parts this writer wrote, except those the current ``output.json`` names."""
         if not self.written:
             return
+        written, self.written = self.written, []
         with contextlib.suppress(CeapStageError):
             referenced = _committed_parts(self.store, self.bucket, self.output_key)
-            self.store.delete(self.bucket, [k for k in self.written if k not in referenced])
+            self.store.delete(self.bucket, [k for k in written if k not in referenced])
 
 
 def _committed_parts(store: Store, bucket: str, key: str) -> set[str]:

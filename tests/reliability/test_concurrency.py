@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import threading
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import orjson
 from pydantic import BaseModel
 
-from ceap_stage import ExecutionContext, Store, stage
+from ceap_stage import ExecutionContext, LocalStore, OutputConflictError, Store, stage
 from ceap_stage._observability import Observer
 from tests.conftest import create_bucket, s3_client
 from tests.reliability.conftest import FaultProxy, proxied_store
@@ -91,3 +93,31 @@ def test_threads_running_many_executions_keep_outputs_apart(
             "total": sum(int(r["value"]) for r in readings(n)),
         }
     assert fault_proxy.faults > 0
+
+
+def test_write_once_lets_exactly_one_of_racing_writers_win(tmp_path: Path):
+    # Twelve attempts of one stage race with different outputs; the conditional write lets one
+    # through and every other gets OutputConflictError: no output is silently replaced.
+    store = LocalStore(tmp_path)
+    start = threading.Barrier(12)
+
+    def attempt(n: int) -> str:
+        @stage(name="Once", store=store, observer=Observer(), write_once=True)
+        def once(data: int) -> dict[str, int]:
+            start.wait()
+            return {"attempt": n}
+
+        try:
+            once({"executionId": "race", "currentStage": "Once", "workflowBucket": "race-bucket",
+                  "initialData": n})  # fmt: skip
+        except OutputConflictError:
+            return "conflict"
+        return "won"
+
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        outcomes = list(pool.map(attempt, range(12)))
+
+    assert sorted(outcomes) == ["conflict"] * 11 + ["won"]
+    written = store.get("race-bucket", "executions/race/Once/output.json")
+    assert written is not None
+    assert orjson.loads(written.body) == {"attempt": outcomes.index("won")}
