@@ -153,7 +153,7 @@ def test_botocore_retries_are_off_in_the_client(moto_server: str):
 def test_100_percent_faults_every_run_raises_transient_and_writes_nothing(
     moto_server: str, fault_proxy: FaultProxy
 ):
-    executions = 20
+    executions = 40
     bucket = create_bucket(s3_client(moto_server))
     seed_inputs(moto_server, bucket, executions)
     policy = RetryPolicy(max_attempts=6, base_delay=0.002, max_delay=0.02, max_elapsed=0.5)

@@ -13,12 +13,14 @@ import pytest
 from pydantic import BaseModel
 
 from ceap_stage import (
+    HandlerDefinitionError,
     InputValidationError,
     LocalStore,
     OutputConflictError,
     OutputValidationError,
     S3Store,
     Store,
+    WorkflowLambdaHandler,
     stage,
 )
 from ceap_stage._formats import JSONL, MANIFEST, Manifest, decode
@@ -500,3 +502,29 @@ def test_input_streams_are_closed_however_much_the_stage_reads(tmp_path: Path, c
     gc.collect()
     assert store.opened
     assert all(o.stream.closed for o in store.opened)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"part_bytes": 0},
+        {"max_single_object_bytes": -1},
+        {"part_bytes": True},
+        {"part_bytes": "8MB"},
+    ],
+)
+def test_size_options_must_be_positive_byte_counts(options: dict[str, Any]):
+    with pytest.raises(HandlerDefinitionError, match="positive number of bytes"):
+
+        @stage(**options)
+        def bad(records: Iterator[Rec]) -> Iterator[Rec]:
+            return records
+
+    with pytest.raises(HandlerDefinitionError, match="positive number of bytes"):
+
+        class Bad(WorkflowLambdaHandler[list[Rec], list[Rec]]):
+            max_single_object_bytes = options.get("max_single_object_bytes", 1)
+            part_bytes = options.get("part_bytes", 1)
+
+            def process(self, data: list[Rec], ctx: Any) -> list[Rec]:
+                return data
