@@ -129,19 +129,17 @@ def test_no_retry_quota_the_last_calls_retry_like_the_first(
     # client stops retrying. S3Store's policy keeps retrying: hundreds of faults in, a call that
     # fails several times in a row still succeeds.
     bucket = create_bucket(s3_client(moto_server))
-    store = proxied_store(fault_proxy)
+    patient = RetryPolicy(max_attempts=40, base_delay=0.001, max_delay=0.002, max_elapsed=10)
+    store = proxied_store(fault_proxy, patient)  # one store, one client, all along
     fault_proxy.rate = 0.5
     for n in range(100):
         store.put(bucket, f"warm/{n}", b"x")
     assert fault_proxy.faults >= 100
-    patient = proxied_store(
-        fault_proxy, RetryPolicy(max_attempts=40, base_delay=0.001, max_delay=0.002, max_elapsed=10)
-    )
-    patient._client = store.client  # the same client, after all those faults
-    store = patient
     fault_proxy.rate = 0.7  # most attempts fail now
+    before = fault_proxy.faults
     for n in range(10):
         store.put(bucket, f"late/{n}", b"late")
+    assert fault_proxy.faults - before >= 10  # the late calls were retried, many times
     assert [store.get(bucket, f"late/{n}").body for n in range(10)] == [b"late"] * 10  # type: ignore[union-attr]
 
 
