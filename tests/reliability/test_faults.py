@@ -163,8 +163,9 @@ def test_100_percent_faults_every_run_raises_transient_and_writes_nothing(
         with pytest.raises(TransientStorageError) as info:
             failing(event(f"run-{n:04d}", bucket))
         elapsed = time.monotonic() - started
-        # The bound: max_elapsed, plus one back-off and one attempt's duration.
-        assert elapsed < policy.max_elapsed + policy.max_delay + 1.0
+        # The bound: max_elapsed, plus one back-off and one (here quick) attempt, with slack for
+        # a loaded machine.
+        assert elapsed < policy.max_elapsed + policy.max_delay + 2.0
         assert info.value.retryable
         assert info.value.execution_id == f"run-{n:04d}"
         assert info.value.stage == "Score"
@@ -172,6 +173,8 @@ def test_100_percent_faults_every_run_raises_transient_and_writes_nothing(
 
     assert outputs(moto_server, bucket) == {}
     assert fault_proxy.counts["forwarded"] == 0
+    # Each run gave up on its read: never more than max_attempts requests per run.
+    assert executions * 2 <= fault_proxy.faults <= executions * policy.max_attempts
 
 
 def test_writes_fail_after_the_read_succeeded_leave_no_output(
