@@ -148,13 +148,9 @@ def commit_manifest(
 
 
 def _delete_stale(store: Store, args: GlueArgs, attempt: str) -> None:
-    keep = attempt_prefix(args, attempt)
-    stale = [
-        k for k in store.list_keys(args.output_bucket, args.parts_prefix) if k[: len(keep)] != keep
-    ]
-    store.delete(args.output_bucket, stale)
     if isinstance(store, LocalStore):
-        # Spark also leaves hidden checksum files (.part-*.crc) that a store listing skips.
+        # One pass over the directory: also removes what a store listing skips (Spark's hidden
+        # .part-*.crc checksum files) and the emptied attempt directories.
         root = store.path(args.output_bucket, args.parts_prefix.rstrip("/"))
         if root.is_dir():
             for child in root.iterdir():
@@ -164,3 +160,9 @@ def _delete_stale(store: Store, args: GlueArgs, attempt: str) -> None:
                     shutil.rmtree(child, ignore_errors=True)
                 else:
                     child.unlink(missing_ok=True)
+        return
+    keep = attempt_prefix(args, attempt)
+    stale = [
+        k for k in store.list_keys(args.output_bucket, args.parts_prefix) if k[: len(keep)] != keep
+    ]
+    store.delete(args.output_bucket, stale)

@@ -13,6 +13,7 @@ number, then file number, which is the DataFrame's order.
 from __future__ import annotations
 
 import functools
+import os
 import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -20,9 +21,10 @@ from typing import TYPE_CHECKING, Any
 from ceap_stage._context import parts_prefix
 from ceap_stage._errors import InputNotFoundError, InputValidationError
 from ceap_stage._formats import JSONL, Manifest, ManifestPart, decode
-from ceap_stage._store import Store
+from ceap_stage._store import LocalStore, Store
 
 from ._args import GlueArgs
+from ._metrics import tagged_write
 from ._output import GlueOutput, attempt_prefix, commit_manifest, default_store, new_attempt_id
 
 if TYPE_CHECKING:
@@ -159,6 +161,14 @@ def _validate(df: DataFrame, struct: StructType, args: GlueArgs) -> None:
     from pyspark.sql import functions as F
 
     required = [f.name for f in struct.fields if not f.nullable]
+    if not required:
+        try:
+            df.write.format("noop").mode("overwrite").save()
+        except Exception as exc:
+            if _mismatch(exc):
+                raise _schema_mismatch_error(args) from None
+            raise
+        return
     missing = F.lit(False)
     for name in required:
         missing = missing | F.col(f"`{name}`").isNull()
@@ -181,15 +191,22 @@ def _validate(df: DataFrame, struct: StructType, args: GlueArgs) -> None:
         )
 
 
-def _list_files(spark: SparkSession, directory: str) -> dict[str, int]:
-    """The files directly in ``directory`` (name to size), through Hadoop's FileSystem.
+def _list_files(spark: SparkSession, store: Store, bucket: str, directory: str) -> dict[str, int]:
+    """The files directly in the ``directory`` key prefix (name to size).
 
-    That is the file system Spark reads and writes with (``file://`` locally, ``s3://`` on Glue),
-    and its listing gives the sizes. A missing directory has no files.
+    A :class:`LocalStore` directory is listed with ``os.scandir``; anything else through
+    Hadoop's FileSystem, the one Spark reads and writes with (``s3://`` on Glue), whose listing
+    gives the sizes. A missing directory has no files.
     """
+    if isinstance(store, LocalStore):
+        try:
+            with os.scandir(store.path(bucket, directory)) as entries:
+                return {e.name: e.stat().st_size for e in entries if e.is_file()}
+        except (FileNotFoundError, NotADirectoryError):
+            return {}
     jvm: Any = spark.sparkContext._jvm
     conf = spark.sparkContext._jsc.hadoopConfiguration()
-    path = jvm.org.apache.hadoop.fs.Path(directory)
+    path = jvm.org.apache.hadoop.fs.Path(store.uri(bucket, directory))
     fs = path.getFileSystem(conf)
     if not fs.exists(path):
         return {}
@@ -200,11 +217,13 @@ def _list_files(spark: SparkSession, directory: str) -> dict[str, int]:
     }
 
 
-def _data_parts(spark: SparkSession, directory: str) -> list[tuple[str, int]]:
+def _data_parts(
+    spark: SparkSession, store: Store, bucket: str, directory: str
+) -> list[tuple[str, int]]:
     """The data files Spark wrote in ``directory`` as ``(name, bytes)``, in DataFrame order
     (``_SUCCESS`` and checksum files are left out)."""
     found = []
-    for name, size in _list_files(spark, directory).items():
+    for name, size in _list_files(spark, store, bucket, directory).items():
         match = _DATA_PART.fullmatch(name)
         if match is not None:
             found.append(((int(match.group(1)), int(match.group(2) or 0), name), size))
@@ -224,7 +243,7 @@ def _check_parts(
     for part in manifest.parts:
         directory, _, name = part.key.rpartition("/")
         if directory not in listings:
-            listings[directory] = _list_files(spark, store.uri(bucket, directory))
+            listings[directory] = _list_files(spark, store, bucket, directory)
         size = listings[directory].get(name)
         if size is None:
             raise InputValidationError(
@@ -286,9 +305,6 @@ def write_output(
         >>> out.key  # doctest: +SKIP
         'executions/run-1/Enrich/output.json'
     """
-    from pyspark.sql import Observation
-    from pyspark.sql import functions as F
-
     store = store or default_store()
     attempt = new_attempt_id()
     prefix = attempt_prefix(args, attempt)
@@ -299,23 +315,23 @@ def write_output(
         return _write_columnless(df, args, store, attempt)
     if order_by is not None:
         df = df.orderBy(*([order_by] if isinstance(order_by, str) else order_by))
-    observation = Observation(f"ceap-{attempt}")
-    writer = (
-        df.observe(observation, F.count(F.lit(1)).alias("records"))
-        .write.mode("errorifexists")
-        .option("compression", "none")
-        .option("ignoreNullFields", "false")
-    )
+    writer = df.write.option("compression", "none").option("ignoreNullFields", "false")
     if max_records_per_file is not None:
         writer = writer.option("maxRecordsPerFile", max_records_per_file)
+    spark = df.sparkSession
     try:
-        writer.json(directory)
+        with tagged_write(spark) as tag:
+            writer.json(directory)
     except Exception as exc:
         if _mismatch(exc):
             raise _schema_mismatch_error(args) from None
         raise
-    records = int(observation.get["records"])
-    parts = [
-        ManifestPart(prefix + name, size) for name, size in _data_parts(df.sparkSession, directory)
-    ]
+    # List first: Spark's row count reaches its status store through the listener bus,
+    # usually while we list.
+    files = _data_parts(spark, store, args.output_bucket, prefix.rstrip("/"))
+    parts = [ManifestPart(prefix + name, size) for name, size in files]
+    records = tag.rows()
+    if records is None:  # Spark did not tell: count the written lines (one per record)
+        paths = [store.uri(args.output_bucket, part.key) for part in parts]
+        records = spark.read.text(paths).count() if paths else 0
     return commit_manifest(store, args, attempt, parts, records)

@@ -445,3 +445,61 @@ def test_event_model_round_trip(spark: SparkSession, store: LocalStore) -> None:
     report_stage(store, list[Event])(lambda_event("Report", "Copy"))
 
     assert output_of(store, "Report") == events(5)
+
+
+# -- the record count --------------------------------------------------------------------------
+
+
+def test_the_count_comes_from_the_writer_and_the_description_is_restored(
+    spark: SparkSession, store: LocalStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ceap_stage.glue import _metrics
+
+    counted: list[int | None] = []
+    rows = _metrics.WriteTag.rows
+
+    def recording(self: _metrics.WriteTag, *, timeout: float = 10.0) -> int | None:
+        counted.append(rows(self, timeout=timeout))
+        return counted[-1]
+
+    monkeypatch.setattr(_metrics.WriteTag, "rows", recording)
+    spark.sparkContext.setLocalProperty("spark.job.description", "the user's own")
+    try:
+        out = write_output(
+            spark.range(0, 1234, numPartitions=3),
+            glue_args(),
+            store=store,
+            max_records_per_file=500,
+        )
+        assert spark.sparkContext.getLocalProperty("spark.job.description") == "the user's own"
+    finally:
+        spark.sparkContext._jsc.setLocalProperty("spark.job.description", None)
+
+    assert counted == [1234]  # read from Spark's own write metrics, no second pass
+    assert out.records == 1234
+
+
+def test_without_spark_metrics_the_written_lines_are_counted(
+    spark: SparkSession, store: LocalStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ceap_stage.glue import _metrics
+
+    monkeypatch.setattr(_metrics.WriteTag, "rows", lambda self, **_: None)
+    args = glue_args()
+
+    out = write_output(spark.range(0, 321, numPartitions=2), args, store=store)
+    empty = write_output(spark.range(0), glue_args("Empty", "Ingest"), store=store)
+    report_stage(store)(lambda_event("Report", "Aggregate"))
+
+    assert out.records == 321
+    assert manifest_of(store, "Aggregate").records == 321
+    assert len(output_of(store, "Report")) == 321
+    assert empty.records == 0
+
+
+def test_an_unknown_status_store_gives_no_count(spark: SparkSession) -> None:
+    from ceap_stage.glue._metrics import WriteTag
+
+    tag = WriteTag(spark)  # never used for a write: nothing carries its description
+
+    assert tag.rows(timeout=0.05) is None
