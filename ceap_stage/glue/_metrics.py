@@ -43,29 +43,34 @@ class WriteTag:
         self.spark = spark
         self.description = f"ceap-stage write {uuid.uuid4().hex}"
 
-    def rows(self, *, timeout: float = 10.0) -> int | None:
+    def rows(self, *, timeout: float = 10.0, find_timeout: float = 2.0) -> int | None:
         """The rows the tagged write produced, or None when Spark does not tell.
 
-        Waits (polling) for Spark's listener to record the write's end, at most ``timeout``
-        seconds; usually a few milliseconds.
+        Polls until Spark's listener has recorded the write's end (usually a few milliseconds):
+        at most ``find_timeout`` seconds for the write to appear at all (it never does when the
+        store keeps no executions, ``spark.sql.ui.retainedExecutions=0``), ``timeout`` in all.
         """
         try:
             store: Any = self.spark._jsparkSession.sharedState().statusStore()
         except Exception:
             return None
-        deadline = time.monotonic() + timeout
+        started = time.monotonic()
         delay = 0.001
         while True:
             try:
-                rows = self._read(store)
+                found, rows = self._read(store)
             except Exception:  # _Absent, or a status store unlike the one this was written for
                 return None
-            if rows is not None or time.monotonic() > deadline:
+            if rows is not None:
                 return rows
+            waited = time.monotonic() - started
+            if waited > timeout or (not found and waited > find_timeout):
+                return None
             time.sleep(delay)
             delay = min(delay * 2, 0.05)
 
-    def _read(self, store: Any) -> int | None:
+    def _read(self, store: Any) -> tuple[bool, int | None]:
+        """Whether the write is in the store yet, and its row count once it is complete."""
         executions = store.executionsList()
         size = executions.size()
         # Ours is among the latest executions (nested ones may follow it).
@@ -74,9 +79,9 @@ class WriteTag:
             if execution.description() != self.description:
                 continue
             if not execution.completionTime().isDefined():
-                return None
-            return self._rows_of(store, execution.executionId())
-        return None
+                return True, None
+            return True, self._rows_of(store, execution.executionId())
+        return False, None
 
     @staticmethod
     def _rows_of(store: Any, execution_id: Any) -> int | None:

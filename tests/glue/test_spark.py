@@ -5,6 +5,7 @@ Runs on one real local PySpark session (``local[1]``) shared by the module (see 
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -458,8 +459,8 @@ def test_the_count_comes_from_the_writer_and_the_description_is_restored(
     counted: list[int | None] = []
     rows = _metrics.WriteTag.rows
 
-    def recording(self: _metrics.WriteTag, *, timeout: float = 10.0) -> int | None:
-        counted.append(rows(self, timeout=timeout))
+    def recording(self: _metrics.WriteTag, **options: float) -> int | None:
+        counted.append(rows(self, **options))
         return counted[-1]
 
     monkeypatch.setattr(_metrics.WriteTag, "rows", recording)
@@ -502,4 +503,6 @@ def test_an_unknown_status_store_gives_no_count(spark: SparkSession) -> None:
 
     tag = WriteTag(spark)  # never used for a write: nothing carries its description
 
-    assert tag.rows(timeout=0.05) is None
+    started = time.monotonic()
+    assert tag.rows(timeout=5.0, find_timeout=0.05) is None
+    assert time.monotonic() - started < 2.0  # a write that never ran is not waited for
