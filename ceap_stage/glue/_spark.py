@@ -161,29 +161,24 @@ def _validate(df: DataFrame, struct: StructType, args: GlueArgs) -> None:
     from pyspark.sql import functions as F
 
     required = [f.name for f in struct.fields if not f.nullable]
-    if not required:
-        try:
-            df.write.format("noop").mode("overwrite").save()
-        except Exception as exc:
-            if _mismatch(exc):
-                raise _schema_mismatch_error(args) from None
-            raise
-        return
-    missing = F.lit(False)
-    for name in required:
-        missing = missing | F.col(f"`{name}`").isNull()
-    observation = Observation("ceap-validate")
-    observed = df.observe(observation, F.count(F.when(missing, 1)).alias("missing"))
+    observation = Observation("ceap-validate") if required else None
+    if observation is not None:
+        missing = functools.reduce(
+            lambda a, b: a | b,
+            [F.col("`{}`".format(name.replace("`", "``"))).isNull() for name in required],
+        )
+        df = df.observe(observation, F.count(F.when(missing, 1)).alias("missing"))
     try:
-        observed.write.format("noop").mode("overwrite").save()
+        df.write.format("noop").mode("overwrite").save()
     except Exception as exc:
         if _mismatch(exc):
             raise _schema_mismatch_error(args) from None
         raise
-    if observation.get["missing"]:
+    lacking = int(observation.get["missing"]) if observation is not None else 0
+    if lacking:
         raise InputValidationError(
-            f"the input does not match the schema: {observation.get['missing']} records lack a "
-            f"value for a NOT NULL field ({', '.join(required)})",
+            f"the input does not match the schema: {lacking} records lack a value for a "
+            f"NOT NULL field ({', '.join(required)})",
             execution_id=args.execution_id,
             stage=args.current_stage,
             bucket=args.input_bucket,
