@@ -248,7 +248,8 @@ def glue_job(
             yield job
         except Exception as exc:
             if _mismatch(exc):  # a lazily read schema mismatch surfacing in the user's code
-                raise _schema_mismatch_error(args) from exc
+                # Spark's message quotes the malformed record: do not chain it.
+                raise _schema_mismatch_error(args) from None
             raise
         if session is not None:
             session.commit()
