@@ -388,6 +388,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     cwd = os.getcwd()
     if cwd not in sys.path:
         sys.path.insert(0, cwd)
+    # Commands set defaults in the environment (store, log level); put it back afterwards so
+    # that an in-process caller (a test, a notebook) is left as it was.
+    saved_environ = dict(os.environ)
     try:
         status: int = args.func(args, sys.stdout, sys.stderr)
     except _UsageError as exc:
@@ -396,6 +399,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # e.g. `ceap-stage asl wf.py | head`
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
+    finally:
+        if dict(os.environ) != saved_environ:
+            os.environ.clear()
+            os.environ.update(saved_environ)
     return status
 
 

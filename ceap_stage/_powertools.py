@@ -148,6 +148,9 @@ class PowertoolsObserver(Observer):
                 # Already configured by another Powertools Logger of this service: share its
                 # handler (a second handler would write every line twice).
                 logger = Logger(service=service)
+                # Powertools sets a logger's level only when it first configures it; apply
+                # this handler's reading of POWERTOOLS_LOG_LEVEL (its first invocation's).
+                logger.setLevel(logger.initial_log_level)
             else:
                 logger = Logger(service=service, logger_handler=_StdoutHandler())
         self.logger: Logger = logger

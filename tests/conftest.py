@@ -53,6 +53,31 @@ def _fake_aws_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
 
 
+@pytest.fixture(autouse=True)
+def _isolated_process_state() -> Iterator[None]:
+    """Undo what a test leaves in process-wide state: environment variables set without
+    monkeypatch (e.g. by the CLI run in-process) and logger levels (a Powertools ``Logger``
+    sets its level once per process, at its first creation)."""
+    import logging
+    import os
+
+    environ = dict(os.environ)
+    manager = logging.Logger.manager
+    levels = {
+        name: logger.level
+        for name, logger in manager.loggerDict.items()
+        if isinstance(logger, logging.Logger)
+    }
+    yield
+    for name, level in levels.items():
+        logger = manager.loggerDict.get(name)
+        if isinstance(logger, logging.Logger) and logger.level != level:
+            logger.setLevel(level)
+    if dict(os.environ) != environ:
+        os.environ.clear()
+        os.environ.update(environ)
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
