@@ -6,6 +6,7 @@ Runs on one real local PySpark session (``local[1]``) shared by the module (see 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -13,7 +14,14 @@ import orjson
 import pytest
 from pydantic import BaseModel
 
-from ceap_stage import InputNotFoundError, InputValidationError, LocalStore
+from ceap_stage import (
+    InputNotFoundError,
+    InputValidationError,
+    LocalStore,
+    PutResult,
+    Store,
+    StoredObject,
+)
 from ceap_stage._formats import JSON, JSONL, MANIFEST, Manifest, ManifestPart
 from ceap_stage.glue import GlueArgs, read_input, resolve_args, spark_path, write_output
 
@@ -506,3 +514,81 @@ def test_an_unknown_status_store_gives_no_count(spark: SparkSession) -> None:
     started = time.monotonic()
     assert tag.rows(timeout=5.0, find_timeout=0.05) is None
     assert time.monotonic() - started < 2.0  # a write that never ran is not waited for
+
+
+# -- stores other than LocalStore (the S3 code path: Hadoop listing, store clean-up) -----------
+
+
+class UriStore(Store):
+    """A store that is not a ``LocalStore`` but whose objects Spark can reach by URI, as with S3
+    on Glue: the helper must list through Hadoop and clean up through the store API."""
+
+    def __init__(self, inner: LocalStore) -> None:
+        self.inner = inner
+
+    def get(self, bucket: str, key: str) -> StoredObject | None:
+        return self.inner.get(bucket, key)
+
+    def put(self, bucket: str, key: str, body: bytes, **options: Any) -> PutResult:
+        return self.inner.put(bucket, key, body, **options)
+
+    def list_keys(self, bucket: str, prefix: str) -> list[str]:
+        return self.inner.list_keys(bucket, prefix)
+
+    def delete(self, bucket: str, keys: Iterable[str]) -> None:
+        self.inner.delete(bucket, keys)
+
+    def uri(self, bucket: str, key: str) -> str:
+        return self.inner.uri(bucket, key)
+
+
+def test_the_generic_store_path_lists_through_hadoop_and_cleans_up(
+    spark: SparkSession, store: LocalStore
+) -> None:
+    generic = UriStore(store)
+    _write_parts(store, "Ingest", [events(3), events(40)[3:40]])
+    args = glue_args()
+
+    first = write_output(read_input(spark, args, store=generic), args, store=generic)
+    second = write_output(
+        read_input(spark, args, schema=SCHEMA, store=generic).repartition(2),
+        args,
+        store=generic,
+        order_by="seq",
+    )
+    report_stage(store)(lambda_event("Report", "Aggregate"))
+
+    assert first.records == second.records == 40
+    assert output_of(store, "Report") == events(40)
+    remaining = stage_keys(store, "Aggregate")
+    assert not any(first.attempt in k for k in remaining)
+    assert [p.key for p in second.parts] == [k for k in remaining if not k.endswith("_SUCCESS")]
+
+
+def test_parts_are_ordered_by_partition_then_file_number(
+    spark: SparkSession, store: LocalStore
+) -> None:
+    from ceap_stage.glue._spark import _data_parts
+
+    directory = f"executions/{RUN}/Aggregate/parts/a1"
+    names = [
+        "part-100000-u-c000.json",  # a 6-digit partition number sorts after 99999
+        "part-99999-u-c000.json",
+        "part-00001-u-c001.json",
+        "part-00001-u-c000.json",
+        "part-00000-u-c000.json",
+        "_SUCCESS",
+        ".part-00000-u-c000.json.crc",
+        "part-00002-u-c000.json.gz",
+    ]
+    for name in names:
+        store.put(BUCKET, f"{directory}/{name}", b"{}\n")
+
+    for generic in (store, UriStore(store)):
+        assert [n for n, _ in _data_parts(spark, generic, BUCKET, directory)] == [
+            "part-00000-u-c000.json",
+            "part-00001-u-c000.json",
+            "part-00001-u-c001.json",
+            "part-99999-u-c000.json",
+            "part-100000-u-c000.json",
+        ]
