@@ -50,6 +50,8 @@ class _StdoutJson(logging.Handler):
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
+            # The same service key as the Lambda side's Powertools lines.
+            "service": os.environ.get("POWERTOOLS_SERVICE_NAME") or "ceap-stage",
             **getattr(record, "ceap", {}),
         }
         try:

@@ -194,6 +194,8 @@ def test_shell_job_runs_and_logs_start_and_finish(
         assert line["execution_id"] == RUN
         assert line["stage"] == "Aggregate"
         assert line["level"] == "INFO"
+        assert line["service"] == "ceap-stage"
+        assert line["logger"] == "ceap_stage.glue"
     assert finished["records"] == 1
     assert finished["parts"] == 1
     assert finished["duration_ms"] >= 0
