@@ -174,7 +174,10 @@ class _Spark:
         if active is not None:
             return active
         had_context = SparkContext._active_spark_context is not None
-        builder = SparkSession.builder.appName(app_name)
+        # No console progress bar: it would cut through the JSON log lines.
+        builder = SparkSession.builder.appName(app_name).config(
+            "spark.ui.showConsoleProgress", "false"
+        )
         master = os.environ.get("CEAP_SPARK_MASTER")
         if master is None and not had_context and "PYSPARK_GATEWAY_PORT" not in os.environ:
             master = "local[*]"  # a plain `python job.py`, not spark-submit

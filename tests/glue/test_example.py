@@ -15,7 +15,7 @@ from pydantic import BaseModel
 from ceap_stage import InputNotFoundError, LocalStore, stage
 
 from ._lambda import lambda_event, manifest_of, output_of
-from .conftest import job_argv
+from .conftest import BUCKET, RUN, job_argv
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -134,3 +134,43 @@ def test_example_without_input_exits_1(
 
     assert info.value.code == 1
     assert isinstance(info.value.__cause__, InputNotFoundError)
+
+
+def test_example_runs_as_a_plain_python_script(tmp_path: Path) -> None:
+    """``python engagement_enrichment.py ...`` with CEAP_STORE: the job creates its own local
+    Spark session (a fresh JVM) and stops it; exit status 0, a manifest, JSON log lines."""
+    import os
+    import subprocess
+    import sys
+
+    import orjson
+
+    from ceap_stage._formats import JSON
+
+    store = LocalStore(tmp_path / "cli-store")
+    store.put(
+        BUCKET,
+        f"executions/{RUN}/FilterStage/output.json",
+        orjson.dumps(EVENTS),
+        content_type=JSON,
+    )
+    env = {
+        **os.environ,
+        "CEAP_STORE": store.root.as_uri(),
+        "CEAP_SPARK_MASTER": "local[1]",
+    }
+
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), *job_argv("EnrichStage", "FilterStage")[1:]],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+
+    assert done.returncode == 0, done.stderr[-2000:]
+    logs = [orjson.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    assert [line["message"] for line in logs] == ["glue stage started", "glue stage finished"]
+    assert logs[-1]["records"] == 3
+    assert manifest_of(store, "EnrichStage").records == 3
