@@ -388,9 +388,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     cwd = os.getcwd()
     if cwd not in sys.path:
         sys.path.insert(0, cwd)
-    # Commands set defaults in the environment (store, log level); put it back afterwards so
-    # that an in-process caller (a test, a notebook) is left as it was.
+    # Commands set defaults in the environment (store, log level) and quiet the Glue logger;
+    # put both back afterwards so that an in-process caller (a test, a notebook) is left as it
+    # was.
+    import logging
+
     saved_environ = dict(os.environ)
+    glue_logger = logging.getLogger("ceap_stage.glue")
+    saved_glue = (glue_logger.level, list(glue_logger.handlers))
     try:
         status: int = args.func(args, sys.stdout, sys.stderr)
     except _UsageError as exc:
@@ -403,6 +408,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if dict(os.environ) != saved_environ:
             os.environ.clear()
             os.environ.update(saved_environ)
+        glue_logger.setLevel(saved_glue[0])
+        glue_logger.handlers[:] = saved_glue[1]
     return status
 
 
