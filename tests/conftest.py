@@ -56,23 +56,28 @@ def _fake_aws_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture(autouse=True)
 def _isolated_process_state() -> Iterator[None]:
     """Undo what a test leaves in process-wide state: environment variables set without
-    monkeypatch (e.g. by the CLI run in-process) and logger levels (a Powertools ``Logger``
-    sets its level once per process, at its first creation)."""
+    monkeypatch (e.g. by the CLI run in-process) and the level and handlers of loggers that
+    existed before the test (a Powertools ``Logger`` sets its level once per process, at its
+    first creation; the Glue helper installs its handler on first use)."""
     import logging
     import os
 
     environ = dict(os.environ)
     manager = logging.Logger.manager
-    levels = {
-        name: logger.level
+    loggers = {
+        name: (logger.level, list(logger.handlers), logger.propagate)
         for name, logger in manager.loggerDict.items()
         if isinstance(logger, logging.Logger)
     }
     yield
-    for name, level in levels.items():
+    for name, (level, handlers, propagate) in loggers.items():
         logger = manager.loggerDict.get(name)
-        if isinstance(logger, logging.Logger) and logger.level != level:
-            logger.setLevel(level)
+        if isinstance(logger, logging.Logger):
+            if logger.level != level:
+                logger.setLevel(level)
+            if logger.handlers != handlers:
+                logger.handlers[:] = handlers
+            logger.propagate = propagate
     if dict(os.environ) != environ:
         os.environ.clear()
         os.environ.update(environ)
