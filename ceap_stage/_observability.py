@@ -66,6 +66,9 @@ class Observer:
         ...     return data
     """
 
+    #: The logger handed to stages as ``ExecutionContext.logger`` (None: no logger).
+    logger: Any = None
+
     def bind(self, ctx: ExecutionContext, lambda_context: Any) -> ExecutionContext:
         """Called first; returns the context handed to the stage (e.g. with a bound logger)."""
         return ctx

@@ -195,6 +195,7 @@ class PowertoolsObserver(Observer):
         self._recorder: Any = None
         self._traced = False  # this invocation is traced
         self._debug = False  # this invocation logs at DEBUG
+        self._info = True  # this invocation logs at INFO
 
     # -- the hooks ------------------------------------------------------------------------
 
@@ -217,10 +218,14 @@ class PowertoolsObserver(Observer):
         for captured in _CAPTURES.get():
             captured.watch(self._pylogger, self._formatter)
         self._debug = self._pylogger.isEnabledFor(logging.DEBUG)
+        self._info = self._debug or self._pylogger.isEnabledFor(logging.INFO)
         self._traced = self.tracing and self._start_trace()
-        return dataclasses.replace(ctx, logger=self.logger)
+        # The runtime builds the context with this observer's logger already in place.
+        return ctx if ctx.logger is self.logger else dataclasses.replace(ctx, logger=self.logger)
 
     def started(self, ctx: ExecutionContext) -> None:
+        if not self._info:
+            return
         if ctx.retry_count or ctx.redrive_count:
             self.logger.info(
                 "stage started", retry_count=ctx.retry_count, redrive_count=ctx.redrive_count
@@ -235,20 +240,21 @@ class PowertoolsObserver(Observer):
 
     def finished(self, ctx: ExecutionContext, stats: InvocationStats) -> None:
         try:
-            self.logger.info(
-                "stage finished",
-                input_key=stats.input_key,
-                input_bytes=stats.input_bytes,
-                input_format=stats.input_format,
-                read_ms=stats.read_ms,
-                records=stats.records,
-                output_key=stats.output_key,
-                output_bytes=stats.output_bytes,
-                output_format=stats.output_format,
-                write_ms=stats.write_ms,
-                process_ms=stats.process_ms,
-                total_ms=stats.total_ms,
-            )
+            if self._info:
+                self.logger.info(
+                    "stage finished",
+                    input_key=stats.input_key,
+                    input_bytes=stats.input_bytes,
+                    input_format=stats.input_format,
+                    read_ms=stats.read_ms,
+                    records=stats.records,
+                    output_key=stats.output_key,
+                    output_bytes=stats.output_bytes,
+                    output_format=stats.output_format,
+                    write_ms=stats.write_ms,
+                    process_ms=stats.process_ms,
+                    total_ms=stats.total_ms,
+                )
             if self._metrics is not None:
                 self._flush(ctx.workflow_name, ctx.current_stage, stats, failed=False)
         finally:

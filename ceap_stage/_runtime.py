@@ -229,6 +229,7 @@ class StageRuntime:
                     retry_count=ev.retry_count,
                     redrive_count=ev.redrive_count,
                     lambda_context=lambda_context,
+                    logger=observer.logger,
                 ),
                 lambda_context,
             )
