@@ -289,17 +289,19 @@ class PowertoolsObserver(Observer):
 
     # -- helpers ----------------------------------------------------------------------------
 
+    # The formatter's own methods: the Logger's look the formatter up through its handlers on
+    # every call, which is most of what binding an invocation's keys costs.
     def _append_keys(self, keys: dict[str, Any]) -> None:
         if self._thread_safe:
-            self.logger.thread_safe_append_keys(**keys)
+            self._formatter.thread_safe_append_keys(**keys)
         else:
-            self.logger.append_keys(**keys)
+            self._formatter.append_keys(**keys)
 
     def _end(self) -> None:
         if self._thread_safe:
-            self.logger.thread_safe_remove_keys(_INVOCATION_KEYS)
+            self._formatter.thread_safe_remove_keys(_INVOCATION_KEYS)
         else:
-            self.logger.remove_keys(_INVOCATION_KEYS)
+            self._formatter.remove_keys(_INVOCATION_KEYS)
         self._traced = False
 
     def _flush(
