@@ -12,15 +12,46 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from ceap_stage._context import parts_prefix
 from ceap_stage._errors import InputNotFoundError, InputValidationError, OutputValidationError
-from ceap_stage._formats import JSONL, Manifest, ManifestPart, decode, encode_jsonl
+from ceap_stage._formats import JSONL, Format, Manifest, ManifestPart, decode, encode_jsonl
 from ceap_stage._runtime import read_manifest_parts
 from ceap_stage._store import Store
 
 from ._args import GlueArgs
 from ._output import GlueOutput, attempt_prefix, commit_manifest, default_store, new_attempt_id
 
-__all__ = ["read_input_value", "read_records", "write_records"]
+__all__ = ["fetch_input", "read_input_value", "read_records", "write_records"]
+
+
+def fetch_input(args: GlueArgs, store: Store) -> tuple[Format, Any, dict[str, str]]:
+    """Read and decode ``output.json`` of the previous stage; shared by the Spark side.
+
+    Returns the format, the decoded value (a :class:`Manifest` whose parts are checked to lie
+    under the previous stage's parts prefix, but not yet read) and the error facts.
+
+    Raises:
+        InputNotFoundError: The previous stage wrote no ``output.json``.
+        InputValidationError: The input is not valid JSON / JSON Lines / manifest.
+    """
+    bucket, key = args.input_bucket, args.input_key
+    facts = {
+        "execution_id": args.execution_id,
+        "stage": args.current_stage,
+        "bucket": bucket,
+        "key": key,
+    }
+    obj = store.get(bucket, key)
+    if obj is None:
+        raise InputNotFoundError(f"the stage {args.input_stage!r} has no output", **facts)
+    try:
+        fmt, value = decode(obj.body, obj.content_type)
+        if isinstance(value, Manifest):
+            value.check_parts_under(parts_prefix(args.execution_id, args.input_stage))
+    except InputValidationError as exc:
+        exc.add_context(**facts)
+        raise
+    return fmt, value, facts
 
 
 def read_input_value(args: GlueArgs, *, store: Store | None = None) -> Any:
@@ -37,23 +68,15 @@ def read_input_value(args: GlueArgs, *, store: Store | None = None) -> Any:
         >>> value = read_input_value(args)  # doctest: +SKIP
     """
     store = store or default_store()
-    bucket, key = args.input_bucket, args.input_key
-    facts = {
-        "execution_id": args.execution_id,
-        "stage": args.current_stage,
-        "bucket": bucket,
-        "key": key,
-    }
-    obj = store.get(bucket, key)
-    if obj is None:
-        raise InputNotFoundError(f"the stage {args.input_stage!r} has no output", **facts)
-    try:
-        _fmt, value = decode(obj.body, obj.content_type)
-        if isinstance(value, Manifest):
-            value = read_manifest_parts(store, bucket, args.execution_id, args.input_stage, value)
-    except InputValidationError as exc:
-        exc.add_context(**facts)
-        raise
+    _fmt, value, facts = fetch_input(args, store)
+    if isinstance(value, Manifest):
+        try:
+            value = read_manifest_parts(
+                store, args.input_bucket, args.execution_id, args.input_stage, value
+            )
+        except InputValidationError as exc:
+            exc.add_context(**facts)
+            raise
     return value
 
 

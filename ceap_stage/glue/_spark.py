@@ -18,14 +18,14 @@ import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from ceap_stage._context import parts_prefix
-from ceap_stage._errors import InputNotFoundError, InputValidationError
-from ceap_stage._formats import JSONL, Manifest, ManifestPart, decode
+from ceap_stage._errors import InputValidationError
+from ceap_stage._formats import JSONL, Manifest, ManifestPart
 from ceap_stage._store import LocalStore, Store
 
 from ._args import GlueArgs
 from ._metrics import tagged_write
 from ._output import GlueOutput, attempt_prefix, commit_manifest, default_store, new_attempt_id
+from ._shell import fetch_input
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -108,22 +108,7 @@ def read_input(
 
     store = store or default_store()
     bucket, key = args.input_bucket, args.input_key
-    facts = {
-        "execution_id": args.execution_id,
-        "stage": args.current_stage,
-        "bucket": bucket,
-        "key": key,
-    }
-    obj = store.get(bucket, key)
-    if obj is None:
-        raise InputNotFoundError(f"the stage {args.input_stage!r} has no output", **facts)
-    try:
-        fmt, value = decode(obj.body, obj.content_type)
-        if isinstance(value, Manifest):
-            value.check_parts_under(parts_prefix(args.execution_id, args.input_stage))
-    except InputValidationError as exc:
-        exc.add_context(**facts)
-        raise
+    fmt, value, facts = fetch_input(args, store)
 
     struct: StructType | None
     if schema is None or isinstance(schema, StructType):
