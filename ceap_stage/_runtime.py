@@ -83,6 +83,20 @@ def _is_pipes_batch(value: object) -> bool:
     )
 
 
+# _json_fast_path: digits become "0", "E" becomes "e" and "+" goes, so that big exponents and
+# long digit runs (numbers that may overflow to infinity) are found by two plain substring
+# searches, far cheaper than a regex.
+_ZEROED = bytes.maketrans(b"123456789E", b"000000000e")
+
+
+def _maybe_not_finite(body: bytes) -> bool:
+    """Whether ``body`` may hold ``NaN``/``Infinity`` or a number beyond the float range."""
+    if b"NaN" in body or b"Infinity" in body:
+        return True
+    zeroed = body.translate(_ZEROED, b"+")
+    return b"0e000" in zeroed or b"0" * 300 in zeroed
+
+
 _META_SAFE = re.compile(r"[A-Za-z0-9\-_.~:\[\], ]*")
 
 
@@ -336,15 +350,12 @@ class StageRuntime:
         """Whether to validate a body straight from JSON (pydantic's JSON mode, one pass).
 
         Only for objects labelled ``application/json`` (a manifest or JSON Lines never is), and
-        only when the body cannot hold the ``NaN``/``Infinity`` literals that pydantic's parser
-        accepts and JSON does not: such a body takes the strict orjson reader.
+        never when the body may hold a number that is not finite: the ``NaN``/``Infinity``
+        literals, which pydantic's parser accepts and JSON does not, or a three-digit exponent
+        or a 300-digit run, which may overflow to infinity (``1e400``) where orjson refuses it:
+        such a body takes the strict orjson reader.
         """
-        return (
-            content_type is not None
-            and format_of_content_type(content_type) == "json"
-            and b"NaN" not in body
-            and b"Infinity" not in body
-        )
+        return format_of_content_type(content_type) == "json" and not _maybe_not_finite(body)
 
     def _read_parts(
         self, store: Store, bucket: str, execution_id: str, stage: str, manifest: Manifest
