@@ -148,6 +148,17 @@ def _catch() -> list[dict[str, Any]]:
     return [{"ErrorEquals": ["States.ALL"], "ResultPath": "$", "Next": FAIL_STATE}]
 
 
+def _guarded(
+    state: dict[str, Any], errors: tuple[str, ...], attempts: int, interval: int, rate: float
+) -> dict[str, Any]:
+    """``state`` with its Retry (when ``attempts`` allows one) and the Catch into the Fail state."""
+    retriers = _retry(errors, attempts, interval, rate)
+    if retriers:
+        state["Retry"] = retriers
+    state["Catch"] = _catch()
+    return state
+
+
 def _retry(errors: tuple[str, ...], attempts: int, interval: int, rate: float) -> list[Any]:
     if attempts == 0:
         return []
@@ -177,16 +188,13 @@ def _lambda_state(config: WorkflowConfiguration, index: int) -> dict[str, Any]:
         "ResultSelector": {"stage": step.state_name, "result.$": "$.Payload"},
         "ResultPath": "$",
     }
-    retriers = _retry(
+    return _guarded(
+        state,
         LAMBDA_RETRY_ERRORS,
         retry.lambda_max_attempts,
         retry.lambda_interval_seconds,
         retry.lambda_backoff_rate,
     )
-    if retriers:
-        state["Retry"] = retriers
-    state["Catch"] = _catch()
-    return state
 
 
 def _glue_state(config: WorkflowConfiguration, index: int) -> dict[str, Any]:
@@ -204,16 +212,13 @@ def _glue_state(config: WorkflowConfiguration, index: int) -> dict[str, Any]:
         },
         "ResultPath": "$",
     }
-    retriers = _retry(
+    return _guarded(
+        state,
         GLUE_RETRY_ERRORS,
         retry.glue_max_attempts,
         retry.glue_interval_seconds,
         retry.glue_backoff_rate,
     )
-    if retriers:
-        state["Retry"] = retriers
-    state["Catch"] = _catch()
-    return state
 
 
 def _initial_input_state(config: WorkflowConfiguration, first: str) -> dict[str, Any]:
@@ -226,16 +231,13 @@ def _initial_input_state(config: WorkflowConfiguration, first: str) -> dict[str,
         "ResultPath": None,
         "Next": first,
     }
-    retriers = _retry(
+    return _guarded(
+        state,
         ("States.TaskFailed",),
         retry.lambda_max_attempts,
         retry.lambda_interval_seconds,
         retry.lambda_backoff_rate,
     )
-    if retriers:
-        state["Retry"] = retriers
-    state["Catch"] = _catch()
-    return state
 
 
 def build_definition(config: WorkflowConfiguration) -> dict[str, Any]:
