@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
+import orjson
 from pydantic import PydanticSchemaGenerationError, TypeAdapter, ValidationError
 
 from ._errors import HandlerDefinitionError
@@ -100,6 +101,79 @@ def stream_item(model: Any) -> Any:
         args = typing.get_args(model)
         return args[0] if args else Any
     return UNSET
+
+
+# Core-schema types whose JSON-mode and Python-mode validation of orjson-decoded values may
+# differ: bytes may be base64 in JSON (``val_json_bytes="base64"``).
+_JSON_SENSITIVE_TYPES = frozenset({"bytes"})
+
+
+def json_sensitive(adapter: TypeAdapter[Any]) -> bool:
+    """Whether validating a value decoded from JSON differs from validating its JSON text.
+
+    True for models with strict parts (``strict=True`` in a model's config or on a field: JSON
+    mode reads a ``date`` from an ISO string, Python mode refuses a ``str``) and for ``bytes``
+    fields (JSON may carry them as base64). For the rest, the usual lax models, both modes agree.
+
+    >>> json_sensitive(TypeAdapter(list[int])), json_sensitive(TypeAdapter(dict[str, bytes]))
+    (False, True)
+    """
+    pending: list[Any] = [adapter.core_schema]
+    while pending:
+        node = pending.pop()
+        if isinstance(node, dict):
+            if node.get("strict") is True or node.get("type") in _JSON_SENSITIVE_TYPES:
+                return True
+            pending.extend(node.values())
+        elif isinstance(node, (list, tuple)):
+            pending.extend(node)
+    return False
+
+
+def json_validator(adapter: TypeAdapter[Any]) -> Callable[..., Any]:
+    """A validator of values decoded from JSON that gives what validating their text gives.
+
+    Input arrives as JSON text but not always as one document that pydantic can validate in
+    one pass (JSON Lines, manifest parts, streamed records, unlabelled files, ``initialData``).
+    For the models where it matters (:func:`json_sensitive`), the validator re-encodes the
+    decoded value and validates it in JSON mode, so a stage accepts the same input whatever the
+    format or store; for the others it validates the value in Python mode (cheaper, same
+    result). The validator takes ``(value, text=None)``: ``text``, when given, is the value's
+    JSON and saves encoding it again.
+
+    >>> from datetime import date
+    >>> from typing import Annotated
+    >>> from pydantic import Strict
+    >>> strict_date = TypeAdapter(Annotated[date, Strict()])
+    >>> json_validator(strict_date)("2026-11-26")  # Python mode alone refuses a str here
+    datetime.date(2026, 11, 26)
+    """
+    validate_python = adapter.validate_python
+    if not json_sensitive(adapter):
+
+        def validate_lax(value: Any, text: bytes | None = None) -> Any:
+            return validate_python(value)
+
+        return validate_lax
+
+    validate_json = adapter.validate_json
+
+    def validate(value: Any, text: bytes | None = None) -> Any:
+        if text is None:
+            try:
+                text = orjson.dumps(value)
+            except orjson.JSONEncodeError:  # e.g. an integer beyond 64 bits: no JSON twin
+                return validate_python(value)
+        try:
+            return validate_json(text)
+        except ValidationError as exc:
+            if not any(e["type"] == "json_invalid" for e in exc.errors(include_input=False)):
+                raise
+            # Valid JSON (orjson read it) that pydantic's parser refuses, e.g. nested deeper
+            # than its recursion limit: the Python-mode validator still judges the value.
+            return validate_python(value)
+
+    return validate
 
 
 def describe_validation_error(exc: ValidationError, *, limit: int = 3) -> str:

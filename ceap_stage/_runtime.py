@@ -38,7 +38,14 @@ from ._formats import (
     format_of_content_type,
     iter_jsonl,
 )
-from ._models import UNSET, StageSpec, adapter_for, describe_validation_error, model_name
+from ._models import (
+    UNSET,
+    StageSpec,
+    adapter_for,
+    describe_validation_error,
+    json_validator,
+    model_name,
+)
 from ._observability import InvocationStats, Observer, default_observer
 from ._store import PutResult, Store, store_from_url
 from ._streaming import (
@@ -180,7 +187,12 @@ class StageRuntime:
         self.max_single_object_bytes = max_single_object_bytes
         self.part_bytes = part_bytes
         # Streamed models (Iterable[X] / Iterator[X]) are validated record by record with X's.
-        self._in_item = None if spec.input_item is UNSET else adapter_for(spec.input_item)
+        # Input is JSON text: validate so that every format and store gives what validating
+        # the text gives (json_validator).
+        self._validate = json_validator(spec.input_adapter)
+        self._validate_item = (
+            None if spec.input_item is UNSET else json_validator(adapter_for(spec.input_item))
+        )
         self._out_item = None if spec.output_item is UNSET else adapter_for(spec.output_item)
         self._store = store
         self._bucket = bucket
@@ -276,9 +288,12 @@ class StageRuntime:
 
     # -- input ------------------------------------------------------------------------------
 
-    def _validate_input(self, value: Any, ctx: ExecutionContext, key: str | None) -> Any:
+    def _validate_input(
+        self, value: Any, ctx: ExecutionContext, key: str | None, *, text: bytes | None = None
+    ) -> Any:
+        """Validate the decoded input (``text``, when given, is its JSON; see json_validator)."""
         try:
-            return self.spec.input_adapter.validate_python(value)
+            return self._validate(value, text)
         except ValidationError as exc:
             raise InputValidationError(
                 f"the input fails the model {model_name(self.spec.input_model)}: "
@@ -292,10 +307,10 @@ class StageRuntime:
     ) -> Any:
         if ev.previous_stage is None:
             stats.input_format = "initialData"
-            if self._in_item is not None:
+            if self._validate_item is not None:
                 return initial_records(
                     self._initial_value(ev),
-                    self._in_item.validate_python,
+                    self._validate_item,
                     model_name(self.spec.input_model),
                 )
             return self._validate_input(self._initial_value(ev), ctx, None)
@@ -303,14 +318,14 @@ class StageRuntime:
         bucket, key = ctx.workflow_bucket, ctx.input_key
         assert key is not None
         stats.input_key = key
-        if self._in_item is not None:
+        if self._validate_item is not None:
             return stream_input(
                 store,
                 bucket,
                 key,
                 execution_id=ev.execution_id,
                 previous_stage=ev.previous_stage,
-                validate=self._in_item.validate_python,
+                validate=self._validate_item,
                 label=model_name(self.spec.input_model),
                 stats=stats,
             )
@@ -343,7 +358,8 @@ class StageRuntime:
         except InputValidationError as exc:
             exc.add_context(bucket=bucket, key=key)
             raise
-        return self._validate_input(value, ctx, key)
+        # A document orjson accepted is plain JSON (no NaN, no Infinity): its own text serves.
+        return self._validate_input(value, ctx, key, text=obj.body if fmt == "json" else None)
 
     @staticmethod
     def _json_fast_path(body: bytes, content_type: str | None) -> bool:
