@@ -122,7 +122,10 @@ def json_sensitive(adapter: TypeAdapter[Any]) -> bool:
     while pending:
         node = pending.pop()
         if isinstance(node, dict):
-            if node.get("strict") is True or node.get("type") in _JSON_SENSITIVE_TYPES:
+            kind = node.get("type")  # not always a schema's type: a field may be named "type"
+            if node.get("strict") is True or (
+                isinstance(kind, str) and kind in _JSON_SENSITIVE_TYPES
+            ):
                 return True
             pending.extend(node.values())
         elif isinstance(node, (list, tuple)):

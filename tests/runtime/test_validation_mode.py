@@ -108,7 +108,13 @@ def test_the_strict_model_still_refuses_what_it_refuses(backend: Backend) -> Non
     assert backend.read(key_of("Score")) is None
 
 
+class Tagged(BaseModel):
+    type: str  # a field named "type" sits in the core schema beside schema types
+    strict: bool = False
+
+
 def test_which_models_are_json_sensitive() -> None:
+    assert not json_sensitive(TypeAdapter(list[Tagged]))
     assert json_sensitive(TypeAdapter(list[Visit]))
     assert json_sensitive(TypeAdapter(dict[str, bytes]))
     assert not json_sensitive(TypeAdapter(list[dict[str, int]]))
