@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import typing
 from abc import abstractmethod
@@ -247,18 +248,8 @@ class WorkflowLambdaHandler(Generic[InT, OutT]):
             raise HandlerDefinitionError(
                 f"{type(self).__qualname__} does not implement process(data, ctx)"
             )
-        bound = StageSpec(
-            fn=self.process,
-            input_model=spec.input_model,
-            output_model=spec.output_model,
-            input_adapter=spec.input_adapter,
-            output_adapter=spec.output_adapter,
-            pass_context=True,
-            input_is_list=spec.input_is_list,
-            output_is_list=spec.output_is_list,
-            input_item=spec.input_item,
-            output_item=spec.output_item,
-        )
+        # The class's resolved spec, calling this instance's bound method.
+        bound = dataclasses.replace(spec, fn=self.process)
         self.runtime = StageRuntime(
             bound,
             name=self.name,

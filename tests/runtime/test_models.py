@@ -116,6 +116,20 @@ def test_the_context_parameter_is_optional(tmp_path: Path):
     assert (tmp_path / BUCKET / key_of("Score")).read_bytes() == b"0"
 
 
+def test_the_context_parameter_is_optional_in_a_class_too(tmp_path: Path):
+    class CountStage(WorkflowLambdaHandler[list[Event], int]):
+        # Type checkers want the base class's (data, ctx); the runtime honours a process
+        # without the context, as it does for @stage functions.
+        def process(self, data: list[Event]) -> int:  # type: ignore[override]
+            return len(data)
+
+    handler = CountStage(store=LocalStore(tmp_path))
+    assert handler.runtime.spec.pass_context is False
+    result = handler(make_event(previous_stage=None, initial_data=[{"user_id": "u", "kind": "v"}]))
+    assert result["recordsProcessed"] == 1
+    assert (tmp_path / BUCKET / key_of("Score")).read_bytes() == b"1"
+
+
 @pytest.mark.parametrize("annotation", [Any, object])
 def test_the_context_parameter_may_be_loosely_annotated(annotation):
     def handler(events: list[Event], ctx: Any) -> int:
