@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._errors import CeapStageError, OutputConflictError, StorageError, TransientStorageError
 from ._formats import JSON
@@ -246,29 +246,23 @@ class S3Store(Store):
                     raise error from exc
                 time.sleep(self.retry.delay(attempt))
 
+    def _get_object(self, bucket: str, key: str) -> Any:
+        """One ``GetObject`` call (no retry here): the response, or None for a missing key."""
+        try:
+            return self.client.get_object(Bucket=bucket, Key=key, **self._owner())
+        except Exception as exc:
+            if _is_not_found(exc):
+                return None
+            raise
+
     def get(self, bucket: str, key: str) -> StoredObject | None:
         def call() -> StoredObject | None:
-            try:
-                response = self.client.get_object(Bucket=bucket, Key=key, **self._owner())
-            except Exception as exc:
-                if _is_not_found(exc):
-                    return None
-                raise
+            # The body is read inside the retried call: a cut-off body is fetched again.
+            response = self._get_object(bucket, key)
+            if response is None:
+                return None
             body = response["Body"].read()
             return StoredObject(body, response.get("ContentType"), response.get("Metadata", {}))
-
-        return self._call("read", bucket, key, call)
-
-    def open(self, bucket: str, key: str) -> BinaryIO | None:
-        def call() -> BinaryIO | None:
-            try:
-                response = self.client.get_object(Bucket=bucket, Key=key, **self._owner())
-            except Exception as exc:
-                if _is_not_found(exc):
-                    return None
-                raise
-            stream: BinaryIO = response["Body"]  # type: ignore[assignment]
-            return stream
 
         return self._call("read", bucket, key, call)
 
@@ -280,15 +274,7 @@ class S3Store(Store):
         ranged ``GetObject`` pinned to the object's ETag, under the same :class:`RetryPolicy`.
         """
 
-        def call() -> Any:
-            try:
-                return self.client.get_object(Bucket=bucket, Key=key, **self._owner())
-            except Exception as exc:
-                if _is_not_found(exc):
-                    return None
-                raise
-
-        response = self._call("read", bucket, key, call)
+        response = self._call("read", bucket, key, lambda: self._get_object(bucket, key))
         if response is None:
             return None
         raw = _ResumableBody(self, bucket, key, response)

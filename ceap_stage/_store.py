@@ -120,10 +120,10 @@ class Store(ABC):
     def open(self, bucket: str, key: str) -> BinaryIO | None:
         """Open an object for streaming reads (None when it does not exist).
 
-        The default reads the whole object; backends override it to stream.
+        The stream of :meth:`open_object`, for callers that need only the bytes.
         """
-        obj = self.get(bucket, key)
-        return None if obj is None else io.BytesIO(obj.body)
+        opened = self.open_object(bucket, key)
+        return None if opened is None else opened.stream
 
     def open_object(self, bucket: str, key: str) -> OpenedObject | None:
         """Open an object for streaming reads, with its Content-Type and size (None: missing).
@@ -248,12 +248,6 @@ class LocalStore(Store):
         except (FileNotFoundError, orjson.JSONDecodeError):
             return StoredObject(body)
         return StoredObject(body, meta.get("contentType"), meta.get("metadata", {}))
-
-    def open(self, bucket: str, key: str) -> BinaryIO | None:
-        try:
-            return self.path(bucket, key).open("rb")
-        except (FileNotFoundError, IsADirectoryError):
-            return None
 
     def open_object(self, bucket: str, key: str) -> OpenedObject | None:
         path = self.path(bucket, key)
