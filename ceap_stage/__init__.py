@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 from ._context import ExecutionContext
 from ._errors import (
     CeapStageError,
+    ConfigurationError,
     ContextResolutionError,
     HandlerDefinitionError,
     InputNotFoundError,
@@ -42,6 +43,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "CeapStageError",
+    "ConfigurationError",
     "ContextResolutionError",
     "ExecutionContext",
     "HandlerDefinitionError",

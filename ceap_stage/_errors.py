@@ -5,6 +5,7 @@ public, stable contract::
 
     CeapStageError
     ├── HandlerDefinitionError      unusable signature/models (at import, never at run time)
+    ├── ConfigurationError          a setting (argument or environment variable) is unusable
     ├── ContextResolutionError      the event breaks the wire contract        (no retry)
     ├── InputNotFoundError          the previous stage's output does not exist (no retry)
     ├── InputValidationError        input is not JSON / JSON Lines / manifest or fails the model
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 __all__ = [
     "CeapStageError",
+    "ConfigurationError",
     "ContextResolutionError",
     "HandlerDefinitionError",
     "InputNotFoundError",
@@ -125,6 +127,13 @@ class HandlerDefinitionError(CeapStageError, TypeError):
 
     Raised when ``@stage`` decorates a function or a ``WorkflowLambdaHandler`` subclass is
     created, never while a stage runs.
+    """
+
+
+class ConfigurationError(CeapStageError, ValueError):
+    """A setting is unusable: an argument or environment variable with a value it cannot take.
+
+    Raised when settings are resolved (see ``ceap_stage._settings``), before any S3 call.
     """
 
 

@@ -1,0 +1,230 @@
+"""Settings resolved once: explicit argument > environment > default.
+
+Every environment variable ceap-stage reads is named here, once, as a constant, and read by
+:func:`resolve_settings` alone. The result is a frozen :class:`Settings` that is passed down
+explicitly: the Lambda runtime, the Glue helper, the local runner and the CLI all resolve through
+this one function, and nothing configures a stage by writing ``os.environ``.
+
+Environment variables:
+
+============================== ========================================= ==================
+name                           meaning                                   default
+============================== ========================================= ==================
+``CEAP_STORE``                 ``file:///dir`` (a LocalStore) or ``s3://``  S3
+``CEAP_WORKFLOW_BUCKET``       the bucket a function is pinned to        none (the event's)
+``CEAP_EXPECTED_BUCKET_OWNER`` S3 ``ExpectedBucketOwner`` on every call   none
+``CEAP_SSE_KMS_KEY_ID``        SSE-KMS key for every object written      none (bucket's)
+``CEAP_TRACER``                ``xray``, ``otel`` or ``off``              ``xray`` in Lambda
+``CEAP_SPARK_MASTER``          the Spark master of a session we create    ``local[*]``
+``POWERTOOLS_SERVICE_NAME``    the service of log lines                  ``ceap-stage``
+``POWERTOOLS_LOG_LEVEL``       the log level                             Powertools' (INFO)
+``POWERTOOLS_METRICS_NAMESPACE`` the EMF metric namespace                 ``CeapStage``
+``POWERTOOLS_METRICS_DISABLED`` / ``POWERTOOLS_DEV``  EMF metrics off     on
+``POWERTOOLS_TRACE_DISABLED``  tracing off (same as ``CEAP_TRACER=off``) on in Lambda
+============================== ========================================= ==================
+
+The Lambda runtime's own variables (``AWS_LAMBDA_FUNCTION_NAME``,
+``AWS_LAMBDA_INITIALIZATION_TYPE``, ``AWS_SAM_LOCAL``) tell where the code runs.
+
+Example:
+    >>> s = resolve_settings(environ={"CEAP_STORE": "file:///tmp/x", "CEAP_TRACER": "off"})
+    >>> s.store_url, s.tracer, s.in_lambda
+    ('file:///tmp/x', 'off', False)
+    >>> resolve_settings(store_url="s3://", environ={"CEAP_STORE": "file:///tmp/x"}).store_url
+    's3://'
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Final, Literal, get_args
+
+from ._errors import ConfigurationError
+
+__all__ = [
+    "DEFAULT_METRICS_NAMESPACE",
+    "DEFAULT_SERVICE",
+    "DEFAULT_SPARK_MASTER",
+    "ENV_EXPECTED_BUCKET_OWNER",
+    "ENV_INITIALIZATION_TYPE",
+    "ENV_LAMBDA_FUNCTION_NAME",
+    "ENV_LOG_LEVEL",
+    "ENV_METRICS_DISABLED",
+    "ENV_METRICS_NAMESPACE",
+    "ENV_POWERTOOLS_DEV",
+    "ENV_SAM_LOCAL",
+    "ENV_SERVICE_NAME",
+    "ENV_SPARK_MASTER",
+    "ENV_SSE_KMS_KEY_ID",
+    "ENV_STORE",
+    "ENV_TRACER",
+    "ENV_TRACE_DISABLED",
+    "ENV_WORKFLOW_BUCKET",
+    "Settings",
+    "TracerChoice",
+    "resolve_settings",
+]
+
+# -- ceap-stage's own variables --------------------------------------------------------------
+ENV_STORE: Final = "CEAP_STORE"
+ENV_WORKFLOW_BUCKET: Final = "CEAP_WORKFLOW_BUCKET"
+ENV_EXPECTED_BUCKET_OWNER: Final = "CEAP_EXPECTED_BUCKET_OWNER"
+ENV_SSE_KMS_KEY_ID: Final = "CEAP_SSE_KMS_KEY_ID"
+ENV_TRACER: Final = "CEAP_TRACER"
+ENV_SPARK_MASTER: Final = "CEAP_SPARK_MASTER"
+# -- Powertools' variables, read the way Powertools reads them ---------------------------------
+ENV_SERVICE_NAME: Final = "POWERTOOLS_SERVICE_NAME"
+ENV_LOG_LEVEL: Final = "POWERTOOLS_LOG_LEVEL"
+ENV_METRICS_NAMESPACE: Final = "POWERTOOLS_METRICS_NAMESPACE"
+ENV_METRICS_DISABLED: Final = "POWERTOOLS_METRICS_DISABLED"
+ENV_POWERTOOLS_DEV: Final = "POWERTOOLS_DEV"
+ENV_TRACE_DISABLED: Final = "POWERTOOLS_TRACE_DISABLED"
+# -- the Lambda runtime's variables ----------------------------------------------------------
+ENV_LAMBDA_FUNCTION_NAME: Final = "AWS_LAMBDA_FUNCTION_NAME"
+ENV_INITIALIZATION_TYPE: Final = "AWS_LAMBDA_INITIALIZATION_TYPE"
+ENV_SAM_LOCAL: Final = "AWS_SAM_LOCAL"
+
+DEFAULT_SERVICE: Final = "ceap-stage"
+DEFAULT_METRICS_NAMESPACE: Final = "CeapStage"
+DEFAULT_SPARK_MASTER: Final = "local[*]"
+
+TracerChoice = Literal["xray", "otel", "off"]
+_TRACERS: Final = frozenset(get_args(TracerChoice))
+
+
+def _truthy(value: str | None) -> bool:
+    return (value or "").strip().lower() in ("1", "true", "yes", "on", "y", "t")
+
+
+def _metrics_enabled(environ: Mapping[str, str]) -> bool:
+    # Powertools' rule: disabled when POWERTOOLS_METRICS_DISABLED is true, or when POWERTOOLS_DEV
+    # is true and POWERTOOLS_METRICS_DISABLED is not set at all.
+    disabled = environ.get(ENV_METRICS_DISABLED)
+    if _truthy(disabled):
+        return False
+    return not (_truthy(environ.get(ENV_POWERTOOLS_DEV)) and disabled is None)
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """How a handler, Glue job, runner or command is configured, resolved once.
+
+    Build one with :func:`resolve_settings`; derive a variant with :meth:`replace`.
+
+    Example:
+        >>> s = Settings(store_url="file:///tmp/ceap")
+        >>> s.replace(workflow_bucket="wf-dev").workflow_bucket
+        'wf-dev'
+    """
+
+    #: Where outputs live: ``file:///dir`` or ``s3://`` (None: S3).
+    store_url: str | None = None
+    #: The bucket this code is pinned to (None: whatever the event or arguments name).
+    workflow_bucket: str | None = None
+    #: S3 ``ExpectedBucketOwner``, on every call.
+    expected_bucket_owner: str | None = None
+    #: The SSE-KMS key id for every object written (None: the bucket's default encryption).
+    sse_kms_key_id: str | None = None
+    #: The tracing provider: ``xray`` (Powertools' Tracer), ``otel`` or ``off``.
+    tracer: TracerChoice = "off"
+    #: The service name on log lines.
+    service_name: str = DEFAULT_SERVICE
+    #: The log level (None: Powertools' own default).
+    log_level: str | None = None
+    #: The EMF metric namespace.
+    metrics_namespace: str = DEFAULT_METRICS_NAMESPACE
+    #: Whether EMF metrics are emitted.
+    metrics_enabled: bool = True
+    #: The Spark master of a session ceap-stage creates itself.
+    spark_master: str = DEFAULT_SPARK_MASTER
+    #: Whether the code runs inside a Lambda execution environment (not ``sam local``).
+    in_lambda: bool = False
+    #: ``AWS_LAMBDA_INITIALIZATION_TYPE`` (``on-demand``, ``provisioned-concurrency``,
+    #: ``snap-start``), or None outside Lambda.
+    initialization_type: str | None = None
+
+    def replace(self, **changes: object) -> Settings:
+        """A copy with some fields changed."""
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+
+def resolve_settings(
+    *,
+    environ: Mapping[str, str] | None = None,
+    store_url: str | None = None,
+    workflow_bucket: str | None = None,
+    expected_bucket_owner: str | None = None,
+    sse_kms_key_id: str | None = None,
+    tracer: str | None = None,
+    service_name: str | None = None,
+    log_level: str | None = None,
+    metrics_namespace: str | None = None,
+    metrics_enabled: bool | None = None,
+    spark_master: str | None = None,
+) -> Settings:
+    """Resolve every setting: an explicit argument wins, then the environment, then the default.
+
+    Args:
+        environ: The environment to read (default ``os.environ``, read now).
+        store_url: ``file:///dir`` or ``s3://`` (else ``CEAP_STORE``).
+        workflow_bucket: The bucket to pin to (else ``CEAP_WORKFLOW_BUCKET``).
+        expected_bucket_owner: Else ``CEAP_EXPECTED_BUCKET_OWNER``.
+        sse_kms_key_id: Else ``CEAP_SSE_KMS_KEY_ID``.
+        tracer: ``xray``, ``otel`` or ``off`` (else ``CEAP_TRACER``; else ``xray`` inside Lambda
+            unless ``POWERTOOLS_TRACE_DISABLED`` or ``AWS_SAM_LOCAL``, and ``off`` outside).
+        service_name: Else ``POWERTOOLS_SERVICE_NAME``, else ``ceap-stage``.
+        log_level: Else ``POWERTOOLS_LOG_LEVEL``.
+        metrics_namespace: Else ``POWERTOOLS_METRICS_NAMESPACE``, else ``CeapStage``.
+        metrics_enabled: Else Powertools' rule (``POWERTOOLS_METRICS_DISABLED``,
+            ``POWERTOOLS_DEV``).
+        spark_master: Else ``CEAP_SPARK_MASTER``, else ``local[*]``.
+
+    Raises:
+        ConfigurationError: ``tracer`` (or ``CEAP_TRACER``) is not ``xray``, ``otel`` or ``off``.
+
+    Example:
+        >>> resolve_settings(environ={"AWS_LAMBDA_FUNCTION_NAME": "f"}).tracer
+        'xray'
+        >>> resolve_settings(environ={"AWS_LAMBDA_FUNCTION_NAME": "f",
+        ...                           "POWERTOOLS_TRACE_DISABLED": "true"}).tracer
+        'off'
+        >>> resolve_settings(environ={"CEAP_TRACER": "x"})
+        Traceback (most recent call last):
+        ...
+        ceap_stage._errors.ConfigurationError: CEAP_TRACER must be one of off, otel, xray, not 'x'
+    """
+    env = os.environ if environ is None else environ
+
+    def pick(explicit: str | None, name: str) -> str | None:
+        if explicit:
+            return explicit
+        return env.get(name) or None
+
+    in_lambda = bool(env.get(ENV_LAMBDA_FUNCTION_NAME)) and not _truthy(env.get(ENV_SAM_LOCAL))
+    chosen = tracer or env.get(ENV_TRACER) or None
+    if chosen is None:
+        chosen = "xray" if in_lambda and not _truthy(env.get(ENV_TRACE_DISABLED)) else "off"
+    chosen = chosen.strip().lower()
+    if chosen not in _TRACERS:
+        source = "tracer" if tracer else ENV_TRACER
+        raise ConfigurationError(
+            f"{source} must be one of {', '.join(sorted(_TRACERS))}, not {chosen!r}"
+        )
+    return Settings(
+        store_url=pick(store_url, ENV_STORE),
+        workflow_bucket=pick(workflow_bucket, ENV_WORKFLOW_BUCKET),
+        expected_bucket_owner=pick(expected_bucket_owner, ENV_EXPECTED_BUCKET_OWNER),
+        sse_kms_key_id=pick(sse_kms_key_id, ENV_SSE_KMS_KEY_ID),
+        tracer=chosen,  # type: ignore[arg-type]
+        service_name=pick(service_name, ENV_SERVICE_NAME) or DEFAULT_SERVICE,
+        log_level=pick(log_level, ENV_LOG_LEVEL),
+        metrics_namespace=pick(metrics_namespace, ENV_METRICS_NAMESPACE)
+        or DEFAULT_METRICS_NAMESPACE,
+        metrics_enabled=_metrics_enabled(env) if metrics_enabled is None else metrics_enabled,
+        spark_master=pick(spark_master, ENV_SPARK_MASTER) or DEFAULT_SPARK_MASTER,
+        in_lambda=in_lambda,
+        initialization_type=env.get(ENV_INITIALIZATION_TYPE) or None if in_lambda else None,
+    )
