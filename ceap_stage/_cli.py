@@ -74,9 +74,10 @@ class ConsoleReporter:
         self._print(f"store: {_describe_store(result.store)}, bucket {result.bucket}")
 
     def stage_started(self, index: int, step: Step) -> None:
-        target = getattr(step, "function_name", None) or getattr(step, "job_name", "")
-        kind = "Lambda" if step.type == "lambda" else "Glue job"
-        self._print(f"[{index + 1}/{self.total}] {step.state_name} ({kind} {target}) running ...")
+        from ceap_stage.workflow._kinds import kind_of
+
+        label = kind_of(step).display(step)
+        self._print(f"[{index + 1}/{self.total}] {step.state_name} ({label}) running ...")
 
     def attempt_failed(
         self, step: Step, attempt: int, error: BaseException, retry_in: float | None

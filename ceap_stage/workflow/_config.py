@@ -10,24 +10,37 @@ that says what to change.
 from __future__ import annotations
 
 import re
-from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import (
-    AliasChoices,
-    BaseModel,
-    ConfigDict,
     Discriminator,
     Field,
     Tag,
+    TypeAdapter,
     ValidationError,
     field_validator,
-    model_validator,
 )
-from pydantic.alias_generators import to_camel
 
-from ceap_stage._context import INITIAL_STAGE, validate_bucket, validate_identifier
+from ceap_stage._context import INITIAL_STAGE, validate_bucket
 from ceap_stage._errors import ContextResolutionError
+
+from ._glue_kind import GLUE_KIND, GlueStep
+from ._kinds import (
+    FAIL_STATE,
+    RESERVED_STATE_NAMES,
+    STAGE_INITIAL_INPUT_STATE,
+    StepKindError,
+    StepModel,
+    WorkflowConfigurationError,
+    WorkflowDraft,
+    WorkflowType,
+    _Model,
+    kind_name_of_data,
+    kind_of,
+    register_kind,
+    registered_kinds,
+)
+from ._lambda_kind import LAMBDA_KIND, LambdaStep
 
 __all__ = [
     "FAIL_STATE",
@@ -37,189 +50,39 @@ __all__ = [
     "LambdaStep",
     "RetryConfiguration",
     "Step",
+    "StepKindError",
     "WorkflowConfiguration",
     "WorkflowConfigurationError",
     "WorkflowType",
 ]
 
-#: The Fail state every task's ``Catch`` leads to.
-FAIL_STATE = "WorkflowFailed"
-#: The state that stages the initial input for a workflow whose first step is a Glue job.
-STAGE_INITIAL_INPUT_STATE = "StageInitialInput"
-#: Names a step may not take: the generated states, and the initial input's pseudo-stage.
-RESERVED_STATE_NAMES = frozenset({FAIL_STATE, STAGE_INITIAL_INPUT_STATE, INITIAL_STAGE})
+# The step kinds, in the order the generators ask them. A new kind is registered here and added
+# to the ``Step`` union below.
+register_kind(LAMBDA_KIND)
+register_kind(GLUE_KIND)
 
 # State machine names: 1-80 of letters, digits, '-' and '_' (they also name AWS resources).
 _WORKFLOW_NAME = re.compile(r"[A-Za-z0-9_-]{1,80}")
-# Glue job names: 1-255 of word characters and a few punctuation marks.
-_GLUE_JOB_NAME = re.compile(r"[\w .:@+=,-]{1,255}")
-# A Lambda function name, partial ARN or full ARN (with an optional version or alias).
-_FUNCTION_NAME = re.compile(
-    r"(arn:aws[a-zA-Z-]*:lambda:[a-z0-9-]+:\d{12}:function:|\d{12}:function:)?"
-    r"[A-Za-z0-9_-]{1,64}(:(\$LATEST|[A-Za-z0-9_-]+))?"
-)
-# ``module.path:attribute`` (the attribute may be dotted).
-_HANDLER_REF = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*")
 _MAX_INTERVAL_SECONDS = 99_999_999
 
 
-class WorkflowConfigurationError(ValueError):
-    """A workflow configuration is unusable. The message says what to change.
-
-    Example:
-        >>> try:
-        ...     WorkflowConfiguration(workflow_name="w", steps=[], workflow_bucket="bkt-1",
-        ...                           source_queue="q")
-        ... except WorkflowConfigurationError as exc:
-        ...     print(str(exc).splitlines()[0])
-        invalid workflow configuration:
-    """
-
-
-class WorkflowType(StrEnum):
-    """How Step Functions runs the workflow.
-
-    ``EXPRESS``: at most 5 minutes, started synchronously by the pipe (``REQUEST_RESPONSE``),
-    Lambda steps only. ``STANDARD``: up to a year, started asynchronously
-    (``FIRE_AND_FORGET``), Lambda and Glue steps.
-
-    Example:
-        >>> WorkflowType("STANDARD") is WorkflowType.STANDARD
-        True
-    """
-
-    EXPRESS = "EXPRESS"
-    STANDARD = "STANDARD"
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(
-        frozen=True,
-        extra="forbid",
-        populate_by_name=True,
-        alias_generator=to_camel,
-        use_enum_values=False,
-    )
-
-
-def _identifier(value: str, what: str) -> str:
-    try:
-        validate_identifier(value, what)
-    except ContextResolutionError as exc:
-        raise ValueError(exc.detail) from None
-    if value.strip() != value or not value.strip():
-        raise ValueError(f"{what} must not be blank")
-    if value in RESERVED_STATE_NAMES:
-        raise ValueError(
-            f"{what} {value!r} is reserved (the generated state machine uses "
-            f"{sorted(RESERVED_STATE_NAMES)}); choose another name"
-        )
-    return value
-
-
-class LambdaStep(_Model):
-    """A stage run by a Lambda function.
-
-    Args:
-        state_name: The Step Functions state name, which is also the stage name (the
-            ``currentStage`` of the event and the directory of its output).
-        function_name: The Lambda function: a name, a partial ARN or a full ARN.
-        handler: For local runs, the handler as ``module:attribute`` (a ``@stage`` function
-            or a ``WorkflowLambdaHandler`` instance). Not part of the state machine.
-
-    Example:
-        >>> LambdaStep(state_name="FilterStage", function_name="engagement-filter",
-        ...            handler="examples.engagement.stages:filter_stage").type
-        'lambda'
-    """
-
-    type: Literal["lambda"] = "lambda"
-    state_name: str
-    function_name: str = Field(
-        validation_alias=AliasChoices("function_name", "functionName", "lambdaFunctionKey")
-    )
-    handler: str | None = None
-
-    @field_validator("state_name")
-    @classmethod
-    def _check_state_name(cls, value: str) -> str:
-        return _identifier(value, "state_name")
-
-    @field_validator("function_name")
-    @classmethod
-    def _check_function_name(cls, value: str) -> str:
-        if not _FUNCTION_NAME.fullmatch(value):
-            raise ValueError(
-                "function_name must be a Lambda function name (1-64 letters, digits, '-' or "
-                "'_'), optionally as a partial or full ARN with a version or alias"
-            )
-        return value
-
-    @field_validator("handler")
-    @classmethod
-    def _check_handler(cls, value: str | None) -> str | None:
-        if value is not None and not _HANDLER_REF.fullmatch(value):
-            raise ValueError("handler must look like 'package.module:attribute'")
-        return value
-
-
-class GlueStep(_Model):
-    """A stage run by an AWS Glue job (STANDARD workflows only).
-
-    Args:
-        state_name: The Step Functions state name, which is also the stage name.
-        job_name: The Glue job's name.
-        script: For local runs, the path of the job's script (relative paths are resolved
-            against the configuration file's directory). Not part of the state machine.
-
-    Example:
-        >>> GlueStep(state_name="EnrichStage", job_name="engagement-enrich",
-        ...          script="glue_enrich.py").type
-        'glue'
-    """
-
-    type: Literal["glue"] = "glue"
-    state_name: str
-    job_name: str = Field(validation_alias=AliasChoices("job_name", "jobName", "glueJobName"))
-    script: str | None = None
-
-    @field_validator("state_name")
-    @classmethod
-    def _check_state_name(cls, value: str) -> str:
-        return _identifier(value, "state_name")
-
-    @field_validator("job_name")
-    @classmethod
-    def _check_job_name(cls, value: str) -> str:
-        if not _GLUE_JOB_NAME.fullmatch(value) or not value.strip():
-            raise ValueError("job_name must be 1-255 letters, digits, spaces or any of '_.:@+=,-'")
-        return value
-
-
-_GLUE_KEYS = frozenset({"job_name", "jobName", "glueJobName"})
-
-
 def _step_kind(value: Any) -> str | None:
-    if isinstance(value, (LambdaStep, GlueStep)):
-        return value.type
-    if isinstance(value, dict):
-        kind = value.get("type")
-        if isinstance(kind, str):
-            return kind.lower()
-        return "glue" if _GLUE_KEYS & value.keys() else "lambda"
-    return None
+    return kind_name_of_data(value, default=LAMBDA_KIND.name)
 
 
 #: One step of a workflow: a :class:`LambdaStep` or a :class:`GlueStep`. In a file, a step's
 #: ``type`` (``lambda`` or ``glue``) may be left out when ``job_name`` tells them apart.
 Step = Annotated[
-    Annotated[LambdaStep, Tag("lambda")] | Annotated[GlueStep, Tag("glue")],
+    Annotated[LambdaStep, Tag(LAMBDA_KIND.name)] | Annotated[GlueStep, Tag(GLUE_KIND.name)],
     Discriminator(
         _step_kind,
         custom_error_type="step_type",
-        custom_error_message="a step's type must be 'lambda' or 'glue'",
+        custom_error_message=(
+            "a step's type must be " + " or ".join(repr(k.name) for k in registered_kinds())
+        ),
     ),
 ]
+_STEP: TypeAdapter[Step] = TypeAdapter(Step)
 
 
 class RetryConfiguration(_Model):
@@ -293,10 +156,17 @@ class WorkflowConfiguration(_Model):
     retry_config: RetryConfiguration = Field(default_factory=RetryConfiguration)
 
     def __init__(self, /, **data: Any) -> None:
+        # Every fault in one round: the field errors, and the workflow-level checks over the
+        # parts that are valid (a bad retry_config must not hide a repeated step name).
         try:
             super().__init__(**data)
         except ValidationError as exc:
-            raise WorkflowConfigurationError(describe(exc)) from None
+            given = isinstance(data.get("steps"), list | tuple)
+            problems = _field_problems(exc) + _workflow_problems(_draft_of(data), steps_given=given)
+            raise WorkflowConfigurationError(_message(problems)) from None
+        problems = _workflow_problems(WorkflowDraft(self.workflow_type, tuple(self.steps)))
+        if problems:
+            raise WorkflowConfigurationError(_message(problems))
 
     @classmethod
     def parse(cls, data: Any) -> WorkflowConfiguration:
@@ -354,26 +224,6 @@ class WorkflowConfiguration(_Model):
             )
         return value
 
-    @model_validator(mode="after")
-    def _check_steps(self) -> WorkflowConfiguration:
-        if not self.steps:
-            raise ValueError("a workflow needs at least one step; steps is empty")
-        seen: dict[str, int] = {}
-        for step in self.steps:
-            seen[step.state_name] = seen.get(step.state_name, 0) + 1
-        duplicates = sorted(name for name, count in seen.items() if count > 1)
-        if duplicates:
-            raise ValueError(f"step names must be unique within a workflow; repeated: {duplicates}")
-        glue = [s for s in self.steps if isinstance(s, GlueStep)]
-        if self.workflow_type is WorkflowType.EXPRESS and glue:
-            listed = ", ".join(f"{s.state_name} (job {s.job_name})" for s in glue)
-            raise ValueError(
-                "an EXPRESS workflow cannot run Glue steps: EXPRESS executions stop after 5 "
-                "minutes and cannot wait for a job with the '.sync' integration, which a Glue "
-                f"job needs. Glue steps found: {listed}. Use workflow_type STANDARD."
-            )
-        return self
-
     def to_asl(self) -> dict[str, Any]:
         """The state machine definition (see :func:`ceap_stage.workflow.build_definition`).
 
@@ -408,19 +258,68 @@ class WorkflowConfiguration(_Model):
     def previous_stage(self, index: int) -> str | None:
         """The stage whose output step ``index`` reads (None for the first step).
 
-        A first step that is a Glue job reads the staged initial input, so its previous stage
-        is the pseudo-stage ``initial``.
+        A first step whose kind reads the staged initial input (a Glue job) has the
+        pseudo-stage ``initial`` as its previous stage.
         """
         if index > 0:
             return self.steps[index - 1].state_name
-        return INITIAL_STAGE if isinstance(self.steps[0], GlueStep) else None
+        return INITIAL_STAGE if kind_of(self.steps[0]).reads_staged_input else None
 
 
-def describe(exc: ValidationError) -> str:
-    """One line per problem, naming the field path (e.g. ``steps.1.state_name``)."""
-    lines = ["invalid workflow configuration:"]
+def _field_problems(exc: ValidationError) -> list[str]:
+    kinds = {kind.name for kind in registered_kinds()}
+    problems = []
     for error in exc.errors(include_url=False):
-        where = ".".join(str(p) for p in error["loc"] if p not in ("lambda", "glue"))
+        where = ".".join(str(p) for p in error["loc"] if p not in kinds)
         message = error["msg"].removeprefix("Value error, ")
-        lines.append(f"  - {where or 'configuration'}: {message}")
-    return "\n".join(lines)
+        problems.append(f"{where or 'configuration'}: {message}")
+    return problems
+
+
+def _message(problems: list[str]) -> str:
+    return "\n".join(["invalid workflow configuration:", *(f"  - {p}" for p in problems)])
+
+
+def _given(data: dict[str, Any], name: str, camel: str, default: Any = None) -> Any:
+    return data[name] if name in data else data.get(camel, default)
+
+
+def _draft_of(data: dict[str, Any]) -> WorkflowDraft:
+    """The valid parts of a configuration whose fields did not all validate."""
+    raw_type = _given(data, "workflow_type", "workflowType", WorkflowType.EXPRESS)
+    try:
+        workflow_type: WorkflowType | None = WorkflowType(
+            raw_type.upper() if isinstance(raw_type, str) else raw_type
+        )
+    except ValueError:
+        workflow_type = None
+    raw_steps = data.get("steps")
+    steps: list[StepModel | None] = []
+    if isinstance(raw_steps, list | tuple):
+        for raw in raw_steps:
+            try:
+                steps.append(_STEP.validate_python(raw))
+            except ValidationError:
+                steps.append(None)  # its own errors are among the field errors
+    return WorkflowDraft(workflow_type, tuple(steps))
+
+
+def _workflow_problems(draft: WorkflowDraft, *, steps_given: bool = True) -> list[str]:
+    """What is wrong with the workflow as a whole, and each kind's checks of its steps."""
+    problems: list[str] = []
+    valid = [step for step in draft.steps if step is not None]
+    if not draft.steps and steps_given:
+        problems.append("a workflow needs at least one step; steps is empty")
+    seen: dict[str, int] = {}
+    for step in valid:
+        seen[step.state_name] = seen.get(step.state_name, 0) + 1
+    duplicates = sorted(name for name, count in seen.items() if count > 1)
+    if duplicates:
+        problems.append(f"step names must be unique within a workflow; repeated: {duplicates}")
+    for kind in registered_kinds():
+        indices = [
+            i for i, step in enumerate(draft.steps) if step is not None and kind_of(step) is kind
+        ]
+        if indices:
+            problems.extend(kind.check(draft, indices))
+    return [f"configuration: {problem}" for problem in problems]

@@ -7,6 +7,10 @@ Glue step's script runs in-process on local Spark with the arguments the state m
 intervals (scaled by ``retry_delay_scale``). Nothing is shared with AWS: outputs go to the given
 store (a :class:`~ceap_stage.LocalStore` directory by default).
 
+How one attempt of a step runs, and which errors are retried, is its kind's business
+(``StepKind.local_attempt`` and ``StepKind.local_retry``, see ``_kinds.py``); the runner runs the
+steps in order, retries, measures and reports.
+
 Retries, locally: a Lambda step is retried on the errors its ``Retry`` names
 (:data:`~ceap_stage.workflow.LAMBDA_RETRY_ERRORS`; only ``TransientStorageError`` can occur
 without AWS). A Glue step is retried when the script failed with ``TransientStorageError``; in
@@ -17,10 +21,7 @@ would only repeat a deterministic failure.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import os
-import runpy
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
@@ -34,9 +35,10 @@ from ceap_stage._errors import CeapStageError
 from ceap_stage._formats import Manifest, decode
 from ceap_stage._store import LocalStore, Store
 
-from ._asl import LAMBDA_RETRY_ERRORS, glue_arguments, initial_input_object, lambda_event
-from ._config import GlueStep, LambdaStep, Step, WorkflowConfiguration
-from ._loader import LoadedWorkflow, load_handler
+from ._config import Step, WorkflowConfiguration
+from ._glue_kind import GLUE_LOCAL_RETRY_ERRORS
+from ._kinds import LocalStepRun, kind_of, registered_kinds
+from ._loader import LoadedWorkflow
 
 __all__ = [
     "GLUE_LOCAL_RETRY_ERRORS",
@@ -47,10 +49,6 @@ __all__ = [
     "StageOutcome",
     "new_execution_id",
 ]
-
-#: The errors a Glue step is retried on in a local run.
-GLUE_LOCAL_RETRY_ERRORS = ("TransientStorageError",)
-_LAMBDA_TIMEOUT_MS = 900_000
 
 Status = Literal["SUCCEEDED", "FAILED", "NOT_RUN"]
 
@@ -78,7 +76,7 @@ class StageOutcome:
 
     Attributes:
         stage: The step's state name.
-        kind: ``"lambda"`` or ``"glue"``.
+        kind: The step's kind (its ``type``: ``"lambda"``, ``"glue"``).
         status: ``SUCCEEDED``, ``FAILED`` or ``NOT_RUN`` (after an earlier failure).
         attempts: How many times it ran (retries included).
         records: Records in its output (None when unknown).
@@ -94,7 +92,7 @@ class StageOutcome:
     """
 
     stage: str
-    kind: Literal["lambda", "glue"]
+    kind: str
     status: Status = "NOT_RUN"
     attempts: int = 0
     records: int | None = None
@@ -241,31 +239,6 @@ def _root_cause(error: BaseException) -> BaseException:
     return error
 
 
-def _ensure_spark() -> Any:
-    """A local SparkSession for the run's Glue steps (the Glue helper reuses it)."""
-    try:
-        from pyspark.sql import SparkSession
-    except ImportError:  # pragma: no cover - checked before the run starts
-        raise LocalRunError(
-            "this workflow has Glue steps, which run on local Spark: pip install "
-            "'ceap-stage[glue]' (PySpark 3.5; it needs Java 17)"
-        ) from None
-    active = SparkSession.getActiveSession()
-    if active is not None:
-        return None
-    builder: Any = SparkSession.builder
-    session = (
-        builder.master(os.environ.get("CEAP_SPARK_MASTER", "local[2]"))
-        .appName("ceap-stage-run")
-        .config("spark.ui.enabled", "false")
-        .config("spark.ui.showConsoleProgress", "false")
-        .config("spark.sql.shuffle.partitions", "4")
-        .getOrCreate()
-    )
-    session.sparkContext.setLogLevel("ERROR")
-    return session
-
-
 class LocalRunner:
     """Runs a workflow's steps in order in this process.
 
@@ -324,38 +297,12 @@ class LocalRunner:
             LocalRunError: A step cannot run locally; the message says which and why.
         """
         problems: list[str] = []
-        glue: list[str] = []
         for step in self.config.steps:
-            if isinstance(step, LambdaStep):
-                if step.handler is None:
-                    problems.append(
-                        f"Lambda step {step.state_name} names no handler ('module:attribute') "
-                        "to run locally"
-                    )
-                    continue
-                try:
-                    load_handler(step.handler)
-                except ValueError as exc:
-                    problems.append(f"Lambda step {step.state_name}: {exc}")
-                except Exception as exc:  # the module's own import-time error
-                    problems.append(
-                        f"Lambda step {step.state_name}: importing {step.handler} raised "
-                        f"{type(exc).__name__}: {exc}"
-                    )
-            else:
-                glue.append(step.state_name)
-                if step.script is None:
-                    problems.append(f"Glue step {step.state_name} names no script to run locally")
-                elif not self.workflow.script_path(step.script).is_file():
-                    problems.append(
-                        f"Glue step {step.state_name}: no script at "
-                        f"{self.workflow.script_path(step.script)}"
-                    )
-        if glue and importlib.util.find_spec("pyspark") is None:
-            problems.append(
-                f"Glue steps ({', '.join(glue)}) run on local Spark, and PySpark is not "
-                "installed: pip install 'ceap-stage[glue]' (it needs Java 17)"
-            )
+            problems.extend(kind_of(step).local_problems(step, self.workflow))
+        for kind in registered_kinds():
+            steps = [step for step in self.config.steps if kind_of(step) is kind]
+            if steps:
+                problems.extend(kind.local_environment_problems(steps))
         if problems:
             raise LocalRunError("cannot run this workflow locally:\n  - " + "\n  - ".join(problems))
 
@@ -388,56 +335,43 @@ class LocalRunner:
             stages=[StageOutcome(step.state_name, step.type) for step in config.steps],
         )
         self.reporter.run_started(result, config)
-        spark: Any = None
-        try:
-            if isinstance(config.steps[0], GlueStep):
-                bucket, key, body = initial_input_object(
-                    config, execution_id=execution_id, state_input=initial_input
-                )
-                self.store.put(bucket, key, body)
+        shared: dict[str, Any] = {}
+        with contextlib.ExitStack() as resources:  # e.g. the Spark session of the Glue steps
             for index, step in enumerate(config.steps):
-                if isinstance(step, GlueStep) and spark is None:
-                    # One local session for every Glue step and retry (the Glue helper reuses
-                    # an active session); started only when a Glue step is reached.
-                    spark = _ensure_spark()
+                run = LocalStepRun(
+                    config=config,
+                    workflow=self.workflow,
+                    store=self.store,
+                    index=index,
+                    execution_id=execution_id,
+                    initial_input=initial_input,
+                    measure=lambda stage: self._measure(execution_id, stage),
+                    stage_scope=self._stage_scope,
+                    shared=shared,
+                    resources=resources,
+                )
+                attempt = kind_of(step).local_attempt(run)
                 self.reporter.stage_started(index, step)
                 outcome = result.stages[index]
-                error = self._run_step(index, step, initial_input, execution_id, outcome)
+                error = self._run_step(step, attempt, execution_id, outcome)
                 self.reporter.stage_finished(index, outcome)
                 if error is not None:
                     result.error = error
                     break
-        finally:
-            if spark is not None:
-                spark.stop()
         return result
+
+    def _stage_scope(self) -> contextlib.AbstractContextManager[None]:
+        """Stage code run in this process finds the run's store (through ``CEAP_STORE``)."""
+        return _environment({"CEAP_STORE": _store_url(self.store)})
 
     def _run_step(
         self,
-        index: int,
         step: Step,
-        initial_input: Any,
+        attempt_fn: Callable[[int], tuple[int | None, int | None]],
         execution_id: str,
         outcome: StageOutcome,
     ) -> BaseException | None:
-        retry = self.config.retry_config
-        if isinstance(step, LambdaStep):
-            max_retries, interval, rate = (
-                retry.lambda_max_attempts,
-                float(retry.lambda_interval_seconds),
-                retry.lambda_backoff_rate,
-            )
-            retry_on: tuple[str, ...] = LAMBDA_RETRY_ERRORS
-            attempt_fn = self._lambda_attempt(index, step, initial_input, execution_id)
-        else:
-            max_retries, interval, rate = (
-                retry.glue_max_attempts,
-                float(retry.glue_interval_seconds),
-                retry.glue_backoff_rate,
-            )
-            retry_on = GLUE_LOCAL_RETRY_ERRORS
-            attempt_fn = self._glue_attempt(index, step, execution_id)
-
+        retry = kind_of(step).local_retry(self.config)
         started = time.perf_counter()
         attempt = 0
         while True:
@@ -446,8 +380,12 @@ class LocalRunner:
                 records, size = attempt_fn(attempt)
             except (Exception, SystemExit) as raised:
                 error = _root_cause(raised)
-                can_retry = type(error).__name__ in retry_on and attempt < max_retries
-                wait = interval * rate**attempt * self.retry_delay_scale if can_retry else None
+                can_retry = type(error).__name__ in retry.errors and attempt < retry.max_retries
+                wait = (
+                    retry.interval_seconds * retry.backoff_rate**attempt * self.retry_delay_scale
+                    if can_retry
+                    else None
+                )
                 self.reporter.attempt_failed(step, attempt + 1, error, wait)
                 if wait is None:
                     outcome.status = "FAILED"
@@ -466,69 +404,6 @@ class LocalRunner:
             )
             outcome.seconds = time.perf_counter() - started
             return None
-
-    def _lambda_attempt(
-        self, index: int, step: LambdaStep, initial_input: Any, execution_id: str
-    ) -> Callable[[int], tuple[int | None, int | None]]:
-        assert step.handler is not None
-        handler = load_handler(step.handler)
-        runtime = getattr(handler, "runtime", None)
-        invoke: Callable[[Any, Any], Any]
-        if runtime is not None and hasattr(runtime, "using_store"):
-            invoke = runtime.using_store(self.store).invoke
-        else:  # a plain Lambda handler: it finds the store through CEAP_STORE
-            invoke = handler
-        from ceap_stage.testing import FakeLambdaContext
-
-        def attempt(retry_count: int) -> tuple[int | None, int | None]:
-            event = lambda_event(
-                self.config,
-                index,
-                execution_id=execution_id,
-                state_input=initial_input if index == 0 else None,
-                retry_count=retry_count,
-            )
-            context = FakeLambdaContext(
-                function_name=step.function_name.split(":function:")[-1].split(":")[0],
-                timeout_ms=_LAMBDA_TIMEOUT_MS,
-            )
-            with _environment({"CEAP_STORE": _store_url(self.store)}):
-                pointer = invoke(event, context)
-            if isinstance(pointer, dict) and isinstance(pointer.get("output"), dict):
-                out = pointer["output"]
-                records = pointer.get("recordsProcessed")
-                return (
-                    records if isinstance(records, int) else None,
-                    out.get("bytes") if isinstance(out.get("bytes"), int) else None,
-                )
-            return self._measure(execution_id, step.state_name)
-
-        return attempt
-
-    def _glue_attempt(
-        self, index: int, step: GlueStep, execution_id: str
-    ) -> Callable[[int], tuple[int | None, int | None]]:
-        assert step.script is not None
-        script = str(self.workflow.script_path(step.script))
-
-        def attempt(retry_count: int) -> tuple[int | None, int | None]:
-            arguments = glue_arguments(self.config, index, execution_id=execution_id)
-            argv = [script, "--JOB_NAME", step.job_name]
-            for name, value in arguments.items():
-                argv.extend([name, value])
-            saved_argv = sys.argv
-            sys.argv = argv
-            try:
-                with _environment({"CEAP_STORE": _store_url(self.store)}):
-                    runpy.run_path(script, run_name="__main__")
-            except SystemExit as exc:
-                if exc.code not in (None, 0):
-                    raise
-            finally:
-                sys.argv = saved_argv
-            return self._measure(execution_id, step.state_name)
-
-        return attempt
 
     def _measure(self, execution_id: str, stage: str) -> tuple[int | None, int | None]:
         """Records and bytes of a stage's output, read back from the store."""

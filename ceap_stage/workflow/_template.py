@@ -4,12 +4,14 @@ Resources:
 
 - the workflow bucket, with a lifecycle rule expiring ``executions/`` after 7 days;
 - the state machine (the definition of :func:`~ceap_stage.workflow.build_definition`) and the
-  role it runs as (invoke the steps' functions, run and watch the steps' Glue jobs, write the
-  staged initial input);
+  role it runs as, with the statements each step kind asks for (invoke the steps' functions,
+  run and watch the steps' Glue jobs, write the staged initial input);
 - the EventBridge Pipe from the source queue to the state machine (``REQUEST_RESPONSE`` for
   EXPRESS, ``FIRE_AND_FORGET`` for STANDARD) and its role;
 - for STANDARD: a dead-letter queue and an EventBridge rule sending the state machine's
   FAILED, TIMED_OUT and ABORTED executions to it.
+
+- the resources and outputs a step kind adds (none today).
 
 The Lambda functions, the Glue jobs and the source queue exist already (they are referenced by
 name or ARN).
@@ -22,7 +24,8 @@ from typing import Any, Final
 import orjson
 
 from ._asl import build_definition
-from ._config import GlueStep, LambdaStep, WorkflowConfiguration, WorkflowType
+from ._config import WorkflowConfiguration, WorkflowType
+from ._kinds import StepKind, kind_of, registered_kinds, sub
 
 __all__ = ["EXECUTIONS_EXPIRY_DAYS", "build_template", "template_json"]
 
@@ -32,34 +35,20 @@ _PIPE_BATCH_SIZE: Final = 50
 _PIPE_BATCHING_WINDOW_SECONDS: Final = 5
 
 
-def _sub(text: str) -> dict[str, str]:
-    return {"Fn::Sub": text}
-
-
 def _queue_arn(queue: str) -> Any:
     if queue.startswith("arn:"):
         return queue
-    return _sub(f"arn:${{AWS::Partition}}:sqs:${{AWS::Region}}:${{AWS::AccountId}}:{queue}")
+    return sub(f"arn:${{AWS::Partition}}:sqs:${{AWS::Region}}:${{AWS::AccountId}}:{queue}")
 
 
-def _function_arns(name: str) -> list[Any]:
-    """The function ARN and its qualified versions/aliases, for an IAM Resource."""
-    if name.startswith("arn:"):
-        base = ":".join(name.split(":")[:7])
-    elif ":function:" in name:  # 123456789012:function:name[:qualifier]
-        account, _, rest = name.partition(":function:")
-        base_name = rest.split(":")[0]
-        return [
-            _sub(f"arn:${{AWS::Partition}}:lambda:${{AWS::Region}}:{account}:function:{base_name}"),
-            _sub(
-                f"arn:${{AWS::Partition}}:lambda:${{AWS::Region}}:{account}:function:{base_name}:*"
-            ),
-        ]
-    else:
-        base_name = name.split(":", maxsplit=1)[0]
-        base = "arn:${AWS::Partition}:lambda:${AWS::Region}:${AWS::AccountId}:function:" + base_name
-        return [_sub(base), _sub(base + ":*")]
-    return [base, base + ":*"]
+def _kind_indices(config: WorkflowConfiguration) -> list[tuple[StepKind[Any], list[int]]]:
+    """Each registered kind with the indices of its steps, kinds without steps left out."""
+    found: list[tuple[StepKind[Any], list[int]]] = []
+    for kind in registered_kinds():
+        indices = [i for i, step in enumerate(config.steps) if kind_of(step) is kind]
+        if indices:
+            found.append((kind, indices))
+    return found
 
 
 def _assume(service: str) -> dict[str, Any]:
@@ -77,41 +66,8 @@ def _assume(service: str) -> dict[str, Any]:
 
 def _state_machine_policy(config: WorkflowConfiguration) -> list[dict[str, Any]]:
     statements: list[dict[str, Any]] = []
-    functions = [s.function_name for s in config.steps if isinstance(s, LambdaStep)]
-    if functions:
-        resources: list[Any] = []
-        for name in functions:
-            resources.extend(_function_arns(name))
-        statements.append(
-            {"Effect": "Allow", "Action": "lambda:InvokeFunction", "Resource": resources}
-        )
-    jobs = [s.job_name for s in config.steps if isinstance(s, GlueStep)]
-    if jobs:
-        statements.append(
-            {
-                "Effect": "Allow",
-                "Action": [
-                    "glue:StartJobRun",
-                    "glue:GetJobRun",
-                    "glue:GetJobRuns",
-                    "glue:BatchStopJobRun",
-                ],
-                "Resource": [
-                    _sub(
-                        f"arn:${{AWS::Partition}}:glue:${{AWS::Region}}:${{AWS::AccountId}}:job/{j}"
-                    )
-                    for j in jobs
-                ],
-            }
-        )
-    if isinstance(config.steps[0], GlueStep):
-        statements.append(
-            {
-                "Effect": "Allow",
-                "Action": "s3:PutObject",
-                "Resource": _sub("${WorkflowBucket.Arn}/executions/*"),
-            }
-        )
+    for kind, indices in _kind_indices(config):
+        statements.extend(kind.policy_statements(config, indices))
     return statements
 
 
@@ -292,6 +248,9 @@ def build_template(config: WorkflowConfiguration) -> dict[str, Any]:
             },
         }
         outputs["FailedExecutionsQueueUrl"] = {"Value": {"Ref": "FailedExecutionsQueue"}}
+    for kind, indices in _kind_indices(config):
+        resources.update(kind.resources(config, indices))
+        outputs.update(kind.outputs(config, indices))
     return {
         "AWSTemplateFormatVersion": "2010-09-09",
         "Description": (

@@ -326,9 +326,9 @@ def _glue_workflow(script: Path) -> WorkflowConfiguration:
 @pytest.mark.parametrize("mode", ["transient", "invalid"])
 def test_glue_scripts_run_in_process_and_their_contract_error_decides(tmp_path, monkeypatch, mode):
     # A Python-shell Glue script (no Spark), run the way the runner runs every Glue script.
-    from ceap_stage.workflow import _runner
+    from ceap_stage.workflow import _glue_kind
 
-    monkeypatch.setattr(_runner, "_ensure_spark", lambda: None)
+    monkeypatch.setattr(_glue_kind, "_ensure_spark", lambda: None)
     script = tmp_path / "shell_job.py"
     script.write_text(f"MODE = {mode!r}\n{_SHELL_SCRIPT}")
     store = LocalStore(tmp_path / "store")
@@ -356,9 +356,9 @@ def test_glue_scripts_run_in_process_and_their_contract_error_decides(tmp_path, 
 
 
 def test_a_first_glue_step_reads_the_staged_batch(tmp_path, monkeypatch):
-    from ceap_stage.workflow import _runner
+    from ceap_stage.workflow import _glue_kind
 
-    monkeypatch.setattr(_runner, "_ensure_spark", lambda: None)
+    monkeypatch.setattr(_glue_kind, "_ensure_spark", lambda: None)
     script = tmp_path / "unpack.py"
     script.write_text(
         "import json\n"

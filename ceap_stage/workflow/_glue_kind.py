@@ -1,0 +1,383 @@
+"""The Glue step kind: a stage run by an AWS Glue job (``glue:startJobRun.sync``).
+
+Its model (:class:`GlueStep`), the rule that it needs a STANDARD workflow, the job arguments it
+receives (:func:`glue_parameters` as an ASL template, :func:`glue_arguments` evaluated), its
+task state and, for a first step, the ``StageInitialInput`` state that writes the SQS batch
+where the job reads it; the role's Glue and staging statements; and its local run (the script
+in-process on local Spark).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import runpy
+import sys
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Literal
+
+from pydantic import AliasChoices, Field, field_validator
+
+from ceap_stage._context import INITIAL_STAGE
+
+from ._kinds import (
+    EXECUTION_NAME,
+    STAGE_INITIAL_INPUT_STATE,
+    Attempt,
+    LocalRetry,
+    LocalStepRun,
+    StepKind,
+    StepModel,
+    WorkflowDraft,
+    WorkflowType,
+    chain,
+    context_object,
+    guarded,
+    key_expression,
+    require_kind,
+    sub,
+)
+from ._paths import evaluate_parameters
+
+if TYPE_CHECKING:
+    from ._config import WorkflowConfiguration
+    from ._loader import LoadedWorkflow
+
+__all__ = [
+    "GLUE_KIND",
+    "GLUE_LOCAL_RETRY_ERRORS",
+    "GLUE_RETRY_ERRORS",
+    "GlueKind",
+    "GlueStep",
+    "glue_arguments",
+    "glue_parameters",
+    "initial_input_object",
+    "initial_input_parameters",
+]
+
+#: What a Glue step is retried on. Step Functions reports a failed job run as
+#: ``States.TaskFailed`` (the job's own error class is only in the cause's text).
+GLUE_RETRY_ERRORS: Final = ("States.TaskFailed",)
+#: The errors a Glue step is retried on in a local run.
+GLUE_LOCAL_RETRY_ERRORS: Final = ("TransientStorageError",)
+
+# Glue job names: 1-255 of word characters and a few punctuation marks.
+_GLUE_JOB_NAME = re.compile(r"[\w .:@+=,-]{1,255}")
+_SPARK: Final = "glue.spark"
+
+
+class GlueStep(StepModel):
+    """A stage run by an AWS Glue job (STANDARD workflows only).
+
+    Args:
+        state_name: The Step Functions state name, which is also the stage name.
+        job_name: The Glue job's name.
+        script: For local runs, the path of the job's script (relative paths are resolved
+            against the configuration file's directory). Not part of the state machine.
+
+    Example:
+        >>> GlueStep(state_name="EnrichStage", job_name="engagement-enrich",
+        ...          script="glue_enrich.py").type
+        'glue'
+    """
+
+    type: Literal["glue"] = "glue"
+    job_name: str = Field(validation_alias=AliasChoices("job_name", "jobName", "glueJobName"))
+    script: str | None = None
+
+    @field_validator("job_name")
+    @classmethod
+    def _check_job_name(cls, value: str) -> str:
+        if not _GLUE_JOB_NAME.fullmatch(value) or not value.strip():
+            raise ValueError("job_name must be 1-255 letters, digits, spaces or any of '_.:@+=,-'")
+        return value
+
+
+class GlueKind(StepKind[GlueStep]):
+    """The Glue step kind (registered as ``"glue"``; chosen by ``job_name`` when ``type`` is
+    left out).
+
+    Example:
+        >>> GLUE_KIND.display(GlueStep(state_name="G", job_name="job-g"))
+        'Glue job job-g'
+    """
+
+    name: ClassVar[str] = "glue"
+    model: ClassVar[type[StepModel]] = GlueStep
+    label: ClassVar[str] = "Glue job"
+    noun: ClassVar[str] = "Glue step"
+    identifying_fields: ClassVar[frozenset[str]] = frozenset({"job_name", "jobName", "glueJobName"})
+    input_function: ClassVar[str] = "glue_arguments"
+    reads_staged_input: ClassVar[bool] = True
+
+    def check(self, draft: WorkflowDraft, indices: Sequence[int]) -> list[str]:
+        """A Glue step needs a STANDARD workflow (EXPRESS cannot wait for a ``.sync`` job)."""
+        if draft.workflow_type is not WorkflowType.EXPRESS:
+            return []
+        glue = [step for step in (draft.steps[i] for i in indices) if isinstance(step, GlueStep)]
+        listed = ", ".join(f"{s.state_name} (job {s.job_name})" for s in glue)
+        return [
+            "an EXPRESS workflow cannot run Glue steps: EXPRESS executions stop after 5 "
+            "minutes and cannot wait for a job with the '.sync' integration, which a Glue "
+            f"job needs. Glue steps found: {listed}. Use workflow_type STANDARD."
+        ]
+
+    def target(self, step: GlueStep) -> str:
+        return step.job_name
+
+    def entry_state(self, config: WorkflowConfiguration, index: int) -> str:
+        """A first Glue step is entered by the state that stages the batch for it."""
+        return STAGE_INITIAL_INPUT_STATE if index == 0 else config.steps[index].state_name
+
+    def states(
+        self, config: WorkflowConfiguration, index: int, next_state: str | None
+    ) -> dict[str, dict[str, Any]]:
+        step = require_kind(config, index, self, "GlueKind.states")
+        retry = config.retry_config
+        states: dict[str, dict[str, Any]] = {}
+        if index == 0:
+            states[STAGE_INITIAL_INPUT_STATE] = guarded(
+                {
+                    "Type": "Task",
+                    "Comment": "Stage the SQS batch where a first Glue step reads its input",
+                    "Resource": "arn:aws:states:::aws-sdk:s3:putObject",
+                    "Parameters": initial_input_parameters(config),
+                    "ResultPath": None,
+                    "Next": step.state_name,
+                },
+                ("States.TaskFailed",),
+                retry.lambda_max_attempts,
+                retry.lambda_interval_seconds,
+                retry.lambda_backoff_rate,
+            )
+        state: dict[str, Any] = {
+            "Type": "Task",
+            "Comment": f"Glue stage {step.state_name}",
+            "Resource": "arn:aws:states:::glue:startJobRun.sync",
+            "Parameters": glue_parameters(config, index),
+            "ResultSelector": {
+                "stage": step.state_name,
+                "jobRunId.$": "$.Id",
+                "jobRunState.$": "$.JobRunState",
+            },
+            "ResultPath": "$",
+        }
+        guarded(
+            state,
+            GLUE_RETRY_ERRORS,
+            retry.glue_max_attempts,
+            retry.glue_interval_seconds,
+            retry.glue_backoff_rate,
+        )
+        states[step.state_name] = chain(state, next_state)
+        return states
+
+    def policy_statements(
+        self, config: WorkflowConfiguration, indices: Sequence[int]
+    ) -> list[dict[str, Any]]:
+        jobs = [require_kind(config, i, self, "GlueKind").job_name for i in indices]
+        statements: list[dict[str, Any]] = [
+            {
+                "Effect": "Allow",
+                "Action": [
+                    "glue:StartJobRun",
+                    "glue:GetJobRun",
+                    "glue:GetJobRuns",
+                    "glue:BatchStopJobRun",
+                ],
+                "Resource": [
+                    sub(
+                        f"arn:${{AWS::Partition}}:glue:${{AWS::Region}}:${{AWS::AccountId}}:job/{j}"
+                    )
+                    for j in jobs
+                ],
+            }
+        ]
+        if 0 in indices:  # the staging state writes the batch
+            statements.append(
+                {
+                    "Effect": "Allow",
+                    "Action": "s3:PutObject",
+                    "Resource": sub("${WorkflowBucket.Arn}/executions/*"),
+                }
+            )
+        return statements
+
+    def local_problems(self, step: GlueStep, workflow: LoadedWorkflow) -> list[str]:
+        if step.script is None:
+            return [f"Glue step {step.state_name} names no script to run locally"]
+        if not workflow.script_path(step.script).is_file():
+            return [
+                f"Glue step {step.state_name}: no script at {workflow.script_path(step.script)}"
+            ]
+        return []
+
+    def local_environment_problems(self, steps: Sequence[GlueStep]) -> list[str]:
+        if steps and importlib.util.find_spec("pyspark") is None:
+            names = ", ".join(step.state_name for step in steps)
+            return [
+                f"Glue steps ({names}) run on local Spark, and PySpark is not "
+                "installed: pip install 'ceap-stage[glue]' (it needs Java 17)"
+            ]
+        return []
+
+    def local_retry(self, config: WorkflowConfiguration) -> LocalRetry:
+        """Retried when the script failed with ``TransientStorageError``. In AWS any failed job
+        run is retried (Step Functions only sees ``States.TaskFailed``), which locally would only
+        repeat a deterministic failure."""
+        retry = config.retry_config
+        return LocalRetry(
+            retry.glue_max_attempts,
+            float(retry.glue_interval_seconds),
+            retry.glue_backoff_rate,
+            GLUE_LOCAL_RETRY_ERRORS,
+        )
+
+    def local_attempt(self, run: LocalStepRun) -> Attempt:
+        """The script run in-process (``runpy``) with the job's arguments, on local Spark.
+
+        A first step stages the batch first, as its ``StageInitialInput`` state does; one Spark
+        session serves every Glue step and retry of the run (the Glue helper reuses an active
+        session), started when the first Glue step is reached.
+        """
+        step = require_kind(run.config, run.index, self, "GlueKind")
+        assert step.script is not None  # local_problems refused a step without one
+        script = str(run.workflow.script_path(step.script))
+        if run.index == 0:
+            bucket, key, body = initial_input_object(
+                run.config, execution_id=run.execution_id, state_input=run.initial_input
+            )
+            run.store.put(bucket, key, body)
+        if _SPARK not in run.shared:
+            session = _ensure_spark()
+            run.shared[_SPARK] = session
+            if session is not None:
+                run.resources.callback(session.stop)
+
+        def attempt(retry_count: int) -> tuple[int | None, int | None]:
+            arguments = glue_arguments(run.config, run.index, execution_id=run.execution_id)
+            argv = [script, "--JOB_NAME", step.job_name]
+            for name, value in arguments.items():
+                argv.extend([name, value])
+            saved_argv = sys.argv
+            sys.argv = argv
+            try:
+                with run.stage_scope():
+                    runpy.run_path(script, run_name="__main__")
+            except SystemExit as exc:
+                if exc.code not in (None, 0):
+                    raise
+            finally:
+                sys.argv = saved_argv
+            return run.measure(step.state_name)
+
+        return attempt
+
+
+#: The registered Glue kind.
+GLUE_KIND: Final = GlueKind()
+
+
+def _ensure_spark() -> Any:
+    """A local SparkSession for the run's Glue steps (None when one is active already)."""
+    from ._runner import LocalRunError
+
+    try:
+        from pyspark.sql import SparkSession
+    except ImportError:  # pragma: no cover - checked before the run starts
+        raise LocalRunError(
+            "this workflow has Glue steps, which run on local Spark: pip install "
+            "'ceap-stage[glue]' (PySpark 3.5; it needs Java 17)"
+        ) from None
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        return None
+    builder: Any = SparkSession.builder
+    session = (
+        builder.master(os.environ.get("CEAP_SPARK_MASTER", "local[2]"))
+        .appName("ceap-stage-run")
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.sql.shuffle.partitions", "4")
+        .getOrCreate()
+    )
+    session.sparkContext.setLogLevel("ERROR")
+    return session
+
+
+def glue_parameters(config: WorkflowConfiguration, index: int) -> dict[str, Any]:
+    """The ``Parameters`` of Glue step ``index``: the job name and its arguments.
+
+    The keys are built from ``$$.Execution.Name`` with ``States.Format``. A first step reads
+    the staged batch (``executions/{id}/initial/output.json``) and gets no ``--previous-stage``.
+
+    Raises:
+        StepKindError: Step ``index`` is not a Glue step.
+
+    Example:
+        >>> from ceap_stage.workflow import GlueStep, WorkflowConfiguration, WorkflowType
+        >>> wf = WorkflowConfiguration(workflow_name="w", workflow_type=WorkflowType.STANDARD,
+        ...     workflow_bucket="bkt-1", source_queue="q",
+        ...     steps=[GlueStep(state_name="G", job_name="job-g")])
+        >>> glue_parameters(wf, 0)["Arguments"]["--input-key.$"]
+        "States.Format('executions/{}/initial/output.json', $$.Execution.Name)"
+    """
+    step = require_kind(config, index, GLUE_KIND, "glue_parameters")
+    bucket = config.workflow_bucket
+    arguments: dict[str, Any] = {
+        "--execution-id.$": EXECUTION_NAME,
+        "--input-bucket": bucket,
+        "--input-key.$": key_expression(config.previous_stage(index) or INITIAL_STAGE),
+        "--output-bucket": bucket,
+        "--output-key.$": key_expression(step.state_name),
+        "--current-stage": step.state_name,
+    }
+    if index > 0:  # a first step has no previous stage: the Glue idiom is to omit it
+        arguments["--previous-stage"] = config.steps[index - 1].state_name
+    return {"JobName": step.job_name, "Arguments": arguments}
+
+
+def glue_arguments(
+    config: WorkflowConfiguration, index: int, *, execution_id: str
+) -> dict[str, str]:
+    """The job arguments the generated state machine passes Glue step ``index``.
+
+    Raises:
+        StepKindError: Step ``index`` is not a Glue step (the message names the function that
+            serves its kind).
+
+    Example:
+        >>> from ceap_stage.workflow import GlueStep, WorkflowConfiguration, WorkflowType
+        >>> wf = WorkflowConfiguration(workflow_name="w", workflow_type=WorkflowType.STANDARD,
+        ...     workflow_bucket="bkt-1", source_queue="q",
+        ...     steps=[GlueStep(state_name="G", job_name="job-g")])
+        >>> glue_arguments(wf, 0, execution_id="run-1")["--output-key"]
+        'executions/run-1/G/output.json'
+    """
+    step = require_kind(config, index, GLUE_KIND, "glue_arguments")
+    context = context_object(config, execution_id=execution_id, state_name=step.state_name)
+    parameters = evaluate_parameters(glue_parameters(config, index), None, context)
+    arguments: Mapping[str, Any] = parameters["Arguments"]
+    return {key: str(value) for key, value in arguments.items()}
+
+
+def initial_input_parameters(config: WorkflowConfiguration) -> dict[str, Any]:
+    """The S3 ``PutObject`` parameters that stage the batch for a first step that is Glue."""
+    return {
+        "Bucket": config.workflow_bucket,
+        "Key.$": key_expression(INITIAL_STAGE),
+        "Body.$": "States.JsonToString($)",
+        "ContentType": "application/json",
+    }
+
+
+def initial_input_object(
+    config: WorkflowConfiguration, *, execution_id: str, state_input: Any
+) -> tuple[str, str, bytes]:
+    """The bucket, key and body the initial-input state writes (for local runs)."""
+    context = context_object(
+        config, execution_id=execution_id, state_name=STAGE_INITIAL_INPUT_STATE
+    )
+    parameters = evaluate_parameters(initial_input_parameters(config), state_input, context)
+    return parameters["Bucket"], parameters["Key"], str(parameters["Body"]).encode()

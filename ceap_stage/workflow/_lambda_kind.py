@@ -1,0 +1,329 @@
+"""The Lambda step kind: a stage run by a Lambda function (``lambda:invoke``).
+
+Its model (:class:`LambdaStep`), the event it receives (:func:`lambda_payload` as an ASL
+template, :func:`lambda_event` evaluated), its task state, the role's ``lambda:InvokeFunction``
+statement, and its local run (the handler called in-process with that event).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Literal
+
+from pydantic import AliasChoices, Field, field_validator
+
+from ._kinds import (
+    EXECUTION_NAME,
+    Attempt,
+    LocalRetry,
+    LocalStepRun,
+    StepKind,
+    StepModel,
+    WorkflowType,
+    chain,
+    context_object,
+    guarded,
+    require_kind,
+    sub,
+)
+from ._paths import evaluate_parameters
+
+if TYPE_CHECKING:
+    from ._config import WorkflowConfiguration
+    from ._loader import LoadedWorkflow
+
+__all__ = [
+    "LAMBDA_KIND",
+    "LAMBDA_RETRY_ERRORS",
+    "LAMBDA_SERVICE_ERRORS",
+    "LambdaKind",
+    "LambdaStep",
+    "lambda_event",
+    "lambda_payload",
+]
+
+#: Errors the Lambda service raises around an invocation (not the function's own errors).
+LAMBDA_SERVICE_ERRORS: Final = (
+    "Lambda.ServiceException",
+    "Lambda.AWSLambdaException",
+    "Lambda.SdkClientException",
+    "Lambda.TooManyRequestsException",
+)
+#: What a Lambda step is retried on: the service errors and the contract's one retryable error.
+LAMBDA_RETRY_ERRORS: Final = (*LAMBDA_SERVICE_ERRORS, "TransientStorageError")
+_LAMBDA_TIMEOUT_MS: Final = 900_000
+
+# A Lambda function name, partial ARN or full ARN (with an optional version or alias).
+_FUNCTION_NAME = re.compile(
+    r"(arn:aws[a-zA-Z-]*:lambda:[a-z0-9-]+:\d{12}:function:|\d{12}:function:)?"
+    r"[A-Za-z0-9_-]{1,64}(:(\$LATEST|[A-Za-z0-9_-]+))?"
+)
+# ``module.path:attribute`` (the attribute may be dotted).
+_HANDLER_REF = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*")
+
+
+class LambdaStep(StepModel):
+    """A stage run by a Lambda function.
+
+    Args:
+        state_name: The Step Functions state name, which is also the stage name (the
+            ``currentStage`` of the event and the directory of its output).
+        function_name: The Lambda function: a name, a partial ARN or a full ARN.
+        handler: For local runs, the handler as ``module:attribute`` (a ``@stage`` function
+            or a ``WorkflowLambdaHandler`` instance). Not part of the state machine.
+
+    Example:
+        >>> LambdaStep(state_name="FilterStage", function_name="engagement-filter",
+        ...            handler="examples.engagement.stages:filter_stage").type
+        'lambda'
+    """
+
+    type: Literal["lambda"] = "lambda"
+    function_name: str = Field(
+        validation_alias=AliasChoices("function_name", "functionName", "lambdaFunctionKey")
+    )
+    handler: str | None = None
+
+    @field_validator("function_name")
+    @classmethod
+    def _check_function_name(cls, value: str) -> str:
+        if not _FUNCTION_NAME.fullmatch(value):
+            raise ValueError(
+                "function_name must be a Lambda function name (1-64 letters, digits, '-' or "
+                "'_'), optionally as a partial or full ARN with a version or alias"
+            )
+        return value
+
+    @field_validator("handler")
+    @classmethod
+    def _check_handler(cls, value: str | None) -> str | None:
+        if value is not None and not _HANDLER_REF.fullmatch(value):
+            raise ValueError("handler must look like 'package.module:attribute'")
+        return value
+
+
+def _function_arns(name: str) -> list[Any]:
+    """The function ARN and its qualified versions/aliases, for an IAM Resource."""
+    if name.startswith("arn:"):
+        base = ":".join(name.split(":")[:7])
+    elif ":function:" in name:  # 123456789012:function:name[:qualifier]
+        account, _, rest = name.partition(":function:")
+        base_name = rest.split(":")[0]
+        return [
+            sub(f"arn:${{AWS::Partition}}:lambda:${{AWS::Region}}:{account}:function:{base_name}"),
+            sub(
+                f"arn:${{AWS::Partition}}:lambda:${{AWS::Region}}:{account}:function:{base_name}:*"
+            ),
+        ]
+    else:
+        base_name = name.split(":", maxsplit=1)[0]
+        base = "arn:${AWS::Partition}:lambda:${AWS::Region}:${AWS::AccountId}:function:" + base_name
+        return [sub(base), sub(base + ":*")]
+    return [base, base + ":*"]
+
+
+class LambdaKind(StepKind[LambdaStep]):
+    """The Lambda step kind (registered as ``"lambda"``; the default when ``type`` is left out).
+
+    Example:
+        >>> LAMBDA_KIND.display(LambdaStep(state_name="A", function_name="fa"))
+        'Lambda fa'
+    """
+
+    name: ClassVar[str] = "lambda"
+    model: ClassVar[type[StepModel]] = LambdaStep
+    label: ClassVar[str] = "Lambda"
+    noun: ClassVar[str] = "Lambda step"
+    identifying_fields: ClassVar[frozenset[str]] = frozenset(
+        {"function_name", "functionName", "lambdaFunctionKey"}
+    )
+    input_function: ClassVar[str] = "lambda_event"
+
+    def target(self, step: LambdaStep) -> str:
+        return step.function_name
+
+    def states(
+        self, config: WorkflowConfiguration, index: int, next_state: str | None
+    ) -> dict[str, dict[str, Any]]:
+        step = require_kind(config, index, self, "LambdaKind.states")
+        retry = config.retry_config
+        state: dict[str, Any] = {
+            "Type": "Task",
+            "Comment": f"Lambda stage {step.state_name}",
+            "Resource": "arn:aws:states:::lambda:invoke",
+            "Parameters": {
+                "FunctionName": step.function_name,
+                "Payload": lambda_payload(config, index),
+            },
+            # Keep the stage's small result pointer, drop the Lambda invocation metadata.
+            "ResultSelector": {"stage": step.state_name, "result.$": "$.Payload"},
+            "ResultPath": "$",
+        }
+        guarded(
+            state,
+            LAMBDA_RETRY_ERRORS,
+            retry.lambda_max_attempts,
+            retry.lambda_interval_seconds,
+            retry.lambda_backoff_rate,
+        )
+        return {step.state_name: chain(state, next_state)}
+
+    def policy_statements(
+        self, config: WorkflowConfiguration, indices: Sequence[int]
+    ) -> list[dict[str, Any]]:
+        resources: list[Any] = []
+        for index in indices:
+            resources.extend(_function_arns(self._step(config, index).function_name))
+        return [{"Effect": "Allow", "Action": "lambda:InvokeFunction", "Resource": resources}]
+
+    def local_problems(self, step: LambdaStep, workflow: LoadedWorkflow) -> list[str]:
+        from ._loader import load_handler
+
+        if step.handler is None:
+            return [
+                f"Lambda step {step.state_name} names no handler ('module:attribute') "
+                "to run locally"
+            ]
+        try:
+            load_handler(step.handler)
+        except ValueError as exc:
+            return [f"Lambda step {step.state_name}: {exc}"]
+        except Exception as exc:  # the module's own import-time error
+            return [
+                f"Lambda step {step.state_name}: importing {step.handler} raised "
+                f"{type(exc).__name__}: {exc}"
+            ]
+        return []
+
+    def local_retry(self, config: WorkflowConfiguration) -> LocalRetry:
+        """Retried on the errors the state's ``Retry`` names (only ``TransientStorageError``
+        can occur without AWS)."""
+        retry = config.retry_config
+        return LocalRetry(
+            retry.lambda_max_attempts,
+            float(retry.lambda_interval_seconds),
+            retry.lambda_backoff_rate,
+            LAMBDA_RETRY_ERRORS,
+        )
+
+    def local_attempt(self, run: LocalStepRun) -> Attempt:
+        """The handler called in-process with the event the state machine sends."""
+        from ceap_stage.testing import FakeLambdaContext
+
+        from ._loader import load_handler
+
+        step = self._step(run.config, run.index)
+        assert step.handler is not None  # local_problems refused a step without one
+        handler = load_handler(step.handler)
+        runtime = getattr(handler, "runtime", None)
+        invoke: Callable[[Any, Any], Any]
+        if runtime is not None and hasattr(runtime, "using_store"):
+            invoke = runtime.using_store(run.store).invoke
+        else:  # a plain Lambda handler: it finds the store through CEAP_STORE
+            invoke = handler
+
+        def attempt(retry_count: int) -> tuple[int | None, int | None]:
+            event = lambda_event(
+                run.config,
+                run.index,
+                execution_id=run.execution_id,
+                state_input=run.initial_input if run.index == 0 else None,
+                retry_count=retry_count,
+            )
+            context = FakeLambdaContext(
+                function_name=step.function_name.split(":function:")[-1].split(":")[0],
+                timeout_ms=_LAMBDA_TIMEOUT_MS,
+            )
+            with run.stage_scope():
+                pointer = invoke(event, context)
+            if isinstance(pointer, dict) and isinstance(pointer.get("output"), dict):
+                out = pointer["output"]
+                records = pointer.get("recordsProcessed")
+                return (
+                    records if isinstance(records, int) else None,
+                    out.get("bytes") if isinstance(out.get("bytes"), int) else None,
+                )
+            return run.measure(step.state_name)
+
+        return attempt
+
+    def _step(self, config: WorkflowConfiguration, index: int) -> LambdaStep:
+        return require_kind(config, index, self, "LambdaKind")
+
+
+#: The registered Lambda kind.
+LAMBDA_KIND: Final = LambdaKind()
+
+
+def lambda_payload(config: WorkflowConfiguration, index: int) -> dict[str, Any]:
+    """The ``Payload`` template of Lambda step ``index``: CONTRACT section 2, as ASL.
+
+    ``initialData`` is the state input (the EventBridge Pipes batch) and only the first step
+    gets it; ``redriveCount`` exists only in STANDARD executions, which can be redriven.
+
+    Raises:
+        StepKindError: Step ``index`` is not a Lambda step.
+
+    Example:
+        >>> from ceap_stage.workflow import LambdaStep, WorkflowConfiguration
+        >>> wf = WorkflowConfiguration(workflow_name="w", workflow_bucket="bkt-1",
+        ...     source_queue="q", steps=[LambdaStep(state_name="A", function_name="fa"),
+        ...                               LambdaStep(state_name="B", function_name="fb")])
+        >>> lambda_payload(wf, 1)["previousStage"], "initialData.$" in lambda_payload(wf, 1)
+        ('A', False)
+    """
+    step = require_kind(config, index, LAMBDA_KIND, "lambda_payload")
+    payload: dict[str, Any] = {
+        "executionId.$": EXECUTION_NAME,
+        "currentStage": step.state_name,
+        "previousStage": config.previous_stage(index),
+        "workflowBucket": config.workflow_bucket,
+        "workflowName": config.workflow_name,
+        "retryCount.$": "$$.State.RetryCount",
+    }
+    if config.workflow_type is WorkflowType.STANDARD:
+        payload["redriveCount.$"] = "$$.Execution.RedriveCount"
+    if index == 0:
+        payload["initialData.$"] = "$"
+    return payload
+
+
+def lambda_event(
+    config: WorkflowConfiguration,
+    index: int,
+    *,
+    execution_id: str,
+    state_input: Any = None,
+    retry_count: int = 0,
+    redrive_count: int = 0,
+) -> dict[str, Any]:
+    """The event the generated state machine sends Lambda step ``index``.
+
+    It is :func:`lambda_payload` evaluated against ``state_input`` (the SQS batch, for the
+    first step) and a context object, exactly as Step Functions evaluates it.
+
+    Raises:
+        StepKindError: Step ``index`` is not a Lambda step (the message names the function
+            that serves its kind).
+
+    Example:
+        >>> from ceap_stage.workflow import LambdaStep, WorkflowConfiguration
+        >>> wf = WorkflowConfiguration(workflow_name="w", workflow_bucket="bkt-1",
+        ...     source_queue="q", steps=[LambdaStep(state_name="A", function_name="fa")])
+        >>> event = lambda_event(wf, 0, execution_id="run-1", state_input=[])
+        >>> event  # doctest: +NORMALIZE_WHITESPACE
+        {'executionId': 'run-1', 'currentStage': 'A', 'previousStage': None,
+         'workflowBucket': 'bkt-1', 'workflowName': 'w', 'retryCount': 0, 'initialData': []}
+    """
+    step = require_kind(config, index, LAMBDA_KIND, "lambda_event")
+    context = context_object(
+        config,
+        execution_id=execution_id,
+        state_name=step.state_name,
+        retry_count=retry_count,
+        redrive_count=redrive_count,
+        state_input=state_input,
+    )
+    event: dict[str, Any] = evaluate_parameters(lambda_payload(config, index), state_input, context)
+    return event
