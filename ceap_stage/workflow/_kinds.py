@@ -163,7 +163,7 @@ class StepModel(_Model):
 
     Example:
         >>> from ceap_stage.workflow import LambdaStep
-        >>> isinstance(LambdaStep(state_name="A", function_name="fa"), StepModel)
+        >>> issubclass(LambdaStep, StepModel)
         True
     """
 

@@ -11,7 +11,17 @@ import pytest
 
 from ceap_stage import workflow
 
-MODULES = ["_config", "_asl", "_paths", "_template", "_loader", "_runner"]
+MODULES = [
+    "_kinds",
+    "_lambda_kind",
+    "_glue_kind",
+    "_config",
+    "_asl",
+    "_paths",
+    "_template",
+    "_loader",
+    "_runner",
+]
 
 
 def test_all_is_sorted_unique_and_every_name_is_documented():
