@@ -287,16 +287,17 @@ def pause_kind(monkeypatch: pytest.MonkeyPatch) -> PauseKind:
 def _with_pause() -> WorkflowConfiguration:
     # The Step union is where a registered kind's model is added; the toy kind is not, so the
     # configuration is assembled without validation.
+    steps: list[Any] = [
+        LambdaStep(
+            state_name="First", function_name="first", handler="tests.workflow.handlers:first"
+        ),
+        PauseStep(state_name="Breathe", seconds=3),
+        LambdaStep(state_name="Last", function_name="last"),
+    ]
     return WorkflowConfiguration.model_construct(
         workflow_name="paused",
         workflow_type=WorkflowType.STANDARD,
-        steps=[
-            LambdaStep(
-                state_name="First", function_name="first", handler="tests.workflow.handlers:first"
-            ),
-            PauseStep(state_name="Breathe", seconds=3),
-            LambdaStep(state_name="Last", function_name="last"),
-        ],
+        steps=steps,
         workflow_bucket="bkt-1",
         source_queue="q",
     )
