@@ -17,7 +17,10 @@ about one kind of step:
 The ASL and template generators, the local runner and the CLI iterate the steps and ask each
 step's kind (:func:`kind_of`); none of them tests a step's class. Adding a kind is one module
 (a model and a :class:`StepKind`) plus its registration in ``_config.py`` (the ``Step`` union
-and :func:`register_kind`).
+and :func:`register_kind`). A *variant* of a kind (:attr:`StepKind.variant_of`) serves the steps
+of an existing model that an option turns into something else (a fanned-out Lambda step, a
+Kotlin stage): one module subclassing that kind plus :func:`register_kind`, and the option's
+field on the model.
 
 This module also holds what every kind shares: the base model, the identifier check, the Fail
 state and the ``Retry``/``Catch`` guard every task state gets.
@@ -278,6 +281,9 @@ class StepKind(ABC, Generic[S]):
         input_function: The public function that builds what a step of this kind receives.
         reads_staged_input: True when a first step of this kind reads the batch from the
             pseudo-stage ``initial`` (staged by one of its states) instead of the event.
+        variant_of: For a variant, the ``name`` of the kind it refines. A variant subclasses
+            that kind, its steps keep that kind's model and ``type``, and it serves those of
+            them for which :meth:`applies_to` is true (the latest registered variant first).
 
     Example:
         >>> from ceap_stage.workflow import LambdaStep
@@ -293,6 +299,11 @@ class StepKind(ABC, Generic[S]):
     identifying_fields: ClassVar[frozenset[str]] = frozenset()
     input_function: ClassVar[str]
     reads_staged_input: ClassVar[bool] = False
+    variant_of: ClassVar[str | None] = None
+
+    def applies_to(self, step: S) -> bool:
+        """For a variant: whether it serves ``step`` (a step of the kind it refines)."""
+        return True
 
     # -- configuration ------------------------------------------------------------------------
 
@@ -362,6 +373,8 @@ class StepKind(ABC, Generic[S]):
 
 
 _KINDS: dict[str, StepKind[Any]] = {}
+# The variants of each kind, by the name of the kind they refine, the latest registered first.
+_VARIANTS: dict[str, list[StepKind[Any]]] = {}
 
 
 def register_kind(kind: StepKind[Any]) -> StepKind[Any]:
@@ -370,14 +383,25 @@ def register_kind(kind: StepKind[Any]) -> StepKind[Any]:
     Kinds are asked in registration order (it orders, e.g., the role's policy statements).
 
     Raises:
-        ValueError: Another kind has the same name.
+        ValueError: Another kind has the same name, or a variant does not subclass the
+            registered kind it refines.
 
     Example:
         >>> kind_named("lambda") in registered_kinds()
         True
     """
-    if kind.name in _KINDS and _KINDS[kind.name] is not kind:
+    if kind.name in _KINDS:
+        if _KINDS[kind.name] is kind:
+            return kind
         raise ValueError(f"a step kind named {kind.name!r} is registered already")
+    if kind.variant_of is not None:
+        base = _KINDS.get(kind.variant_of)
+        if base is None or base.variant_of is not None or not isinstance(kind, type(base)):
+            raise ValueError(
+                f"step kind {kind.name!r} refines {kind.variant_of!r}: register that kind first "
+                "and subclass it"
+            )
+        _VARIANTS.setdefault(base.name, []).insert(0, kind)
     _KINDS[kind.name] = kind
     return kind
 
@@ -406,13 +430,16 @@ def kind_named(name: str) -> StepKind[Any]:
 
 
 def kind_of(step: StepModel) -> StepKind[Any]:
-    """The kind of ``step``.
+    """The kind of ``step``: the first variant of its model's kind that applies, else that kind.
 
     Example:
         >>> from ceap_stage.workflow import GlueStep
         >>> kind_of(GlueStep(state_name="G", job_name="job-g")).noun
         'Glue step'
     """
+    for variant in _VARIANTS.get(step.type, ()):
+        if variant.applies_to(step):
+            return variant
     return _KINDS[step.type]
 
 
@@ -429,19 +456,19 @@ def kind_name_of_data(value: Any, default: str) -> str | None:
             return tag.lower()
         keys = set(value.keys())
         for kind in _KINDS.values():
-            if kind.identifying_fields & keys:
+            if kind.variant_of is None and kind.identifying_fields & keys:
                 return kind.name
         return default
     return None
 
 
 def require_kind(config: WorkflowConfiguration, index: int, kind: StepKind[S], function: str) -> S:
-    """Step ``index`` when it is of ``kind``; else a :class:`StepKindError` naming the function
-    to use instead.
+    """Step ``index`` when it is of ``kind`` (or of a variant of it); else a
+    :class:`StepKindError` naming the function to use instead.
     """
     step = config.steps[index]
     actual = kind_of(step)
-    if actual is not kind:
+    if not isinstance(actual, type(kind)):
         raise StepKindError(
             f"step {index} ({step.state_name}) is a {actual.noun} (kind {actual.name!r}), and "
             f"{function} serves {kind.noun}s only; use {actual.input_function}(config, {index}) "

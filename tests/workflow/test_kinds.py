@@ -43,6 +43,7 @@ from ceap_stage.workflow._kinds import (
     register_kind,
     registered_kinds,
 )
+from ceap_stage.workflow._lambda_kind import LambdaKind
 
 from .handlers import batch
 
@@ -340,3 +341,78 @@ def test_the_runner_runs_a_registered_kind_through_its_local_attempt(
     assert first is not None
     assert copied is not None
     assert copied.body == first.body
+
+
+# -- a variant serves the steps an option turns into something else -----------------------------
+
+
+class TracedLambdaKind(LambdaKind):
+    """A toy variant: a Lambda step whose function name starts with 'traced-' gets a Pass state
+    before its task."""
+
+    name: ClassVar[str] = "traced-lambda"
+    label: ClassVar[str] = "Traced Lambda"
+    variant_of: ClassVar[str | None] = "lambda"
+
+    def applies_to(self, step: LambdaStep) -> bool:
+        return step.function_name.startswith("traced-")
+
+    def entry_state(self, config: WorkflowConfiguration, index: int) -> str:
+        return f"{config.steps[index].state_name}Note"
+
+    def states(
+        self, config: WorkflowConfiguration, index: int, next_state: str | None
+    ) -> dict[str, dict[str, Any]]:
+        task = super().states(config, index, next_state)
+        name = config.steps[index].state_name
+        return {f"{name}Note": {"Type": "Pass", "Next": name}, **task}
+
+
+@pytest.fixture
+def traced_kind(monkeypatch: pytest.MonkeyPatch) -> TracedLambdaKind:
+    kind = TracedLambdaKind()
+    monkeypatch.setattr(_kinds, "_KINDS", dict(_kinds._KINDS))
+    monkeypatch.setattr(_kinds, "_VARIANTS", {})
+    register_kind(kind)
+    return kind
+
+
+def test_a_variant_serves_the_steps_it_applies_to_and_the_base_kind_the_rest(
+    traced_kind: TracedLambdaKind,
+):
+    config = WorkflowConfiguration(
+        workflow_name="traced",
+        steps=[
+            LambdaStep(state_name="Plain", function_name="plain"),
+            LambdaStep(state_name="Watched", function_name="traced-watched"),
+        ],
+        workflow_bucket="bkt-1",
+        source_queue="q",
+    )
+    assert [kind_of(step).name for step in config.steps] == ["lambda", "traced-lambda"]
+    asl = build_definition(config)
+    assert list(asl["States"]) == ["Plain", "WatchedNote", "Watched", "WorkflowFailed"]
+    assert asl["States"]["Plain"]["Next"] == "WatchedNote"
+    assert asl["States"]["Watched"]["End"] is True
+    # A variant's steps are still served by the functions of the kind it refines.
+    assert lambda_event(config, 1, execution_id="run-1")["currentStage"] == "Watched"
+    with pytest.raises(StepKindError, match=r"Watched.*Lambda step"):
+        glue_arguments(config, 1, execution_id="run-1")
+
+
+def test_a_variant_must_refine_a_registered_kind_it_subclasses(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(_kinds, "_KINDS", dict(_kinds._KINDS))
+    monkeypatch.setattr(_kinds, "_VARIANTS", {})
+
+    class Orphan(TracedLambdaKind):
+        name: ClassVar[str] = "orphan"
+        variant_of: ClassVar[str | None] = "batch"
+
+    class Stranger(PauseKind):
+        name: ClassVar[str] = "stranger"
+        variant_of: ClassVar[str | None] = "lambda"
+
+    with pytest.raises(ValueError, match="refines 'batch'"):
+        register_kind(Orphan())
+    with pytest.raises(ValueError, match="refines 'lambda'"):
+        register_kind(Stranger())
