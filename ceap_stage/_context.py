@@ -1,6 +1,6 @@
 """The event Step Functions sends a stage, its identifier rules, and the execution context.
 
-This module is the single owner of CONTRACT section 2 (the event) and of the storage layout
+This module is the single owner of docs/contract.md section 2 (the event) and of the storage layout
 (section 3): every other module builds keys through :func:`output_key` and validates names through
 :func:`validate_identifier`.
 """
@@ -150,7 +150,7 @@ def parse_event(
     configured_bucket: str | None = None,
     configured_stage: str | None = None,
 ) -> StageEvent:
-    """Validate a Step Functions event against CONTRACT section 2.
+    """Validate a Step Functions event against docs/contract.md section 2.
 
     Args:
         event: The Lambda event.

@@ -1,4 +1,4 @@
-"""The error tree of ceap-stage (CONTRACT section 5).
+"""The error tree of ceap-stage (docs/contract.md section 5).
 
 Step Functions matches ``Retry`` and ``Catch`` on the exception's class name, so these names are a
 public, stable contract::
@@ -138,7 +138,7 @@ class ConfigurationError(CeapStageError, ValueError):
 
 
 class ContextResolutionError(CeapStageError):
-    """The event does not follow the wire contract (CONTRACT section 2).
+    """The event does not follow the wire contract (docs/contract.md section 2).
 
     Raised before any S3 call: missing or mistyped fields, identifiers that break the rules, or a
     bucket other than the one the function is pinned to.

@@ -1,4 +1,4 @@
-"""The three formats of ``output.json`` (CONTRACT section 3): decoding, sniffing, encoding.
+"""The three formats of ``output.json`` (docs/contract.md section 3): decoding, sniffing, encoding.
 
 =============================================  ==========  ===================================
 Content-Type                                   format      holds

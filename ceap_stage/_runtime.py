@@ -237,7 +237,7 @@ class StageRuntime:
     # -- one invocation ---------------------------------------------------------------------
 
     def invoke(self, event: object, lambda_context: Any = None) -> dict[str, Any]:
-        """Run the stage for one event and return the result pointer (CONTRACT section 4)."""
+        """Run the stage for one event; return the result pointer (docs/contract.md section 4)."""
         started = time.perf_counter()
         resolved = self._resolved or self._resolve()
         observer = resolved.observer

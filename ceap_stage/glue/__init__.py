@@ -1,4 +1,4 @@
-"""The Glue (PySpark) side of the stage contract (CONTRACT section 3).
+"""The Glue (PySpark) side of the stage contract (docs/contract.md section 3).
 
 A Glue stage reads the previous stage's ``output.json`` in any of the three formats and writes
 JSON Lines parts plus a manifest that the next Lambda stage reads::

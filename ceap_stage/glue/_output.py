@@ -91,7 +91,7 @@ class GlueOutput:
         return sum(p.bytes for p in self.parts)
 
     def to_result(self) -> dict[str, Any]:
-        """The same pointer a Lambda stage returns (CONTRACT section 4), format ``manifest``."""
+        """The pointer a Lambda stage returns (docs/contract.md section 4), format ``manifest``."""
         return {
             "status": "SUCCESS",
             "stage": self.stage,

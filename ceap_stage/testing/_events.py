@@ -1,4 +1,4 @@
-"""Build the event Step Functions sends a stage (CONTRACT section 2)."""
+"""Build the event Step Functions sends a stage (docs/contract.md section 2)."""
 
 from __future__ import annotations
 

@@ -36,7 +36,7 @@ class StageRun:
     Attributes:
         output: The stage's output as read back from the store, validated with the handler's
             output model (so ``list[Model]`` gives model instances).
-        result: The pointer the handler returned to Step Functions (CONTRACT section 4).
+        result: The pointer the handler returned to Step Functions (docs/contract.md section 4).
         logs: The JSON log records the invocation wrote, as dicts.
         metrics: The EMF documents it flushed.
         event: The event it was invoked with.

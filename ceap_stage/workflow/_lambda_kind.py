@@ -257,7 +257,7 @@ LAMBDA_KIND: Final = LambdaKind()
 
 
 def lambda_payload(config: WorkflowConfiguration, index: int) -> dict[str, Any]:
-    """The ``Payload`` template of Lambda step ``index``: CONTRACT section 2, as ASL.
+    """The ``Payload`` template of Lambda step ``index``: docs/contract.md section 2, as ASL.
 
     ``initialData`` is the state input (the EventBridge Pipes batch) and only the first step
     gets it; ``redriveCount`` exists only in STANDARD executions, which can be redriven.

@@ -1,4 +1,4 @@
-"""CONTRACT section 2: the event, identifier rules, ARN reduction, bucket pinning, the context."""
+"""docs/contract.md section 2: the event, identifier rules, ARN reduction, bucket pinning."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""CONTRACT section 5, row by row, on a LocalStore and on S3 (moto in-process).
+"""docs/contract.md section 5, row by row, on a LocalStore and on S3 (moto in-process).
 
 Every failure raises the contract's class with a message naming the execution id, the stage and
 the S3 key (never payload content), and leaves no ``output.json`` behind. A user's own exception

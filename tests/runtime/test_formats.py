@@ -1,4 +1,4 @@
-"""CONTRACT section 3: the three formats of output.json, by Content-Type and by sniffing."""
+"""docs/contract.md section 3: the three formats of output.json, by Content-Type and by sniffing."""
 
 from __future__ import annotations
 

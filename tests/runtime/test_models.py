@@ -1,4 +1,4 @@
-"""CONTRACT section 6: model inference (once, by parameter) and HandlerDefinitionError."""
+"""docs/contract.md section 6: model inference (once, by parameter) and HandlerDefinitionError."""
 
 from __future__ import annotations
 

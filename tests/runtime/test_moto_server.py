@@ -165,7 +165,7 @@ def test_write_once_over_http(moto_server: str, moto_server_client: Any):
     assert orjson.loads(body) == {"users": 1, "score": 1.0}
 
 
-# -- contract section 5 over HTTP ---------------------------------------------------------------
+# -- docs/contract.md section 5 over HTTP -------------------------------------------------------
 
 
 def _score(events: list[Event]) -> list[Scored]:

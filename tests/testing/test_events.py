@@ -1,4 +1,4 @@
-"""build_event: the wire event of CONTRACT section 2, accepted by the runtime's own parser."""
+"""build_event: the wire event of docs/contract.md section 2, accepted by the runtime's parser."""
 
 from __future__ import annotations
 
