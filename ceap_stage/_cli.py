@@ -195,6 +195,31 @@ def _load(path: str) -> Any:
         raise _UsageError(str(exc)) from None
 
 
+def _load_stage_handler(reference: str) -> Any:
+    """Import the stage handler ``reference`` names; anything else is a usage error."""
+    from ceap_stage._handler import StageHandler, WorkflowLambdaHandler
+    from ceap_stage.workflow import load_handler
+
+    try:
+        handler = load_handler(reference)
+    except ValueError as exc:  # WorkflowConfigurationError: a missing module or attribute
+        raise _UsageError(str(exc)) from None
+    if not isinstance(handler, StageHandler | WorkflowLambdaHandler):
+        import inspect
+
+        if isinstance(handler, type):
+            kind = "class"
+        elif inspect.isroutine(handler):
+            kind = "function"
+        else:
+            kind = f"{type(handler).__name__} object"
+        raise _UsageError(
+            f"{reference} is a {kind}, not a stage handler: name a @stage function or a "
+            "WorkflowLambdaHandler instance or subclass"
+        )
+    return handler
+
+
 def _quiet_logs(verbose: bool) -> None:
     """Stage logs and EMF metrics are JSON lines for CloudWatch; shown with --verbose only.
 
@@ -278,7 +303,6 @@ def _cmd_invoke(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
     from ceap_stage._errors import CeapStageError
     from ceap_stage.testing import FakeLambdaContext
-    from ceap_stage.workflow import load_handler
 
     _quiet_logs(args.verbose)
     event = _read_json(args.event, "--event")
@@ -287,10 +311,7 @@ def _cmd_invoke(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         os.environ.pop("CEAP_STORE", None)
     else:
         os.environ["CEAP_STORE"] = store_url
-    try:
-        handler = load_handler(args.handler)
-    except ValueError as exc:
-        raise _UsageError(str(exc)) from None
+    handler = _load_stage_handler(args.handler)
     function_name = args.handler.partition(":")[2].replace(".", "-")[:64] or "handler"
     try:
         result = handler(event, FakeLambdaContext(function_name=function_name))
@@ -380,7 +401,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv: The arguments without the program name (default: ``sys.argv[1:]``).
 
     Example:
-        >>> main(["asl", "examples/engagement/workflow.py", "--compact"])  # doctest: +SKIP
+        >>> main(["asl", "examples/engagement/workflow.py", "--compact"])  # doctest: +ELLIPSIS
         {"Comment":"engagement (EXPRESS): ETLStage -> ...
         0
     """

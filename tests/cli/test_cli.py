@@ -232,6 +232,74 @@ def test_invoke_runs_one_handler_with_an_event_file(in_tmp, capsys):
     assert main(["invoke", "tests.workflow.handlers:nope", "--event", str(path)]) == 2
 
 
+def _event_file(directory: Path, current: str = "Load", previous: str | None = None) -> Path:
+    from ceap_stage.testing import build_event
+
+    event = build_event(
+        execution_id="inv-2",
+        current_stage=current,
+        previous_stage=previous,
+        workflow_bucket="ceap-cli-test",
+        initial_data=[{"id": 7, "value": 1.5}] if previous is None else None,
+    )
+    path = directory / "event.json"
+    path.write_text(json.dumps(event))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("reference", "expected"),
+    [
+        # callable, but not a stage handler
+        ("tests.workflow.handlers:recording", "tests.workflow.handlers:recording is a function"),
+        ("tests.workflow.handlers:Item", "tests.workflow.handlers:Item is a class"),
+        ("builtins:len", "builtins:len is a function"),
+    ],
+)
+def test_invoke_refuses_a_target_that_is_not_a_stage_handler(in_tmp, capsys, reference, expected):
+    status = main(["invoke", reference, "--event", str(_event_file(in_tmp))])
+    err = capsys.readouterr().err
+    assert status == 2
+    assert err.count("\n") == 1  # one line, no traceback
+    assert err.startswith(f"ceap-stage invoke: error: {expected}, not a stage handler")
+    assert "@stage function or a WorkflowLambdaHandler instance or subclass" in err
+    assert not (in_tmp / ".ceap").exists()  # nothing ran, nothing was written
+
+
+@pytest.mark.parametrize(
+    ("reference", "expected"),
+    [
+        ("tests.workflow.handlerz:first", "No module named 'tests.workflow.handlerz'"),
+        ("nosuchpackage.stages:first", "No module named 'nosuchpackage'"),
+        ("tests.workflow.handlers:frist", "no attribute 'frist'"),
+        ("tests.workflow.handlers:EVENTS", "is not callable"),
+        ("tests.workflow.handlers", "must look like 'package.module:attribute'"),
+    ],
+)
+def test_invoke_names_what_was_not_found(in_tmp, capsys, reference, expected):
+    status = main(["invoke", reference, "--event", str(_event_file(in_tmp))])
+    err = capsys.readouterr().err
+    assert status == 2
+    assert err.count("\n") == 1
+    assert err.startswith("ceap-stage invoke: error: ")
+    assert reference in err
+    assert expected in err
+    assert not (in_tmp / ".ceap").exists()
+
+
+def test_invoke_accepts_a_handler_class_and_instance(in_tmp, capsys):
+    # The engagement example's FilterStage, by class and by instance: both are accepted (the
+    # stage then fails on its own terms, since no previous output exists: exit 1, not 2).
+    path = _event_file(in_tmp, current="FilterStage", previous="ETLStage")
+    for reference in (
+        "examples.engagement.stages:FilterStage",
+        "examples.engagement.stages:filter_stage",
+    ):
+        assert main(["invoke", reference, "--event", str(path)]) == 1
+        assert capsys.readouterr().err.startswith("error: InputNotFoundError:")
+    assert not list(in_tmp.glob(".ceap/**/output.json"))
+
+
 def test_the_console_script_runs_the_demo_in_a_fresh_process(tmp_path):
     """`make demo`: the installed `ceap-stage` runs the example and ends with the outputs."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("POWERTOOLS_")}
