@@ -5,12 +5,14 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 PYTEST_ARGS ?=
+# pytest-xdist workers for `make pytest` (auto: one per core; 0: no workers, one process).
+PYTEST_WORKERS ?= auto
 
-.PHONY: help venv test lint typecheck pytest demo bench docs layer clean
+.PHONY: help venv test lint typecheck pytest doctest demo bench docs layer clean
 
 help:
 	@echo "make demo   - run the example workflow locally on the embedded local store"
-	@echo "make test   - lint, strict mypy, docs build and the whole test suite"
+	@echo "make test   - lint, strict mypy, docs build, doctests and the whole test suite (parallel)"
 	@echo "make bench  - benchmarks (ratios against baselines measured in the same run)"
 	@echo "make docs   - build the documentation site (mkdocs --strict)"
 	@echo "make layer  - build the Lambda layer zips"
@@ -34,10 +36,18 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# Tests that share an expensive session fixture (Spark, the layer build) form one xdist group
+# each (tests/conftest.py); --dist loadgroup keeps a group on one worker. pytest's exit status
+# is make's: 5 ("no tests ran") fails the build like a failing test.
 pytest: $(STAMP) $(NODE_STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
-test: lint typecheck docs pytest
+# The examples in the package's docstrings (only the package: examples/ and tests/ are
+# collected as tests, under their own module names).
+doctest: $(STAMP)
+	$(BIN)/python -m pytest --doctest-modules ceap_stage
+
+test: lint typecheck docs doctest pytest
 
 demo: $(STAMP)
 	$(BIN)/ceap-stage run examples/engagement/workflow.py --store file://.ceap

@@ -303,12 +303,16 @@ class PartWriter:
         >>> import tempfile
         >>> from ceap_stage import LocalStore
         >>> store = LocalStore(tempfile.mkdtemp())
-        >>> writer = PartWriter(store, "bucket", "run-1", "Score", part_bytes=8)
-        >>> for line in (b'{"a":1}\\n', b'{"a":2}\\n', b'{"a":3}\\n'):
+        >>> writer = PartWriter(store, "bucket", "run-1", "Score", part_bytes=16)
+        >>> for line in (b'{"a":1}\\n', b'{"a":2}\\n', b'{"a":3}\\n'):  # 8 bytes each
         ...     writer.add(line)
         >>> put = writer.commit(3, metadata={}, write_once=False)
-        >>> len(writer.parts), [k.rsplit("/", 1)[0] for k in writer.written][:1]
-        (2, ['executions/run-1/Score/parts'])
+        >>> [part.bytes for part in writer.parts]  # a part is cut once it holds 16 bytes
+        [16, 8]
+        >>> sorted({key.rsplit("/", 1)[0] for key in writer.written})
+        ['executions/run-1/Score/parts']
+        >>> store.get("bucket", "executions/run-1/Score/output.json").content_type
+        'application/vnd.ceap.manifest+json'
     """
 
     def __init__(

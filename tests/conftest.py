@@ -2,9 +2,11 @@
 
 - Every test runs with fake AWS credentials and region, and without any ``CEAP_*`` or endpoint
   variable inherited from the shell (tests that need one set it with ``monkeypatch``).
-- ``moto_server``: one moto S3 server over real HTTP on 127.0.0.1 (a free port) for the session;
-  it yields the endpoint URL. Use a fresh bucket per test: ``moto_bucket`` makes one, and
-  :func:`create_bucket` makes more.
+- ``pytest_collection_modifyitems``: tests sharing an expensive session fixture (Spark, the
+  Lambda layer build) form one pytest-xdist group, so ``--dist loadgroup`` sets it up once.
+- ``moto_server``: one moto S3 server over real HTTP on 127.0.0.1 (a free port) for the session
+  (of each pytest-xdist worker); it yields the endpoint URL. Use a fresh bucket per test:
+  ``moto_bucket`` makes one, and :func:`create_bucket` makes more.
 """
 
 from __future__ import annotations
@@ -36,6 +38,30 @@ _SCRUBBED = (
     "CEAP_EXPECTED_BUCKET_OWNER",
     "CEAP_SSE_KMS_KEY_ID",
 )
+
+
+#: pytest-xdist groups (``make test`` runs ``--dist loadgroup``): tests that share an expensive
+#: session fixture run on one worker, so it is set up once rather than once per worker. A test
+#: joins a group when it uses one of the names as a fixture or carries it as a marker.
+_XDIST_GROUPS = {
+    # One local JVM: the `spark` fixture (tests/glue/conftest.py), and tests marked `spark`
+    # whose code calls getOrCreate (it returns that session).
+    "spark": frozenset({"spark"}),
+    # One layer build (tests/layer/conftest.py); the other layer tests build their own.
+    "layer": frozenset({"host_layer", "layer_python", "project_snapshot", "snapshot_wheel"}),
+}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Put the tests of each expensive session fixture into one pytest-xdist group."""
+    if not config.pluginmanager.hasplugin("xdist"):
+        return
+    for item in items:
+        uses = {*getattr(item, "fixturenames", ()), *(mark.name for mark in item.iter_markers())}
+        for group, names in _XDIST_GROUPS.items():
+            if names & uses:
+                item.add_marker(pytest.mark.xdist_group(group))
+                break
 
 
 @pytest.fixture(autouse=True)
@@ -120,15 +146,17 @@ def create_bucket(client: S3Client, name: str | None = None) -> str:
 def moto_server() -> Iterator[str]:
     """A moto server on 127.0.0.1 (free port) for the whole session; yields its endpoint URL.
 
-    Its state is shared by every test of the session: use unique bucket names.
+    Its state is shared by every test of the session (of the pytest-xdist worker, each has its
+    own server): use unique bucket names. The server binds port 0, so the system picks the port
+    as it binds: workers starting at the same time cannot race for one port.
     """
     from moto.server import ThreadedMotoServer
 
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
+    host, port = server.get_host_and_port()
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://{host}:{port}"
     finally:
         server.stop()
 
