@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -39,6 +40,11 @@ _SCRUBBED = (
     "CEAP_SSE_KMS_KEY_ID",
 )
 
+
+# Hypothesis: no timing checks (a loaded machine, or another xdist worker, makes any test
+# slow; speed is measured by bench/, never asserted in tests).
+settings.register_profile("ceap", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("ceap")
 
 #: pytest-xdist groups (``make test`` runs ``--dist loadgroup``): tests that share an expensive
 #: session fixture run on one worker, so it is set up once rather than once per worker. A test

@@ -120,7 +120,10 @@ def test_json_lines_round_trip_by_content_type_and_by_sniffing(records: list[Any
         pytest.fail(f"{len(records)} JSON Lines records sniffed as {fmt}")
 
 
-@settings(max_examples=40, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=40,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(records=_RECORDS, cuts=st.integers(min_value=1, max_value=4))
 def test_manifest_and_parts_round_trip_through_a_local_store(
     records: list[Any], cuts: int, tmp_path: Path
