@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
+    from ceap_stage._settings import Settings
     from ceap_stage._store import Store
     from ceap_stage.workflow import WorkflowConfiguration
     from ceap_stage.workflow._config import Step
@@ -220,16 +221,19 @@ def _load_stage_handler(reference: str) -> Any:
     return handler
 
 
-def _quiet_logs(verbose: bool) -> None:
-    """Stage logs and EMF metrics are JSON lines for CloudWatch; shown with --verbose only.
+def _quiet_logs(verbose: bool) -> Settings:
+    """The settings of the stages a command runs: logs and metrics quiet unless --verbose.
 
-    Variables already set in the environment are kept.
+    Stage logs and EMF metrics are JSON lines for CloudWatch; shown with --verbose only. They
+    are the defaults of the command's settings: what the environment says
+    (``POWERTOOLS_LOG_LEVEL``, ``POWERTOOLS_METRICS_DISABLED``) is kept. Nothing is written to
+    the environment.
     """
+    from ceap_stage._settings import Settings, resolve_settings
+
     if verbose:
-        os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "INFO")
-        return
-    os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
-    os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
+        return resolve_settings(defaults=Settings(log_level="INFO"))
+    settings = resolve_settings(defaults=Settings(log_level="WARNING", metrics_enabled=False))
     import logging
 
     glue_logger = logging.getLogger("ceap_stage.glue")
@@ -237,13 +241,14 @@ def _quiet_logs(verbose: bool) -> None:
         # The Glue helper installs its JSON handler only on a logger without handlers.
         glue_logger.addHandler(logging.NullHandler())
         glue_logger.setLevel(logging.WARNING)
+    return settings
 
 
 def _cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from ceap_stage._errors import CeapStageError
     from ceap_stage.workflow._runner import LocalRunError, LocalRunner
 
-    _quiet_logs(args.verbose)
+    settings = _quiet_logs(args.verbose)
     loaded = _load(args.workflow)
     store, bucket = _parse_store(args.store)
     if args.input is not None:
@@ -262,6 +267,7 @@ def _cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             bucket=bucket,
             retry_delay_scale=args.retry_delay_scale,
             reporter=reporter,
+            settings=settings,
         )
         result = runner.run(initial, execution_id=args.execution_id)
     except LocalRunError as exc:
@@ -304,14 +310,12 @@ def _cmd_invoke(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from ceap_stage._errors import CeapStageError
     from ceap_stage.testing import FakeLambdaContext
 
-    _quiet_logs(args.verbose)
+    settings = _quiet_logs(args.verbose)
     event = _read_json(args.event, "--event")
-    store_url = args.store or os.environ.get("CEAP_STORE") or DEFAULT_STORE
-    if store_url.startswith("s3:"):
-        os.environ.pop("CEAP_STORE", None)
-    else:
-        os.environ["CEAP_STORE"] = store_url
-    handler = _load_stage_handler(args.handler)
+    store_url = args.store or settings.store_url or DEFAULT_STORE
+    settings = settings.replace(store_url=None if store_url.startswith("s3:") else store_url)
+    # The command's settings (store, quiet logs) go to the handler, not into the environment.
+    handler = _load_stage_handler(args.handler).runtime.configured(settings=settings).invoke
     function_name = args.handler.partition(":")[2].replace(".", "-")[:64] or "handler"
     try:
         result = handler(event, FakeLambdaContext(function_name=function_name))
@@ -410,12 +414,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     cwd = os.getcwd()
     if cwd not in sys.path:
         sys.path.insert(0, cwd)
-    # Commands set defaults in the environment (store, log level) and quiet the Glue logger;
-    # put both back afterwards so that an in-process caller (a test, a notebook) is left as it
-    # was.
+    # Commands pass their settings (store, log level) to the stages they run, never through
+    # the environment; they quiet the Glue logger, which is put back afterwards so that an
+    # in-process caller (a test, a notebook) is left as it was.
     import logging
 
-    saved_environ = dict(os.environ)
     glue_logger = logging.getLogger("ceap_stage.glue")
     saved_glue = (glue_logger.level, list(glue_logger.handlers))
     try:
@@ -427,9 +430,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
     finally:
-        if dict(os.environ) != saved_environ:
-            os.environ.clear()
-            os.environ.update(saved_environ)
         glue_logger.setLevel(saved_glue[0])
         glue_logger.handlers[:] = saved_glue[1]
     return status

@@ -14,6 +14,7 @@ from ._errors import ContextResolutionError, HandlerDefinitionError
 from ._models import UNSET, StageSpec, resolve
 from ._observability import Observer, default_observer
 from ._runtime import OutputFormat, StageRuntime
+from ._settings import Settings
 from ._store import Store
 from ._streaming import DEFAULT_MAX_SINGLE_OBJECT_BYTES, DEFAULT_PART_BYTES
 
@@ -273,8 +274,8 @@ class WorkflowLambdaHandler(Generic[InT, OutT]):
 
 def _observer_option(
     observer: Observer | None, logger: Logger | None, where: str
-) -> Observer | Callable[[], Observer] | None:
-    """The runtime's ``observer``: built at first invocation when only a logger is given."""
+) -> Observer | Callable[[Settings], Observer] | None:
+    """The runtime's ``observer``: built with the settings when only a logger is given."""
     if logger is None:
         return observer
     if observer is not None:

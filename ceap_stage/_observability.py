@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from aws_lambda_powertools import Logger
 
     from ._context import ExecutionContext
+    from ._settings import Settings
 
 __all__ = [
     "Capture",
@@ -165,16 +166,23 @@ def capture() -> Iterator[Capture]:
         captured.close()
 
 
-def default_observer(*, logger: Logger | None = None) -> Observer:
+def default_observer(settings: Settings | None = None, *, logger: Logger | None = None) -> Observer:
     """The observer a handler uses unless given one: a ``PowertoolsObserver``.
 
-    Powertools (and this module's Powertools side, ``ceap_stage._powertools``) is imported here,
-    at a handler's first invocation, never when ``ceap_stage`` is imported.
+    The one place a handler's observer is built from its resolved settings (service name, log
+    level, metric namespace, metrics on or off, tracer). Powertools (and this module's
+    Powertools side, ``ceap_stage._powertools``) is imported here, when the handler resolves
+    its configuration, never when ``ceap_stage`` is imported.
+
+    Args:
+        settings: The handler's settings (default: resolved from the environment now).
+        logger: A Powertools ``Logger`` of the author's own.
 
     Example:
-        >>> default_observer().namespace
-        'CeapStage'
+        >>> from ceap_stage._settings import Settings
+        >>> default_observer(Settings(metrics_namespace="Orders")).namespace
+        'Orders'
     """
     from ._powertools import PowertoolsObserver
 
-    return PowertoolsObserver(logger=logger)
+    return PowertoolsObserver(logger=logger, settings=settings)

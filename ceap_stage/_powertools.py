@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._errors import CeapStageError
 from ._observability import _CAPTURES, _NULL_SPAN, InvocationStats, Observer
+from ._settings import Settings, lambda_trace_id, resolve_settings
 
 if TYPE_CHECKING:
     from aws_lambda_powertools import Logger
@@ -63,10 +64,6 @@ _INVOCATION_KEYS = (
 )
 
 
-def _truthy(value: str | None) -> bool:
-    return value is not None and value.strip().lower() in _TRUE
-
-
 class CaptureHandler(logging.Handler):
     """Appends each formatted line to a list (``ceap_stage._observability.Capture``)."""
 
@@ -104,8 +101,9 @@ class _ColdStart:
 class PowertoolsObserver(Observer):
     """Logs, metrics and traces with Powertools for AWS Lambda and X-Ray.
 
-    Built once per handler, at its first invocation (``@stage`` does this for you), reading the
-    environment then:
+    Built once per handler from its resolved :class:`~ceap_stage._settings.Settings`
+    (``@stage`` does this for you, see :func:`~ceap_stage._observability.default_observer`),
+    which come from these variables:
 
     - ``POWERTOOLS_SERVICE_NAME`` (default ``ceap-stage``), ``POWERTOOLS_LOG_LEVEL`` (default
       ``INFO``): the Powertools ``Logger``'s service and level.
@@ -122,6 +120,7 @@ class PowertoolsObserver(Observer):
             ``CeapStage``).
         metrics: Emit EMF metrics (default: unless ``POWERTOOLS_METRICS_DISABLED``).
         tracing: Trace with X-Ray (default: in Lambda, unless ``POWERTOOLS_TRACE_DISABLED``).
+        settings: Where the defaults above come from (default: resolved from the environment).
 
     Example:
         >>> from aws_lambda_powertools import Logger
@@ -138,21 +137,26 @@ class PowertoolsObserver(Observer):
         namespace: str | None = None,
         metrics: bool | None = None,
         tracing: bool | None = None,
+        settings: Settings | None = None,
     ) -> None:
         from aws_lambda_powertools import Logger
         from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
 
+        if settings is None:
+            settings = resolve_settings()
         if logger is None:
-            service = os.environ.get("POWERTOOLS_SERVICE_NAME") or DEFAULT_SERVICE
+            service = settings.service_name or DEFAULT_SERVICE
             if getattr(logging.getLogger(service), "init", False):
                 # Already configured by another Powertools Logger of this service: share its
                 # handler (a second handler would write every line twice).
-                logger = Logger(service=service)
+                logger = Logger(service=service, level=settings.log_level)
                 # Powertools sets a logger's level only when it first configures it; apply
-                # this handler's reading of POWERTOOLS_LOG_LEVEL (its first invocation's).
-                logger.setLevel(logger.initial_log_level)
+                # this handler's (its settings' log level, else Powertools' default).
+                logger.setLevel(settings.log_level or logger.initial_log_level)
             else:
-                logger = Logger(service=service, logger_handler=_StdoutHandler())
+                logger = Logger(
+                    service=service, level=settings.log_level, logger_handler=_StdoutHandler()
+                )
         self.logger: Logger = logger
         self._pylogger: logging.Logger = logger._logger
         self._formatter = logger.registered_formatter
@@ -161,9 +165,7 @@ class PowertoolsObserver(Observer):
         self._thread_safe = isinstance(self._formatter, LambdaPowertoolsFormatter)
 
         if metrics is None:
-            from aws_lambda_powertools.metrics.functions import is_metrics_disabled
-
-            metrics = not is_metrics_disabled()
+            metrics = settings.metrics_enabled
         self._metrics: AmazonCloudWatchEMFProvider | None = None
         self._direct_metrics = False
         self._metrics_lock = threading.Lock()
@@ -172,9 +174,7 @@ class PowertoolsObserver(Observer):
                 AmazonCloudWatchEMFProvider,
             )
 
-            self.namespace = (
-                namespace or os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or DEFAULT_NAMESPACE
-            )
+            self.namespace = namespace or settings.metrics_namespace or DEFAULT_NAMESPACE
             # A provider of our own (not the class-level state every Powertools ``Metrics``
             # shares), so the author's metrics and ours never flush into each other's document.
             # service="": no ``service`` dimension; the dimensions are exactly workflow, stage.
@@ -182,15 +182,11 @@ class PowertoolsObserver(Observer):
             self._direct_metrics = _check_metrics(provider)
             self._metrics = provider
         else:
-            self.namespace = namespace or DEFAULT_NAMESPACE
+            self.namespace = namespace or settings.metrics_namespace or DEFAULT_NAMESPACE
 
         if tracing is None:
             # As Powertools' Tracer: off when disabled and under ``sam local`` (no daemon there).
-            tracing = (
-                bool(os.environ.get("AWS_LAMBDA_FUNCTION_NAME"))
-                and not _truthy(os.environ.get("POWERTOOLS_TRACE_DISABLED"))
-                and not _truthy(os.environ.get("AWS_SAM_LOCAL"))
-            )
+            tracing = settings.tracer == "xray"
         self.tracing = tracing
         self._recorder: Any = None
         self._traced = False  # this invocation is traced
@@ -357,7 +353,7 @@ class PowertoolsObserver(Observer):
             dimension_set.clear()
 
     def _start_trace(self) -> bool:
-        if not os.environ.get("_X_AMZN_TRACE_ID"):
+        if not lambda_trace_id():
             return False
         if self._recorder is None:
             try:

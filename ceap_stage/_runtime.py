@@ -1,14 +1,21 @@
 """One invocation of a stage: resolve the context, read and validate, call, validate and write.
 
-:class:`StageRuntime` is shared by ``@stage`` and ``WorkflowLambdaHandler``. Configuration from the
-environment is read on the first invocation (not at import) and kept for warm invocations, together
-with the handler's own store (and so its own S3 client).
+:class:`StageRuntime` is shared by ``@stage`` and ``WorkflowLambdaHandler``. Its configuration is a
+:class:`~ceap_stage._settings.Settings` resolved by :func:`~ceap_stage._settings.resolve_settings`
+together with the handler's own store (and so its own S3 client) and observer:
+
+- inside Lambda (``Settings.in_lambda``: the environment is fixed for the life of the process)
+  when the handler is created, at import, so that the init phase (and a SnapStart snapshot) pays
+  for the S3 client and the observer, not the first request;
+- outside Lambda at the first invocation, and again at a later invocation whenever the resolved
+  settings differ (a test that sets ``CEAP_STORE`` after another test invoked the same
+  module-level handler gets a store of its own);
+- never, when the runtime was given its settings (:meth:`StageRuntime.configured`).
 """
 
 from __future__ import annotations
 
 import copy
-import os
 import re
 import threading
 import time
@@ -47,7 +54,8 @@ from ._models import (
     model_name,
 )
 from ._observability import InvocationStats, Observer, default_observer
-from ._store import PutResult, Store, store_from_url
+from ._settings import Settings, resolve_settings
+from ._store import PutResult, Store, store_for
 from ._streaming import (
     DEFAULT_MAX_SINGLE_OBJECT_BYTES,
     DEFAULT_PART_BYTES,
@@ -69,8 +77,12 @@ def _ms(start: float) -> float:
     return round((time.perf_counter() - start) * 1000.0, 3)
 
 
+ObserverFactory = Callable[[Settings], Observer]
+
+
 @dataclass(frozen=True, slots=True)
 class _Resolved:
+    settings: Settings
     store: Store
     bucket: str | None
     observer: Observer
@@ -155,15 +167,17 @@ class StageRuntime:
     Args:
         spec: The resolved function and models.
         name: The stage name the handler is pinned to (None: whatever the event says).
-        store: The store to use (default: from ``CEAP_STORE`` at first invocation, else S3).
-        bucket: The bucket to pin to (default: ``CEAP_WORKFLOW_BUCKET``).
+        store: The store to use (default: the settings' ``store_url``, else S3).
+        bucket: The bucket to pin to (default: the settings' ``workflow_bucket``).
         output_format: ``"json"`` (one document) or ``"jsonl"`` (JSON Lines).
         write_once: Refuse to overwrite a different existing output (S3 ``If-None-Match``).
-        observer: Logs, traces and metrics (default: built at first invocation).
+        observer: Logs, traces and metrics, or a factory called with the resolved settings
+            (default: :func:`~ceap_stage._observability.default_observer`).
         max_single_object_bytes: A list output whose encoding is larger is written as JSON
             Lines parts + manifest (default 64 MiB).
         part_bytes: The size of each part, and the most a streamed output buffers (default
             8 MiB).
+        settings: Fixed settings (default: resolved from the environment, see the module).
     """
 
     def __init__(
@@ -175,9 +189,10 @@ class StageRuntime:
         bucket: str | None = None,
         output_format: OutputFormat = "json",
         write_once: bool = False,
-        observer: Observer | Callable[[], Observer] | None = None,
+        observer: Observer | ObserverFactory | None = None,
         max_single_object_bytes: int = DEFAULT_MAX_SINGLE_OBJECT_BYTES,
         part_bytes: int = DEFAULT_PART_BYTES,
+        settings: Settings | None = None,
     ) -> None:
         self.spec = spec
         self._schema_label = _meta_value(model_name(spec.output_model))
@@ -197,49 +212,109 @@ class StageRuntime:
         self._store = store
         self._bucket = bucket
         self._observer = observer
+        self._settings = settings
         self._resolved: _Resolved | None = None
         self._lock = threading.Lock()
+        self._resolve_at_init()
 
-    # -- configuration (first invocation) ---------------------------------------------------
+    # -- configuration ----------------------------------------------------------------------
+
+    def _resolve_at_init(self) -> None:
+        """Inside Lambda, resolve everything now (the import, in the init phase)."""
+        try:
+            settings = self._settings or resolve_settings()
+        except CeapStageError:
+            return  # raised again, and reported, at the first invocation
+        if not settings.in_lambda:
+            return
+        try:
+            resolved = self._build(settings)
+            # Create the S3 client now too: its cost belongs to the init phase.
+            getattr(resolved.store, "client", None)
+        except Exception:
+            return  # the first invocation resolves again and reports what fails
+        self._settings = settings
+        self._resolved = resolved
+
+    def _build(self, settings: Settings) -> _Resolved:
+        bucket = self._bucket or settings.workflow_bucket
+        if bucket is not None:
+            validate_bucket(bucket, "the configured workflow bucket")
+        store = self._store or store_for(settings)
+        observer = self._observer
+        if observer is None:
+            observer = default_observer(settings)
+        elif not isinstance(observer, Observer):
+            observer = observer(settings)
+        return _Resolved(settings, store, bucket, observer)
 
     def _resolve(self) -> _Resolved:
+        """The configuration of this invocation (see the module for when it is resolved)."""
+        resolved = self._resolved
+        if self._settings is not None:  # fixed: given, or resolved inside Lambda
+            if resolved is not None:
+                return resolved
+            settings = self._settings
+        else:
+            settings = resolve_settings()
+            if resolved is not None and resolved.settings == settings:
+                return resolved
         with self._lock:
-            if self._resolved is None:
-                bucket = self._bucket or os.environ.get("CEAP_WORKFLOW_BUCKET") or None
-                if bucket is not None:
-                    validate_bucket(bucket, "the configured workflow bucket")
-                store = self._store or store_from_url(os.environ.get("CEAP_STORE"))
-                observer = self._observer
-                if observer is None:
-                    observer = default_observer()
-                elif not isinstance(observer, Observer):
-                    observer = observer()
-                self._resolved = _Resolved(store, bucket, observer)
-            return self._resolved
+            resolved = self._resolved
+            if resolved is None or resolved.settings != settings:
+                resolved = self._resolved = self._build(settings)
+            return resolved
+
+    @property
+    def settings(self) -> Settings:
+        """The settings this handler runs with (resolved now if not yet)."""
+        return self._resolve().settings
 
     @property
     def store(self) -> Store:
-        """The store this handler uses (resolved on first use)."""
-        return (self._resolved or self._resolve()).store
+        """The store this handler uses (resolved now if not yet)."""
+        return self._resolve().store
 
-    def using_store(self, store: Store) -> StageRuntime:
-        """A copy of this runtime that uses ``store`` (``ceap_stage.testing.run_stage``).
+    def configured(
+        self, *, store: Store | None = None, settings: Settings | None = None
+    ) -> StageRuntime:
+        """A copy of this runtime that uses ``store`` and/or ``settings``; this one is unchanged.
 
-        The copy has its own configuration, resolved at its first invocation; this runtime is
-        left as it is.
+        How the local runner, the CLI and ``ceap_stage.testing.run_stage`` configure a handler
+        they run in-process: nothing is read from or written to the environment for what
+        is given. Given ``settings``, the copy never resolves again; given only ``store``, the rest
+        is resolved as for this runtime.
+
+        Example:
+            >>> import tempfile
+            >>> from ceap_stage import LocalStore, stage
+            >>> from ceap_stage._settings import Settings
+            >>> @stage
+            ... def handler(data: dict) -> dict:
+            ...     return data
+            >>> quiet = Settings(store_url="file:///tmp/ceap", metrics_enabled=False)
+            >>> handler.runtime.configured(settings=quiet).store
+            LocalStore('/tmp/ceap')
         """
         clone = copy.copy(self)
-        clone._store = store
+        if store is not None:
+            clone._store = store
+        if settings is not None:
+            clone._settings = settings
         clone._resolved = None
         clone._lock = threading.Lock()
         return clone
+
+    def using_store(self, store: Store) -> StageRuntime:
+        """A copy of this runtime that uses ``store`` (same as ``configured(store=store)``)."""
+        return self.configured(store=store)
 
     # -- one invocation ---------------------------------------------------------------------
 
     def invoke(self, event: object, lambda_context: Any = None) -> dict[str, Any]:
         """Run the stage for one event; return the result pointer (docs/contract.md section 4)."""
         started = time.perf_counter()
-        resolved = self._resolved or self._resolve()
+        resolved = self._resolve()
         observer = resolved.observer
         stats = InvocationStats()
         ctx: ExecutionContext | None = None

@@ -13,7 +13,6 @@ import base64
 import contextlib
 import hashlib
 import io
-import os
 import random
 import threading
 import time
@@ -23,6 +22,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._errors import CeapStageError, OutputConflictError, StorageError, TransientStorageError
 from ._formats import JSON
+from ._settings import Settings, resolve_settings
 from ._store import OpenedObject, PutResult, Store, StoredObject
 
 if TYPE_CHECKING:
@@ -160,8 +160,11 @@ class S3Store(Store):
         endpoint_url: Endpoint for the created client (e.g. a local S3 server).
         region_name: Region for the created client.
         expected_bucket_owner: Account id sent as ``ExpectedBucketOwner`` on every call
-            (default: ``CEAP_EXPECTED_BUCKET_OWNER``).
-        sse_kms_key_id: KMS key for SSE-KMS on writes (default: ``CEAP_SSE_KMS_KEY_ID``).
+            (default: ``settings``', else ``CEAP_EXPECTED_BUCKET_OWNER``).
+        sse_kms_key_id: KMS key for SSE-KMS on writes (default: ``settings``', else
+            ``CEAP_SSE_KMS_KEY_ID``).
+        settings: Where the two defaults above come from (default: resolved from the
+            environment, see :func:`~ceap_stage._settings.resolve_settings`).
         retry: How transient failures are retried (see :class:`RetryPolicy`).
         connect_timeout: Seconds to wait for a connection.
         read_timeout: Seconds to wait for a response.
@@ -180,14 +183,19 @@ class S3Store(Store):
         retry: RetryPolicy | None = None,
         connect_timeout: float = 5.0,
         read_timeout: float = 30.0,
+        settings: Settings | None = None,
     ) -> None:
         self._client = client
         self._endpoint_url = endpoint_url
         self._region_name = region_name
-        self.expected_bucket_owner = expected_bucket_owner or os.environ.get(
-            "CEAP_EXPECTED_BUCKET_OWNER"
+        if settings is None and not (expected_bucket_owner and sse_kms_key_id):
+            settings = resolve_settings()
+        self.expected_bucket_owner = expected_bucket_owner or (
+            settings.expected_bucket_owner if settings is not None else None
         )
-        self.sse_kms_key_id = sse_kms_key_id or os.environ.get("CEAP_SSE_KMS_KEY_ID")
+        self.sse_kms_key_id = sse_kms_key_id or (
+            settings.sse_kms_key_id if settings is not None else None
+        )
         self.retry = retry or RetryPolicy()
         self._connect_timeout = connect_timeout
         self._read_timeout = read_timeout

@@ -15,7 +15,8 @@ name                           meaning                                   default
 ``CEAP_EXPECTED_BUCKET_OWNER`` S3 ``ExpectedBucketOwner`` on every call   none
 ``CEAP_SSE_KMS_KEY_ID``        SSE-KMS key for every object written      none (bucket's)
 ``CEAP_TRACER``                ``xray``, ``otel`` or ``off``              ``xray`` in Lambda
-``CEAP_SPARK_MASTER``          the Spark master of a session we create    ``local[*]``
+``CEAP_SPARK_MASTER``          the Spark master of a session we create    ``local[*]`` (none
+                                                                         under spark-submit)
 ``POWERTOOLS_SERVICE_NAME``    the service of log lines                  ``ceap-stage``
 ``POWERTOOLS_LOG_LEVEL``       the log level                             Powertools' (INFO)
 ``POWERTOOLS_METRICS_NAMESPACE`` the EMF metric namespace                 ``CeapStage``
@@ -24,7 +25,13 @@ name                           meaning                                   default
 ============================== ========================================= ==================
 
 The Lambda runtime's own variables (``AWS_LAMBDA_FUNCTION_NAME``,
-``AWS_LAMBDA_INITIALIZATION_TYPE``, ``AWS_SAM_LOCAL``) tell where the code runs.
+``AWS_LAMBDA_INITIALIZATION_TYPE``, ``AWS_SAM_LOCAL``) tell where the code runs;
+``_X_AMZN_TRACE_ID`` (set by Lambda for each invocation) is read by :func:`lambda_trace_id`, and
+``PYSPARK_GATEWAY_PORT`` (set by ``spark-submit``) leaves the Spark master to ``spark-submit``.
+
+Code that ceap-stage runs in-process but does not call itself (a Glue script run by the local
+runner, a plain Lambda function) is configured with :func:`using_settings`: inside the block,
+:func:`resolve_settings` starts from the given settings instead of the environment.
 
 Example:
     >>> s = resolve_settings(environ={"CEAP_STORE": "file:///tmp/x", "CEAP_TRACER": "off"})
@@ -36,9 +43,11 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Final, Literal, get_args
 
@@ -57,15 +66,19 @@ __all__ = [
     "ENV_POWERTOOLS_DEV",
     "ENV_SAM_LOCAL",
     "ENV_SERVICE_NAME",
+    "ENV_PYSPARK_GATEWAY_PORT",
     "ENV_SPARK_MASTER",
     "ENV_SSE_KMS_KEY_ID",
     "ENV_STORE",
     "ENV_TRACER",
     "ENV_TRACE_DISABLED",
+    "ENV_TRACE_ID",
     "ENV_WORKFLOW_BUCKET",
     "Settings",
     "TracerChoice",
+    "lambda_trace_id",
     "resolve_settings",
+    "using_settings",
 ]
 
 # -- ceap-stage's own variables --------------------------------------------------------------
@@ -86,6 +99,9 @@ ENV_TRACE_DISABLED: Final = "POWERTOOLS_TRACE_DISABLED"
 ENV_LAMBDA_FUNCTION_NAME: Final = "AWS_LAMBDA_FUNCTION_NAME"
 ENV_INITIALIZATION_TYPE: Final = "AWS_LAMBDA_INITIALIZATION_TYPE"
 ENV_SAM_LOCAL: Final = "AWS_SAM_LOCAL"
+ENV_TRACE_ID: Final = "_X_AMZN_TRACE_ID"
+# -- spark-submit's --------------------------------------------------------------------------
+ENV_PYSPARK_GATEWAY_PORT: Final = "PYSPARK_GATEWAY_PORT"
 
 DEFAULT_SERVICE: Final = "ceap-stage"
 DEFAULT_METRICS_NAMESPACE: Final = "CeapStage"
@@ -138,8 +154,9 @@ class Settings:
     metrics_namespace: str = DEFAULT_METRICS_NAMESPACE
     #: Whether EMF metrics are emitted.
     metrics_enabled: bool = True
-    #: The Spark master of a session ceap-stage creates itself.
-    spark_master: str = DEFAULT_SPARK_MASTER
+    #: The Spark master of a session ceap-stage creates itself (None: under ``spark-submit``,
+    #: which sets the master itself).
+    spark_master: str | None = DEFAULT_SPARK_MASTER
     #: Whether the code runs inside a Lambda execution environment (not ``sam local``).
     in_lambda: bool = False
     #: ``AWS_LAMBDA_INITIALIZATION_TYPE`` (``on-demand``, ``provisioned-concurrency``,
@@ -164,8 +181,12 @@ def resolve_settings(
     metrics_namespace: str | None = None,
     metrics_enabled: bool | None = None,
     spark_master: str | None = None,
+    defaults: Settings | None = None,
 ) -> Settings:
     """Resolve every setting: an explicit argument wins, then the environment, then the default.
+
+    Inside a :func:`using_settings` block (and when ``environ`` is not given) the block's
+    settings take the place of the environment and the defaults: explicit arguments still win.
 
     Args:
         environ: The environment to read (default ``os.environ``, read now).
@@ -180,7 +201,10 @@ def resolve_settings(
         metrics_namespace: Else ``POWERTOOLS_METRICS_NAMESPACE``, else ``CeapStage``.
         metrics_enabled: Else Powertools' rule (``POWERTOOLS_METRICS_DISABLED``,
             ``POWERTOOLS_DEV``).
-        spark_master: Else ``CEAP_SPARK_MASTER``, else ``local[*]``.
+        spark_master: Else ``CEAP_SPARK_MASTER``, else ``local[*]`` (None under
+            ``spark-submit``, ``PYSPARK_GATEWAY_PORT`` set).
+        defaults: The defaults of a caller that has its own (the CLI quiets logs and metrics
+            unless the environment says otherwise); default: the table above.
 
     Raises:
         ConfigurationError: ``tracer`` (or ``CEAP_TRACER``) is not ``xray``, ``otel`` or ``off``.
@@ -196,7 +220,23 @@ def resolve_settings(
         ...
         ceap_stage._errors.ConfigurationError: CEAP_TRACER must be one of off, otel, xray, not 'x'
     """
+    scoped = _SCOPE.get() if environ is None else None
+    if scoped is not None:
+        return _apply(
+            scoped,
+            store_url=store_url,
+            workflow_bucket=workflow_bucket,
+            expected_bucket_owner=expected_bucket_owner,
+            sse_kms_key_id=sse_kms_key_id,
+            tracer=tracer,
+            service_name=service_name,
+            log_level=log_level,
+            metrics_namespace=metrics_namespace,
+            metrics_enabled=metrics_enabled,
+            spark_master=spark_master,
+        )
     env = os.environ if environ is None else environ
+    base = defaults or _DEFAULTS
 
     def pick(explicit: str | None, name: str) -> str | None:
         if explicit:
@@ -206,25 +246,85 @@ def resolve_settings(
     in_lambda = bool(env.get(ENV_LAMBDA_FUNCTION_NAME)) and not _truthy(env.get(ENV_SAM_LOCAL))
     chosen = tracer or env.get(ENV_TRACER) or None
     if chosen is None:
-        chosen = "xray" if in_lambda and not _truthy(env.get(ENV_TRACE_DISABLED)) else "off"
-    chosen = chosen.strip().lower()
-    if chosen not in _TRACERS:
-        source = "tracer" if tracer else ENV_TRACER
-        raise ConfigurationError(
-            f"{source} must be one of {', '.join(sorted(_TRACERS))}, not {chosen!r}"
-        )
+        if defaults is not None:
+            chosen = defaults.tracer
+        else:
+            chosen = "xray" if in_lambda and not _truthy(env.get(ENV_TRACE_DISABLED)) else "off"
+    chosen = _check_tracer(chosen, "tracer" if tracer else ENV_TRACER)
+    if metrics_enabled is None:
+        said = ENV_METRICS_DISABLED in env or _truthy(env.get(ENV_POWERTOOLS_DEV))
+        metrics_enabled = _metrics_enabled(env) if said else base.metrics_enabled
+    master = pick(spark_master, ENV_SPARK_MASTER)
+    if master is None and not env.get(ENV_PYSPARK_GATEWAY_PORT):
+        master = base.spark_master
     return Settings(
-        store_url=pick(store_url, ENV_STORE),
-        workflow_bucket=pick(workflow_bucket, ENV_WORKFLOW_BUCKET),
-        expected_bucket_owner=pick(expected_bucket_owner, ENV_EXPECTED_BUCKET_OWNER),
-        sse_kms_key_id=pick(sse_kms_key_id, ENV_SSE_KMS_KEY_ID),
-        tracer=chosen,  # type: ignore[arg-type]
-        service_name=pick(service_name, ENV_SERVICE_NAME) or DEFAULT_SERVICE,
-        log_level=pick(log_level, ENV_LOG_LEVEL),
-        metrics_namespace=pick(metrics_namespace, ENV_METRICS_NAMESPACE)
-        or DEFAULT_METRICS_NAMESPACE,
-        metrics_enabled=_metrics_enabled(env) if metrics_enabled is None else metrics_enabled,
-        spark_master=pick(spark_master, ENV_SPARK_MASTER) or DEFAULT_SPARK_MASTER,
+        store_url=pick(store_url, ENV_STORE) or base.store_url,
+        workflow_bucket=pick(workflow_bucket, ENV_WORKFLOW_BUCKET) or base.workflow_bucket,
+        expected_bucket_owner=pick(expected_bucket_owner, ENV_EXPECTED_BUCKET_OWNER)
+        or base.expected_bucket_owner,
+        sse_kms_key_id=pick(sse_kms_key_id, ENV_SSE_KMS_KEY_ID) or base.sse_kms_key_id,
+        tracer=chosen,
+        service_name=pick(service_name, ENV_SERVICE_NAME) or base.service_name,
+        log_level=pick(log_level, ENV_LOG_LEVEL) or base.log_level,
+        metrics_namespace=pick(metrics_namespace, ENV_METRICS_NAMESPACE) or base.metrics_namespace,
+        metrics_enabled=metrics_enabled,
+        spark_master=master,
         in_lambda=in_lambda,
         initialization_type=env.get(ENV_INITIALIZATION_TYPE) or None if in_lambda else None,
     )
+
+
+_DEFAULTS: Final = Settings()
+_SCOPE: ContextVar[Settings | None] = ContextVar("ceap_stage_settings", default=None)
+
+
+def _check_tracer(value: str, source: str) -> TracerChoice:
+    chosen = value.strip().lower()
+    if chosen not in _TRACERS:
+        raise ConfigurationError(
+            f"{source} must be one of {', '.join(sorted(_TRACERS))}, not {chosen!r}"
+        )
+    return chosen  # type: ignore[return-value]
+
+
+def _apply(settings: Settings, **explicit: object) -> Settings:
+    changes = {name: value for name, value in explicit.items() if value is not None}
+    if "tracer" in changes:
+        changes["tracer"] = _check_tracer(str(changes["tracer"]), "tracer")
+    return settings.replace(**changes) if changes else settings
+
+
+@contextlib.contextmanager
+def using_settings(settings: Settings) -> Iterator[Settings]:
+    """Configure the code run in this block (and context) with ``settings``, not the environment.
+
+    For code that ceap-stage runs in-process but does not call itself: the local runner runs a
+    Glue script or a plain Lambda function inside such a block. Handlers built with ``@stage``
+    are better configured directly (``handler.runtime.configured(settings=...)``). Nothing is
+    written to ``os.environ``; other threads and the code after the block are unaffected.
+
+    Example:
+        >>> with using_settings(Settings(store_url="file:///tmp/run")):
+        ...     resolve_settings().store_url
+        'file:///tmp/run'
+        >>> resolve_settings(environ={}).store_url is None
+        True
+    """
+    token = _SCOPE.set(settings)
+    try:
+        yield settings
+    finally:
+        _SCOPE.reset(token)
+
+
+def lambda_trace_id(environ: Mapping[str, str] | None = None) -> str | None:
+    """The X-Ray trace header Lambda sets for the current invocation (``_X_AMZN_TRACE_ID``).
+
+    Read at each invocation: unlike the settings, it changes from one invocation to the next.
+
+    Example:
+        >>> lambda_trace_id({"_X_AMZN_TRACE_ID": "Root=1-5759e988-bd862e3fe1be46a994272793"})
+        'Root=1-5759e988-bd862e3fe1be46a994272793'
+    """
+    env = os.environ if environ is None else environ
+    return env.get(ENV_TRACE_ID) or None

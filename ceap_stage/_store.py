@@ -18,7 +18,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 from urllib.parse import unquote, urlparse
 
 import orjson
@@ -26,7 +26,18 @@ import orjson
 from ._errors import OutputConflictError, StorageError
 from ._formats import JSON
 
-__all__ = ["LocalStore", "OpenedObject", "PutResult", "Store", "StoredObject", "store_from_url"]
+if TYPE_CHECKING:
+    from ._settings import Settings
+
+__all__ = [
+    "LocalStore",
+    "OpenedObject",
+    "PutResult",
+    "Store",
+    "StoredObject",
+    "store_for",
+    "store_from_url",
+]
 
 _BAD_SEGMENTS = frozenset({"", ".", ".."})
 _SEP = os.sep
@@ -347,8 +358,25 @@ class LocalStore(Store):
         return self.path(bucket, key).as_uri()
 
 
-def store_from_url(url: str | None) -> Store:
+def store_for(settings: Settings) -> Store:
+    """A new store as ``settings`` describe it: ``store_url``, and on S3 the owner and KMS key.
+
+    Each call makes a new store (on S3, with its own client, created on its first use).
+
+    Example:
+        >>> from ceap_stage._settings import Settings
+        >>> store_for(Settings(store_url="file:///tmp/ceap"))
+        LocalStore('/tmp/ceap')
+    """
+    return store_from_url(settings.store_url, settings=settings)
+
+
+def store_from_url(url: str | None, *, settings: Settings | None = None) -> Store:
     """The store a ``CEAP_STORE`` value names: ``file:///dir`` or ``s3://`` (or unset) for S3.
+
+    Args:
+        url: The value.
+        settings: The S3 options of an S3 store (default: resolved from the environment).
 
     >>> store_from_url("file:///tmp/ceap")
     LocalStore('/tmp/ceap')
@@ -356,7 +384,7 @@ def store_from_url(url: str | None) -> Store:
     if not url or url.startswith("s3:"):
         from ._s3 import S3Store  # Deferred for import time: only S3 users pay for botocore.
 
-        return S3Store()
+        return S3Store(settings=settings)
     parsed = urlparse(url)
     if parsed.scheme == "file":
         host = "" if parsed.netloc == "localhost" else parsed.netloc  # file://.ceap is relative

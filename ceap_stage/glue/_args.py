@@ -11,7 +11,6 @@ side's rules (:mod:`ceap_stage._context`): a key must be the convention key of i
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ from ceap_stage._context import (
     validate_identifier,
 )
 from ceap_stage._errors import ContextResolutionError
+from ceap_stage._settings import Settings, resolve_settings
 
 __all__ = ["REQUIRED_ARGUMENTS", "GlueArgs", "resolve_args"]
 
@@ -166,6 +166,7 @@ def resolve_args(
     *,
     extra: Sequence[str] = (),
     bucket: str | None = None,
+    settings: Settings | None = None,
 ) -> GlueArgs:
     """Resolve and validate the arguments of a Glue stage.
 
@@ -173,8 +174,10 @@ def resolve_args(
         argv: The command line (default ``sys.argv``), program name first.
         extra: Further required arguments the script needs (names without ``--``); their values
             are in :attr:`GlueArgs.extra`.
-        bucket: The bucket the job is pinned to (default ``CEAP_WORKFLOW_BUCKET``, if set): an
-            input or output bucket other than it is refused.
+        bucket: The bucket the job is pinned to (default: the settings' ``workflow_bucket``,
+            ``CEAP_WORKFLOW_BUCKET``, if set): an input or output bucket other than it is
+            refused.
+        settings: The job's settings (default: resolved from the environment when needed).
 
     Returns:
         The validated arguments.
@@ -225,7 +228,7 @@ def resolve_args(
         exc.add_context(execution_id=execution_id, stage=current)
         raise
 
-    pinned = bucket or os.environ.get("CEAP_WORKFLOW_BUCKET") or None
+    pinned = bucket or (settings or resolve_settings()).workflow_bucket
     if pinned is not None:
         for what, value in (("--input-bucket", input_bucket), ("--output-bucket", output_bucket)):
             if value != pinned:

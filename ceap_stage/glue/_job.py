@@ -13,7 +13,6 @@ import contextlib
 import functools
 import inspect
 import logging
-import os
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -23,6 +22,7 @@ from typing import TYPE_CHECKING, Any, overload
 import orjson
 
 from ceap_stage._errors import CeapStageError
+from ceap_stage._settings import DEFAULT_SERVICE, Settings, resolve_settings
 from ceap_stage._store import Store
 
 from ._args import GlueArgs, resolve_args
@@ -42,6 +42,9 @@ _LOGGER_NAME = "ceap_stage.glue"
 class _StdoutJson(logging.Handler):
     """Writes each record as one JSON line to the *current* ``sys.stdout`` (Glue ships it)."""
 
+    #: The same service key as the Lambda side's Powertools lines (the job's settings').
+    service: str = DEFAULT_SERVICE
+
     def emit(self, record: logging.LogRecord) -> None:
         line = {
             "timestamp": datetime.fromtimestamp(record.created, UTC).isoformat(
@@ -50,8 +53,7 @@ class _StdoutJson(logging.Handler):
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
-            # The same service key as the Lambda side's Powertools lines.
-            "service": os.environ.get("POWERTOOLS_SERVICE_NAME") or "ceap-stage",
+            "service": self.service,
             **getattr(record, "ceap", {}),
         }
         try:
@@ -61,12 +63,15 @@ class _StdoutJson(logging.Handler):
             self.handleError(record)
 
 
-def _logger() -> logging.Logger:
+def _logger(service: str = DEFAULT_SERVICE) -> logging.Logger:
     logger = logging.getLogger(_LOGGER_NAME)
     if not logger.handlers:
         logger.addHandler(_StdoutJson())
         logger.setLevel(logging.INFO)
         logger.propagate = False
+    for handler in logger.handlers:
+        if isinstance(handler, _StdoutJson):
+            handler.service = service
     return logger
 
 
@@ -149,7 +154,8 @@ class GlueJob:
 class _Spark:
     """The session a job runs on, and whether the job made it (then it stops it)."""
 
-    def __init__(self, args: GlueArgs, app_name: str | None) -> None:
+    def __init__(self, args: GlueArgs, app_name: str | None, master: str | None) -> None:
+        self.master = master
         self.glue_job: Any = None
         self.glue_context: Any = None
         self.created = False
@@ -178,11 +184,10 @@ class _Spark:
         builder = SparkSession.builder.appName(app_name).config(
             "spark.ui.showConsoleProgress", "false"
         )
-        master = os.environ.get("CEAP_SPARK_MASTER")
-        if master is None and not had_context and "PYSPARK_GATEWAY_PORT" not in os.environ:
-            master = "local[*]"  # a plain `python job.py`, not spark-submit
-        if master is not None:
-            builder = builder.master(master)
+        # settings.spark_master: CEAP_SPARK_MASTER, else local[*] for a plain `python job.py`;
+        # None under spark-submit, which sets the master itself.
+        if self.master is not None and not had_context:
+            builder = builder.master(self.master)
         session = builder.getOrCreate()
         self.created = not had_context
         return session
@@ -205,16 +210,22 @@ def glue_job(
     spark: bool = True,
     bucket: str | None = None,
     app_name: str | None = None,
+    settings: Settings | None = None,
 ) -> Iterator[GlueJob]:
     """Run a Glue stage: arguments, Spark, logs, ``Job.commit``, and a non-zero exit on failure.
 
     Args:
         argv: The command line (default ``sys.argv``).
         extra: Further required job arguments (names without ``--``), in ``job.args.extra``.
-        store: Where data lives (default: ``CEAP_STORE``, e.g. ``file:///dir``, else S3).
+        store: Where data lives (default: the settings' ``store_url``, ``CEAP_STORE``, e.g.
+            ``file:///dir``, else S3).
         spark: ``False`` for a Python-shell job: no Spark, use ``read_records``/``write_records``.
-        bucket: Pin the job to this bucket (default ``CEAP_WORKFLOW_BUCKET``, if set).
+        bucket: Pin the job to this bucket (default: the settings' ``workflow_bucket``,
+            ``CEAP_WORKFLOW_BUCKET``, if set).
         app_name: The Spark application name of a session the job creates (default JOB_NAME).
+        settings: The job's settings (default: resolved now by
+            :func:`~ceap_stage._settings.resolve_settings`: the environment, or the settings
+            of an enclosing ``using_settings`` block such as the local runner's).
 
     Yields:
         The running :class:`GlueJob`.
@@ -233,19 +244,24 @@ def glue_job(
         ...     job.write_output(df.where("events > 0"))
     """
     started = time.perf_counter()
-    logger = _logger()
     args: GlueArgs | None = None
     session: _Spark | None = None
     job: GlueJob | None = None
     try:
-        args = resolve_args(argv, extra=extra, bucket=bucket)
+        resolved = settings or resolve_settings()
+    except CeapStageError as exc:
+        _logger().error("glue stage failed", extra={"ceap": {"error": type(exc).__name__}})
+        raise SystemExit(1) from exc
+    logger = _logger(resolved.service_name)
+    try:
+        args = resolve_args(argv, extra=extra, bucket=bucket, settings=resolved)
         runtime = "python-shell" if not spark else "spark"
         logger.info("glue stage started", extra={"ceap": {**args.facts(), "runtime": runtime}})
         if spark:
-            session = _Spark(args, app_name)
+            session = _Spark(args, app_name, resolved.spark_master)
         job = GlueJob(
             args,
-            store or default_store(),
+            store or default_store(resolved),
             session.session if session else None,
             session.glue_context if session else None,
         )
@@ -301,6 +317,7 @@ def glue_stage(
     extra: Sequence[str] = (),
     order_by: str | Sequence[str] | None = None,
     store: Store | None = None,
+    settings: Settings | None = None,
 ) -> Callable[[StageFunction], Callable[..., GlueOutput]]: ...
 
 
@@ -312,6 +329,7 @@ def glue_stage(
     extra: Sequence[str] = (),
     order_by: str | Sequence[str] | None = None,
     store: Store | None = None,
+    settings: Settings | None = None,
 ) -> Callable[..., GlueOutput] | Callable[[StageFunction], Callable[..., GlueOutput]]:
     """Make a DataFrame-to-DataFrame function a whole Glue stage, like ``@stage`` for Lambda.
 
@@ -325,6 +343,8 @@ def glue_stage(
         extra: Further required job arguments.
         order_by: Sort the output by these columns before writing.
         store: Where data lives (default: ``CEAP_STORE``, else S3).
+        settings: The job's settings (default: resolved when the job runs, see
+            :func:`glue_job`).
 
     Example:
         >>> @glue_stage(schema="customer_id STRING, kind STRING", order_by="customer_id")
@@ -335,14 +355,19 @@ def glue_stage(
     """
     if fn is None:
         return functools.partial(
-            glue_stage, schema=schema, extra=extra, order_by=order_by, store=store
+            glue_stage,
+            schema=schema,
+            extra=extra,
+            order_by=order_by,
+            store=store,
+            settings=settings,
         )
     params = list(inspect.signature(fn).parameters.values())
     pass_job = len(params) >= 2
 
     @functools.wraps(fn)
     def run(argv: Sequence[str] | None = None) -> GlueOutput:
-        with glue_job(argv, extra=extra, store=store) as job:
+        with glue_job(argv, extra=extra, store=store, settings=settings) as job:
             df = job.read_input(schema)
             out = fn(df, job) if pass_job else fn(df)
             return job.write_output(out, order_by=order_by)

@@ -8,7 +8,6 @@ run that fails before the manifest leaves the previous ``output.json`` and its p
 
 from __future__ import annotations
 
-import os
 import shutil
 import time
 import uuid
@@ -18,24 +17,26 @@ from typing import Any
 
 from ceap_stage._formats import MANIFEST, Manifest, ManifestPart
 from ceap_stage._runtime import _meta_value
-from ceap_stage._store import LocalStore, Store, store_from_url
+from ceap_stage._settings import Settings, resolve_settings
+from ceap_stage._store import LocalStore, Store, store_for
 
 from ._args import GlueArgs
 
 __all__ = ["GlueOutput", "commit_manifest", "default_store", "new_attempt_id", "spark_path"]
 
 
-def default_store() -> Store:
-    """The store ``CEAP_STORE`` names: a :class:`~ceap_stage.LocalStore` or, unset, S3.
+def default_store(settings: Settings | None = None) -> Store:
+    """The store the settings name (``CEAP_STORE``): a :class:`~ceap_stage.LocalStore` or S3.
+
+    Args:
+        settings: The job's settings (default: resolved from the environment now).
 
     Example:
-        >>> import os
-        >>> os.environ["CEAP_STORE"] = "file:///tmp/ceap"
-        >>> default_store()
+        >>> from ceap_stage._settings import Settings
+        >>> default_store(Settings(store_url="file:///tmp/ceap"))
         LocalStore('/tmp/ceap')
-        >>> del os.environ["CEAP_STORE"]
     """
-    return store_from_url(os.environ.get("CEAP_STORE"))
+    return store_for(settings or resolve_settings())
 
 
 def spark_path(bucket: str, key: str, store: Store | None = None) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -16,6 +15,7 @@ from ceap_stage._formats import CONTENT_TYPES, Manifest, decode, encode_jsonl
 from ceap_stage._handler import StageHandler, WorkflowLambdaHandler
 from ceap_stage._observability import Capture, capture
 from ceap_stage._runtime import read_manifest_parts
+from ceap_stage._settings import resolve_settings
 from ceap_stage._store import Store
 
 from ._events import _ABSENT, DEFAULT_BUCKET, DEFAULT_EXECUTION_ID, build_event
@@ -170,7 +170,7 @@ def run_stage(
     bucket = (
         bucket
         or getattr(store, "bucket", None)
-        or os.environ.get("CEAP_WORKFLOW_BUCKET")
+        or resolve_settings().workflow_bucket
         or DEFAULT_BUCKET
     )
     if previous_output is not _ABSENT:

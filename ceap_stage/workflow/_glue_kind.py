@@ -10,7 +10,6 @@ in-process on local Spark).
 from __future__ import annotations
 
 import importlib.util
-import os
 import re
 import runpy
 import sys
@@ -20,6 +19,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final, Literal
 from pydantic import AliasChoices, Field, field_validator
 
 from ceap_stage._context import INITIAL_STAGE
+from ceap_stage._settings import DEFAULT_SPARK_MASTER
 
 from ._kinds import (
     EXECUTION_NAME,
@@ -250,7 +250,7 @@ class GlueKind(StepKind[GlueStep]):
             )
             run.store.put(bucket, key, body)
         if _SPARK not in run.shared:
-            session = _ensure_spark()
+            session = _ensure_spark(run.settings.spark_master)
             run.shared[_SPARK] = session
             if session is not None:
                 run.resources.callback(session.stop)
@@ -279,8 +279,11 @@ class GlueKind(StepKind[GlueStep]):
 GLUE_KIND: Final = GlueKind()
 
 
-def _ensure_spark() -> Any:
-    """A local SparkSession for the run's Glue steps (None when one is active already)."""
+def _ensure_spark(master: str | None) -> Any:
+    """A local SparkSession for the run's Glue steps (None when one is active already).
+
+    ``master`` is the run's ``Settings.spark_master`` (``CEAP_SPARK_MASTER``, else ``local[*]``).
+    """
     from ._runner import LocalRunError
 
     try:
@@ -295,7 +298,7 @@ def _ensure_spark() -> Any:
         return None
     builder: Any = SparkSession.builder
     session = (
-        builder.master(os.environ.get("CEAP_SPARK_MASTER", "local[2]"))
+        builder.master(master or DEFAULT_SPARK_MASTER)
         .appName("ceap-stage-run")
         .config("spark.ui.enabled", "false")
         .config("spark.ui.showConsoleProgress", "false")

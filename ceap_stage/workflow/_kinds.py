@@ -41,6 +41,7 @@ from pydantic.alias_generators import to_camel
 
 from ceap_stage._context import INITIAL_STAGE, output_key, validate_identifier
 from ceap_stage._errors import ContextResolutionError
+from ceap_stage._settings import Settings
 
 from ._paths import escape_intrinsic_literal
 
@@ -234,11 +235,13 @@ class LocalStepRun:
         config: The workflow.
         workflow: Where it was loaded from (scripts resolve against it).
         store: Where the run's outputs go.
+        settings: The run's settings (``store_url`` is the store's); hand them to stage code.
         index: The step's index.
         execution_id: The execution id of the run.
         initial_input: The execution input (the SQS batch).
         measure: Records and bytes of a stage's output, read back from the store.
-        stage_scope: A context in which stage code run in this process uses the run's store.
+        stage_scope: A context in which stage code run in this process resolves the run's
+            settings and store (``using_settings``; the environment is never written).
         shared: Values shared by the run's steps (e.g. one Spark session), by kind-chosen key.
         resources: Closed when the run ends (register a session's ``stop`` here).
     """
@@ -246,11 +249,12 @@ class LocalStepRun:
     config: WorkflowConfiguration
     workflow: LoadedWorkflow
     store: Store
+    settings: Settings
     index: int
     execution_id: str
     initial_input: Any
     measure: Callable[[str], tuple[int | None, int | None]]
-    stage_scope: Callable[[], contextlib.AbstractContextManager[None]]
+    stage_scope: Callable[[], contextlib.AbstractContextManager[object]]
     shared: dict[str, Any] = field(default_factory=dict)
     resources: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
 

@@ -218,9 +218,9 @@ class LambdaKind(StepKind[LambdaStep]):
         handler = load_handler(step.handler)
         runtime = getattr(handler, "runtime", None)
         invoke: Callable[[Any, Any], Any]
-        if runtime is not None and hasattr(runtime, "using_store"):
-            invoke = runtime.using_store(run.store).invoke
-        else:  # a plain Lambda handler: it finds the store through CEAP_STORE
+        if runtime is not None and hasattr(runtime, "configured"):
+            invoke = runtime.configured(store=run.store, settings=run.settings).invoke
+        else:  # a plain Lambda handler: it resolves the run's settings (run.stage_scope)
             invoke = handler
 
         def attempt(retry_count: int) -> tuple[int | None, int | None]:

@@ -21,10 +21,9 @@ would only repeat a deterministic failure.
 from __future__ import annotations
 
 import contextlib
-import os
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,6 +32,7 @@ from typing import Any, Literal, Protocol
 from ceap_stage._context import output_key, validate_execution_id
 from ceap_stage._errors import CeapStageError
 from ceap_stage._formats import Manifest, decode
+from ceap_stage._settings import Settings, resolve_settings, using_settings
 from ceap_stage._store import LocalStore, Store
 
 from ._config import Step, WorkflowConfiguration
@@ -218,20 +218,6 @@ def _store_url(store: Store) -> str:
     return store.root.as_uri() if isinstance(store, LocalStore) else "s3://"
 
 
-@contextlib.contextmanager
-def _environment(values: Mapping[str, str]) -> Iterator[None]:
-    saved = {name: os.environ.get(name) for name in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-
-
 def _root_cause(error: BaseException) -> BaseException:
     """The contract error behind a Glue script's ``SystemExit(1)``."""
     if isinstance(error, SystemExit) and error.__cause__ is not None:
@@ -252,6 +238,11 @@ class LocalRunner:
             impatient laptops). Default 1.0: the configured intervals.
         reporter: Receives progress (default: silent).
         sleep: How to wait between retries (tests may record instead of sleeping).
+        settings: The settings the stages run with (default: resolved from the environment
+            now); their ``store_url`` is replaced by ``store``'s. A ``@stage`` handler gets them
+            (and ``store``) through ``handler.runtime.configured``; a Glue script or a plain
+            Lambda function runs inside :func:`~ceap_stage.using_settings`. The environment is
+            never written.
 
     Example:
         >>> import tempfile
@@ -273,6 +264,7 @@ class LocalRunner:
         retry_delay_scale: float = 1.0,
         reporter: Reporter | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        settings: Settings | None = None,
     ) -> None:
         if isinstance(workflow, WorkflowConfiguration):
             workflow = LoadedWorkflow(workflow, Path.cwd(), Path.cwd())
@@ -284,6 +276,7 @@ class LocalRunner:
         self.workflow = workflow
         self.config = config
         self.store = store if store is not None else LocalStore(".ceap")
+        self.settings = (settings or resolve_settings()).replace(store_url=_store_url(self.store))
         self.retry_delay_scale = retry_delay_scale
         self.reporter: Reporter = reporter or _SilentReporter()
         self._sleep = sleep
@@ -342,6 +335,7 @@ class LocalRunner:
                     config=config,
                     workflow=self.workflow,
                     store=self.store,
+                    settings=self.settings,
                     index=index,
                     execution_id=execution_id,
                     initial_input=initial_input,
@@ -360,9 +354,9 @@ class LocalRunner:
                     break
         return result
 
-    def _stage_scope(self) -> contextlib.AbstractContextManager[None]:
-        """Stage code run in this process finds the run's store (through ``CEAP_STORE``)."""
-        return _environment({"CEAP_STORE": _store_url(self.store)})
+    def _stage_scope(self) -> contextlib.AbstractContextManager[Settings]:
+        """Stage code run in this process resolves the run's settings (and so its store)."""
+        return using_settings(self.settings)
 
     def _run_step(
         self,

@@ -56,14 +56,9 @@ def _input_file(tmp_path: Path) -> Path:
 @pytest.fixture
 def in_tmp(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    # `invoke` sets CEAP_STORE for the process; make monkeypatch remove it afterwards.
-    monkeypatch.setenv("CEAP_STORE", "unused")
-    monkeypatch.delenv("CEAP_STORE")
+    monkeypatch.delenv("CEAP_STORE", raising=False)
     for name in ("POWERTOOLS_LOG_LEVEL", "POWERTOOLS_METRICS_DISABLED"):
         monkeypatch.delenv(name, raising=False)
-    # main() sets these defaults in os.environ; monkeypatch restores them after the test.
-    monkeypatch.setenv("POWERTOOLS_LOG_LEVEL", "WARNING")
-    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
     # main() quiets the Glue helper's logger for the process; give other tests theirs back.
     glue_logger = logging.getLogger("ceap_stage.glue")
     handlers, level = list(glue_logger.handlers), glue_logger.level
@@ -298,6 +293,31 @@ def test_invoke_accepts_a_handler_class_and_instance(in_tmp, capsys):
         assert main(["invoke", reference, "--event", str(path)]) == 1
         assert capsys.readouterr().err.startswith("error: InputNotFoundError:")
     assert not list(in_tmp.glob(".ceap/**/output.json"))
+
+
+@pytest.mark.parametrize("verbose", [False, True])
+def test_invoke_configures_the_handler_without_touching_the_environment(in_tmp, capsys, verbose):
+    from ceap_stage.testing import build_event
+
+    event = build_event(
+        execution_id="inv-env",
+        current_stage="Load",
+        workflow_bucket="ceap-cli-test",
+        initial_data=[{"id": 1, "value": 2.0}],
+    )
+    path = in_tmp / "event.json"
+    path.write_text(json.dumps(event))
+    before = dict(os.environ)
+    store = in_tmp / "given"
+    argv = ["invoke", "tests.workflow.handlers:first", "--event", str(path)]
+    argv += ["--store", store.as_uri(), *(["--verbose"] if verbose else [])]
+    assert main(argv) == 0
+    assert dict(os.environ) == before  # no CEAP_STORE, no POWERTOOLS_* written
+    out = capsys.readouterr().out
+    assert (store / "ceap-cli-test/executions/inv-env/Load/output.json").exists()
+    # Quiet unless --verbose: the log level and metrics-off reach the observer as settings.
+    assert ('"stage started"' in out) is verbose
+    assert ('"_aws"' in out) is verbose
 
 
 def test_the_console_script_runs_the_demo_in_a_fresh_process(tmp_path):

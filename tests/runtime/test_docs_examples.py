@@ -22,7 +22,8 @@ def _files(page: str) -> dict[str, str]:
     return files
 
 
-_EXAMPLES = [(page, name) for page in ("runtime.md", "storage.md") for name in _files(page)]
+_PAGES = ("runtime.md", "storage.md", "configuration.md")
+_EXAMPLES = [(page, name) for page in _PAGES for name in _files(page)]
 
 
 @pytest.mark.parametrize(("page", "name"), _EXAMPLES)
@@ -37,3 +38,4 @@ def test_the_example_runs(page: str, name: str, monkeypatch: pytest.MonkeyPatch)
 def test_every_page_has_examples():
     assert len([p for p, _ in _EXAMPLES if p == "runtime.md"]) >= 4
     assert len([p for p, _ in _EXAMPLES if p == "storage.md"]) >= 3
+    assert len([p for p, _ in _EXAMPLES if p == "configuration.md"]) >= 1

@@ -11,6 +11,7 @@ from tests.workflow import handlers
 def _fresh_handler_state():
     handlers.EVENTS.clear()
     handlers.ATTEMPTS.clear()
+    handlers.STORE_URLS.clear()
     handlers.FLAKY_FAILURES["count"] = 1
 
 

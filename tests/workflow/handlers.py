@@ -8,10 +8,12 @@ from typing import Any
 from pydantic import BaseModel
 
 from ceap_stage import ExecutionContext, InputValidationError, TransientStorageError, stage
-from ceap_stage._store import store_from_url
+from ceap_stage._settings import resolve_settings
 
 #: Every event a handler here received, in order (tests clear it).
 EVENTS: list[dict[str, Any]] = []
+#: (resolved store URL, CEAP_STORE in the environment) at each call of ``recording``.
+STORE_URLS: list[tuple[str | None, str | None]] = []
 #: How many attempts each (execution, stage) has made.
 ATTEMPTS: dict[tuple[str, str], int] = {}
 #: How many leading attempts of the flaky stage fail (tests set it).
@@ -30,13 +32,12 @@ def _note(ctx: ExecutionContext) -> int:
 
 
 def recording(event: dict[str, Any], lambda_context: Any) -> dict[str, Any]:
-    """A plain Lambda handler: keeps the exact event, then runs ``first`` on ``CEAP_STORE``.
-
-    (``first`` itself would keep the store of its first invocation, as a warm Lambda keeps it.)
-    """
+    """A plain Lambda handler: keeps the exact event and the store URL it resolves, then runs
+    ``first``, which resolves the same settings (the runner's, in its ``using_settings`` block;
+    the environment is not written)."""
     EVENTS.append(event)
-    store = store_from_url(os.environ["CEAP_STORE"])
-    return first.runtime.using_store(store).invoke(event, lambda_context)
+    STORE_URLS.append((resolve_settings().store_url, os.environ.get("CEAP_STORE")))
+    return first(event, lambda_context)
 
 
 @stage

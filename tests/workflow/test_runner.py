@@ -95,6 +95,33 @@ def test_the_runner_sends_the_state_machines_event_and_chains_outputs(tmp_path):
     assert result.execution_location.rstrip("/").endswith("executions/run-1")
 
 
+def test_the_runner_passes_its_store_as_settings_never_through_the_environment(
+    tmp_path, monkeypatch
+):
+    import os
+
+    monkeypatch.setenv("CEAP_STORE", (tmp_path / "from-env").as_uri())
+    before = dict(os.environ)
+    store = LocalStore(tmp_path / "runner")
+    result = LocalRunner(_workflow(), store=store).run(batch(1.0), execution_id="run-env")
+    assert result.succeeded
+    # The plain handler resolved the runner's store; the environment still had the test's.
+    assert [(store.root.as_uri(), (tmp_path / "from-env").as_uri())] == handlers.STORE_URLS
+    assert dict(os.environ) == before
+    assert store.get("ceap-runner-test", "executions/run-env/Load/output.json") is not None
+    assert not (tmp_path / "from-env").exists()
+
+
+def test_the_runner_spark_master_comes_from_its_settings(tmp_path):
+    from ceap_stage._settings import Settings
+
+    runner = LocalRunner(
+        _workflow(), store=LocalStore(tmp_path), settings=Settings(spark_master="local[1]")
+    )
+    assert runner.settings.spark_master == "local[1]"
+    assert runner.settings.store_url == LocalStore(tmp_path).root.as_uri()
+
+
 def test_a_failing_stage_stops_the_run_and_writes_nothing(tmp_path):
     config = _workflow(
         LambdaStep(state_name="Broken", function_name="broken", handler=f"{_H}:broken")
@@ -328,7 +355,7 @@ def test_glue_scripts_run_in_process_and_their_contract_error_decides(tmp_path, 
     # A Python-shell Glue script (no Spark), run the way the runner runs every Glue script.
     from ceap_stage.workflow import _glue_kind
 
-    monkeypatch.setattr(_glue_kind, "_ensure_spark", lambda: None)
+    monkeypatch.setattr(_glue_kind, "_ensure_spark", lambda master: None)
     script = tmp_path / "shell_job.py"
     script.write_text(f"MODE = {mode!r}\n{_SHELL_SCRIPT}")
     store = LocalStore(tmp_path / "store")
@@ -358,7 +385,7 @@ def test_glue_scripts_run_in_process_and_their_contract_error_decides(tmp_path, 
 def test_a_first_glue_step_reads_the_staged_batch(tmp_path, monkeypatch):
     from ceap_stage.workflow import _glue_kind
 
-    monkeypatch.setattr(_glue_kind, "_ensure_spark", lambda: None)
+    monkeypatch.setattr(_glue_kind, "_ensure_spark", lambda master: None)
     script = tmp_path / "unpack.py"
     script.write_text(
         "import json\n"

@@ -1,0 +1,158 @@
+"""Inside Lambda a handler resolves its settings, store, S3 client and observer at import;
+outside Lambda at its first invocation. Each case runs in a fresh interpreter."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+HANDLER_MODULE = """
+from ceap_stage import stage
+
+
+@stage
+def handler(data: dict) -> dict:
+    return data
+"""
+
+PROBE = """
+import json, sys
+import ceap_stage
+lean = "boto3" not in sys.modules
+import lambda_handler
+runtime = lambda_handler.handler.runtime
+resolved = runtime._resolved
+store = resolved.store if resolved else None
+print(json.dumps({
+    "lean_import": lean,
+    "resolved_at_import": resolved is not None,
+    "client_at_import": store is not None and getattr(store, "_client", None) is not None,
+    "observer_at_import": resolved is not None and resolved.observer is not None,
+    "boto3_after_import": "boto3" in sys.modules,
+}))
+"""
+
+
+def _probe(tmp_path: Path, extra_env: dict[str, str]) -> dict[str, bool]:
+    (tmp_path / "lambda_handler.py").write_text(HANDLER_MODULE)
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith(("AWS_LAMBDA_", "CEAP_", "_X_AMZN", "AWS_SAM"))
+    }
+    env.update(extra_env)
+    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), *sys.path])
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    result: dict[str, bool] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+LAMBDA_ENV = {
+    "AWS_LAMBDA_FUNCTION_NAME": "orders-filter",
+    "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "512",
+    "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+    "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
+    "AWS_EXECUTION_ENV": "AWS_Lambda_python3.12",
+    "POWERTOOLS_TRACE_DISABLED": "true",
+    "POWERTOOLS_METRICS_DISABLED": "true",
+}
+
+
+def test_inside_lambda_the_client_and_observer_exist_after_import(tmp_path: Path) -> None:
+    result = _probe(tmp_path, LAMBDA_ENV)
+    assert result == {
+        "lean_import": True,
+        "resolved_at_import": True,
+        "client_at_import": True,
+        "observer_at_import": True,
+        "boto3_after_import": True,
+    }
+
+
+def test_outside_lambda_nothing_is_created_at_import(tmp_path: Path) -> None:
+    result = _probe(tmp_path, {})
+    assert result == {
+        "lean_import": True,
+        "resolved_at_import": False,
+        "client_at_import": False,
+        "observer_at_import": False,
+        "boto3_after_import": False,
+    }
+
+
+def test_sam_local_is_not_lambda(tmp_path: Path) -> None:
+    result = _probe(tmp_path, {**LAMBDA_ENV, "AWS_SAM_LOCAL": "true"})
+    assert result["resolved_at_import"] is False
+
+
+def test_a_local_store_inside_lambda_is_resolved_at_import_too(tmp_path: Path) -> None:
+    env = {**LAMBDA_ENV, "CEAP_STORE": (tmp_path / "out").as_uri()}
+    result = _probe(tmp_path, env)
+    assert result["resolved_at_import"] is True
+    assert result["client_at_import"] is False  # a LocalStore has no client
+
+
+def test_a_bad_setting_inside_lambda_fails_the_first_invocation_not_the_import(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "lambda_handler.py").write_text(HANDLER_MODULE)
+    code = (
+        "import lambda_handler\n"
+        "from ceap_stage import ConfigurationError\n"
+        "try:\n"
+        "    lambda_handler.handler({}, None)\n"
+        "except ConfigurationError as exc:\n"
+        "    print('ConfigurationError', exc)\n"
+    )
+    env = {**os.environ, **LAMBDA_ENV, "CEAP_TRACER": "zipkin"}
+    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), *sys.path])
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "ConfigurationError CEAP_TRACER must be one of off, otel, xray, not 'zipkin'" in (
+        done.stdout
+    )
+
+
+def test_settings_resolved_inside_lambda_are_fixed(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # In-process stand-in for a Lambda environment: the handler resolves when created and
+    # keeps that resolution (the environment of a Lambda process does not change).
+    from ceap_stage import LocalStore, stage
+    from ceap_stage.testing import build_event
+
+    for name, value in LAMBDA_ENV.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("CEAP_STORE", (tmp_path / "init").as_uri())
+
+    @stage
+    def fixed(data: dict[str, int]) -> dict[str, int]:
+        return data
+
+    monkeypatch.setenv("CEAP_STORE", (tmp_path / "later").as_uri())
+    fixed(build_event(execution_id="r1", current_stage="S", initial_data={"n": 1}), None)
+    assert isinstance(fixed.runtime.store, LocalStore)
+    assert fixed.runtime.store.root == tmp_path / "init"
+    assert fixed.runtime.settings.in_lambda
