@@ -14,8 +14,9 @@ the output and returns a small pointer to Step Functions::
     def handler(orders: list[Order], ctx: ExecutionContext) -> list[Order]:
         return [o for o in orders if o.amount > 10]
 
-Importing this package creates no AWS client and imports neither X-Ray nor the Powertools
-tracer; configuration is read when a handler is first invoked.
+Importing this package creates no AWS client and imports neither boto3, X-Ray nor the Powertools
+tracer. A handler's configuration (:class:`Settings`, see :func:`resolve_settings`) is resolved
+when the handler is created inside Lambda, and at its first invocation elsewhere.
 """
 
 from typing import TYPE_CHECKING
@@ -34,6 +35,7 @@ from ._errors import (
     TransientStorageError,
 )
 from ._handler import StageHandler, WorkflowLambdaHandler, stage
+from ._settings import Settings, resolve_settings, using_settings
 from ._store import LocalStore, OpenedObject, PutResult, Store, StoredObject
 
 if TYPE_CHECKING:  # imported lazily at run time, see __getattr__ below
@@ -56,13 +58,16 @@ __all__ = [
     "PutResult",
     "RetryPolicy",
     "S3Store",
+    "Settings",
     "StageHandler",
     "StorageError",
     "Store",
     "StoredObject",
     "TransientStorageError",
     "WorkflowLambdaHandler",
+    "resolve_settings",
     "stage",
+    "using_settings",
 ]
 
 
