@@ -213,8 +213,15 @@ def test_ceap_store_selects_a_local_store_at_first_invocation(
     handler(make_event(previous_stage=None, initial_data={"n": 1}))
     assert (tmp_path / "first" / BUCKET / KEY).read_bytes() == b'{"n":1}'
 
-    # Configuration is kept for warm invocations.
-    monkeypatch.setenv("CEAP_STORE", f"file://{tmp_path}/second")
+    # Unchanged settings: the same store for warm invocations.
+    store = handler.runtime.store
     handler(make_event(execution_id="run-2", previous_stage=None, initial_data={"n": 2}))
+    assert handler.runtime.store is store
     assert (tmp_path / "first" / BUCKET / key_of("Score", "run-2")).is_file()
-    assert not (tmp_path / "second").exists()
+
+    # Outside Lambda a changed CEAP_STORE is followed (a later test's tmp_path); inside Lambda
+    # the environment never changes and the handler keeps what it resolved at import.
+    monkeypatch.setenv("CEAP_STORE", f"file://{tmp_path}/second")
+    handler(make_event(execution_id="run-3", previous_stage=None, initial_data={"n": 3}))
+    assert (tmp_path / "second" / BUCKET / key_of("Score", "run-3")).is_file()
+    assert not (tmp_path / "first" / BUCKET / key_of("Score", "run-3")).exists()
