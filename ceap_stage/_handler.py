@@ -11,12 +11,12 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, overload
 
 from ._context import ExecutionContext, validate_identifier
 from ._errors import ContextResolutionError, HandlerDefinitionError
+from ._io import DEFAULT_MAX_SINGLE_OBJECT_BYTES, DEFAULT_PART_BYTES
 from ._models import UNSET, StageSpec, resolve
 from ._observability import Observer, default_observer
 from ._runtime import OutputFormat, StageRuntime
 from ._settings import Settings
 from ._store import Store
-from ._streaming import DEFAULT_MAX_SINGLE_OBJECT_BYTES, DEFAULT_PART_BYTES
 
 if TYPE_CHECKING:
     from aws_lambda_powertools import Logger

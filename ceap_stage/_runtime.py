@@ -16,34 +16,38 @@ together with the handler's own store (and so its own S3 client) and observer:
 from __future__ import annotations
 
 import copy
-import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
-from urllib.parse import quote
 
 import orjson
 from pydantic import ValidationError
 from pydantic_core import PydanticSerializationError
 
-from ._context import ExecutionContext, StageEvent, parse_event, parts_prefix, validate_bucket
+from ._context import ExecutionContext, StageEvent, parse_event, validate_bucket
 from ._errors import (
     CeapStageError,
     ContextResolutionError,
-    InputNotFoundError,
     InputValidationError,
     OutputValidationError,
 )
-from ._formats import (
-    CONTENT_TYPES,
-    Format,
-    Manifest,
-    decode,
-    encode_jsonl,
-    format_of_content_type,
-    iter_jsonl,
+from ._formats import CONTENT_TYPES, Format, Manifest, encode_jsonl
+from ._io import (
+    DEFAULT_MAX_SINGLE_OBJECT_BYTES,
+    DEFAULT_PART_BYTES,
+    OutputRef,
+    PartWriter,
+    StageIO,
+    dumps_line,
+    encode_records,
+    initial_records,
+    meta_value,
+    output_metadata,
+    put_output,
+    upstream_refs,
+    write_record_stream,
 )
 from ._models import (
     UNSET,
@@ -56,17 +60,6 @@ from ._models import (
 from ._observability import InvocationStats, Observer, default_observer
 from ._settings import Settings, resolve_settings
 from ._store import PutResult, Store, store_for
-from ._streaming import (
-    DEFAULT_MAX_SINGLE_OBJECT_BYTES,
-    DEFAULT_PART_BYTES,
-    PartWriter,
-    dumps_line,
-    encode_records,
-    initial_records,
-    put_output,
-    stream_input,
-    write_record_stream,
-)
 
 __all__ = ["OutputFormat", "StageRuntime", "read_manifest_parts"]
 
@@ -84,6 +77,7 @@ ObserverFactory = Callable[[Settings], Observer]
 class _Resolved:
     settings: Settings
     store: Store
+    io: StageIO
     bucket: str | None
     observer: Observer
 
@@ -102,63 +96,18 @@ def _is_pipes_batch(value: object) -> bool:
     )
 
 
-# _json_fast_path: digits become "0", "E" becomes "e" and "+" goes, so that big exponents and
-# long digit runs (numbers that may overflow to infinity) are found by two plain substring
-# searches, far cheaper than a regex.
-_ZEROED = bytes.maketrans(b"123456789E", b"000000000e")
-
-
-def _maybe_not_finite(body: bytes) -> bool:
-    """Whether ``body`` may hold ``NaN``/``Infinity`` or a number beyond the float range."""
-    if b"NaN" in body or b"Infinity" in body:
-        return True
-    zeroed = body.translate(_ZEROED, b"+")
-    return b"0e000" in zeroed or b"0" * 300 in zeroed
-
-
-_META_SAFE = re.compile(r"[A-Za-z0-9\-_.~:\[\], ]*")
-
-
-def _meta_value(value: str) -> str:
-    # S3 metadata is ASCII: percent-encode the rest. Most values need nothing (fast path).
-    return value if _META_SAFE.fullmatch(value) else quote(value, safe="-_.~:[], ")
-
-
 def read_manifest_parts(
     store: Store, bucket: str, execution_id: str, stage: str, manifest: Manifest
 ) -> list[Any]:
     """Read a manifest's parts, in manifest order, checking each part's size and the count.
 
-    Shared by the Lambda runtime and the Glue helper's Python-shell reader.
+    Kept for importers; it is :meth:`StageIO.read_manifest_parts`.
 
     Raises:
-        InputValidationError: A part is outside the stage's parts prefix, missing, of another
+        InputValidationError: A part is outside the stage's prefix, missing, of another
             size than the manifest says, not JSON Lines, or the record count differs.
     """
-    manifest.check_parts_under(parts_prefix(execution_id, stage))
-    records: list[Any] = []
-    for part in manifest.parts:
-        obj = store.get(bucket, part.key)
-        if obj is None:
-            raise InputValidationError(
-                "the manifest names a part that does not exist", bucket=bucket, key=part.key
-            )
-        if len(obj.body) != part.bytes:
-            raise InputValidationError(
-                f"a manifest part has {len(obj.body)} bytes, the manifest says {part.bytes}",
-                bucket=bucket,
-                key=part.key,
-            )
-        try:
-            records.extend(iter_jsonl(obj.body.split(b"\n")))
-        except InputValidationError as exc:
-            exc.add_context(bucket=bucket, key=part.key)
-            raise
-    if len(records) != manifest.records:
-        raise InputValidationError(
-            f"the manifest says {manifest.records} records but its parts hold {len(records)}"
-        )
-    return records
+    return StageIO(store).read_manifest_parts(OutputRef(bucket, execution_id, stage), manifest)
 
 
 class StageRuntime:
@@ -178,6 +127,9 @@ class StageRuntime:
         part_bytes: The size of each part, and the most a streamed output buffers (default
             8 MiB).
         settings: Fixed settings (default: resolved from the environment, see the module).
+        single_document: Write nothing but one JSON document (``outputFormat: json`` for
+            readers that take no manifest): an output larger than ``max_single_object_bytes``
+            is an :class:`OutputValidationError`.
     """
 
     def __init__(
@@ -193,9 +145,11 @@ class StageRuntime:
         max_single_object_bytes: int = DEFAULT_MAX_SINGLE_OBJECT_BYTES,
         part_bytes: int = DEFAULT_PART_BYTES,
         settings: Settings | None = None,
+        single_document: bool = False,
     ) -> None:
         self.spec = spec
-        self._schema_label = _meta_value(model_name(spec.output_model))
+        self.single_document = single_document
+        self._schema_label = meta_value(model_name(spec.output_model))
         self.name = name
         self.output_format: Format = output_format
         self.write_once = write_once
@@ -246,7 +200,7 @@ class StageRuntime:
             observer = default_observer(settings)
         elif not isinstance(observer, Observer):
             observer = observer(settings)
-        return _Resolved(settings, store, bucket, observer)
+        return _Resolved(settings, store, StageIO(store), bucket, observer)
 
     def _resolve(self) -> _Resolved:
         """The configuration of this invocation (see the module for when it is resolved)."""
@@ -337,7 +291,7 @@ class StageRuntime:
             observer.started(ctx)
             with observer.span("read_input", ctx):
                 t = time.perf_counter()
-                data = self._read_input(resolved.store, ev, ctx, stats)
+                data = self._read_input(resolved.io, ev, ctx, stats)
                 stats.read_ms = _ms(t)
             with observer.span("process", ctx):
                 t = time.perf_counter()
@@ -345,7 +299,7 @@ class StageRuntime:
                 stats.process_ms = _ms(t)
             with observer.span("write_output", ctx):
                 t = time.perf_counter()
-                pointer = self._write_output(resolved.store, ctx, result, stats)
+                pointer = self._write_output(resolved.io, ctx, result, stats)
                 stats.write_ms = _ms(t)
         except CeapStageError as exc:
             if ctx is not None:
@@ -378,9 +332,10 @@ class StageRuntime:
             ) from None
 
     def _read_input(
-        self, store: Store, ev: StageEvent, ctx: ExecutionContext, stats: InvocationStats
+        self, io: StageIO, ev: StageEvent, ctx: ExecutionContext, stats: InvocationStats
     ) -> Any:
-        if ev.previous_stage is None:
+        upstream = upstream_refs(ctx.workflow_bucket, ev.execution_id, ev.previous_stage)
+        if not upstream:
             stats.input_format = "initialData"
             if self._validate_item is not None:
                 return initial_records(
@@ -389,69 +344,31 @@ class StageRuntime:
                     model_name(self.spec.input_model),
                 )
             return self._validate_input(self._initial_value(ev), ctx, None)
-
-        bucket, key = ctx.workflow_bucket, ctx.input_key
-        assert key is not None
-        stats.input_key = key
+        (ref,) = upstream  # one upstream on the wire today (previousStage)
+        stats.input_key = ref.key
+        missing = f"the previous stage {ref.stage!r} has no output"
         if self._validate_item is not None:
-            return stream_input(
-                store,
-                bucket,
-                key,
-                execution_id=ev.execution_id,
-                previous_stage=ev.previous_stage,
+            return io.records(
+                ref,
                 validate=self._validate_item,
                 label=model_name(self.spec.input_model),
                 stats=stats,
+                missing=missing,
             )
-        obj = store.get(bucket, key)
-        if obj is None:
-            raise InputNotFoundError(
-                f"the previous stage {ev.previous_stage!r} has no output", bucket=bucket, key=key
-            )
-        stats.input_bytes = len(obj.body)
-        if self._json_fast_path(obj.body, obj.content_type):
-            try:
-                value = self.spec.input_adapter.validate_json(obj.body)
-            except ValidationError as exc:
-                if not any(e["type"] == "json_invalid" for e in exc.errors(include_input=False)):
-                    raise InputValidationError(
-                        f"the input fails the model {model_name(self.spec.input_model)}: "
-                        f"{describe_validation_error(exc)}",
-                        bucket=bucket,
-                        key=key,
-                    ) from None
-                # Not JSON: the strict reader below says why.
-            else:
-                stats.input_format = "json"
-                return value
         try:
-            fmt, value = decode(obj.body, obj.content_type)
-            stats.input_format = fmt
-            if isinstance(value, Manifest):
-                value = self._read_parts(store, bucket, ev.execution_id, ev.previous_stage, value)
-        except InputValidationError as exc:
-            exc.add_context(bucket=bucket, key=key)
-            raise
-        # A document orjson accepted is plain JSON (no NaN, no Infinity): its own text serves.
-        return self._validate_input(value, ctx, key, text=obj.body if fmt == "json" else None)
-
-    @staticmethod
-    def _json_fast_path(body: bytes, content_type: str | None) -> bool:
-        """Whether to validate a body straight from JSON (pydantic's JSON mode, one pass).
-
-        Only for objects labelled ``application/json`` (a manifest or JSON Lines never is), and
-        never when the body may hold a number that is not finite: the ``NaN``/``Infinity``
-        literals, which pydantic's parser accepts and JSON does not, or a three-digit exponent
-        or a 300-digit run, which may overflow to infinity (``1e400``) where orjson refuses it:
-        such a body takes the strict orjson reader.
-        """
-        return format_of_content_type(content_type) == "json" and not _maybe_not_finite(body)
-
-    def _read_parts(
-        self, store: Store, bucket: str, execution_id: str, stage: str, manifest: Manifest
-    ) -> list[Any]:
-        return read_manifest_parts(store, bucket, execution_id, stage, manifest)
+            result = io.read(ref, parse_json=self.spec.input_adapter.validate_json, missing=missing)
+        except ValidationError as exc:
+            raise InputValidationError(
+                f"the input fails the model {model_name(self.spec.input_model)}: "
+                f"{describe_validation_error(exc)}",
+                bucket=ref.bucket,
+                key=ref.key,
+            ) from None
+        stats.input_bytes = result.size
+        stats.input_format = result.format
+        if result.validated:
+            return result.value
+        return self._validate_input(result.value, ctx, ref.key, text=result.text)
 
     def _initial_value(self, ev: StageEvent) -> Any:
         spec = self.spec
@@ -494,53 +411,58 @@ class StageRuntime:
     # -- output -----------------------------------------------------------------------------
 
     def _write_output(
-        self, store: Store, ctx: ExecutionContext, result: Any, stats: InvocationStats
+        self, io: StageIO, ctx: ExecutionContext, result: Any, stats: InvocationStats
     ) -> dict[str, Any]:
         spec = self.spec
         adapter = spec.output_adapter
-        key = ctx.output_key
-        bucket = ctx.workflow_bucket
+        ref = OutputRef(ctx.workflow_bucket, ctx.execution_id, ctx.current_stage)
         if self._out_item is not None:
-            return self._write_stream(store, ctx, result, stats)
+            return self._write_stream(io, ctx, ref, result, stats)
         try:
             value = adapter.validate_python(result)
             if self.output_format == "jsonl":
-                body = encode_jsonl(adapter.dump_python(value, mode="json"))
+                body = encode_jsonl(adapter.dump_python(value, mode="json", by_alias=True))
             else:
-                body = adapter.dump_json(value)
+                body = adapter.dump_json(value, by_alias=True)
         except ValidationError as exc:
             raise OutputValidationError(
                 f"the stage returned a value that fails the output model "
                 f"{model_name(spec.output_model)}: {describe_validation_error(exc)}",
-                bucket=bucket,
-                key=key,
+                bucket=ref.bucket,
+                key=ref.key,
             ) from None
         except PydanticSerializationError:
             raise OutputValidationError(
                 f"the stage returned a value that cannot be serialised as "
                 f"{model_name(spec.output_model)}",
-                bucket=bucket,
-                key=key,
+                bucket=ref.bucket,
+                key=ref.key,
             ) from None
         records = len(value) if isinstance(value, (list, tuple, set, frozenset)) else 1
-        metadata = self._metadata(ctx, records)
-        if len(body) > self.max_single_object_bytes and isinstance(value, (list, tuple)):
-            # Too large for one object: JSON Lines parts, then the manifest.
-            writer = PartWriter(
-                store, bucket, ctx.execution_id, ctx.current_stage, part_bytes=self.part_bytes
-            )
-            try:
-                for record in adapter.dump_python(value, mode="json"):
-                    writer.add(dumps_line(record))
-            except BaseException:
-                writer.abort()
-                raise
-            put = writer.commit(records, metadata=metadata, write_once=self.write_once)
-            return self._pointer(ctx, stats, put, "manifest", records)
+        metadata = self._metadata(ref, records)
+        if len(body) > self.max_single_object_bytes:
+            if self.single_document:
+                raise OutputValidationError(
+                    f"the output is larger than {self.max_single_object_bytes} bytes and this "
+                    "stage writes one JSON document (outputFormat json allows no manifest)",
+                    bucket=ref.bucket,
+                    key=ref.key,
+                )
+            if isinstance(value, (list, tuple)):
+                # Too large for one object: JSON Lines parts, then the manifest.
+                writer = PartWriter(io.store, ref, part_bytes=self.part_bytes)
+                try:
+                    for record in adapter.dump_python(value, mode="json", by_alias=True):
+                        writer.add(dumps_line(record))
+                except BaseException:
+                    writer.abort()
+                    raise
+                put = writer.commit(records, metadata=metadata, write_once=self.write_once)
+                return self._pointer(ctx, stats, put, "manifest", records)
         put = put_output(
-            store,
-            bucket,
-            key,
+            io.store,
+            ref.bucket,
+            ref.key,
             body,
             content_type=CONTENT_TYPES[self.output_format],
             metadata=metadata,
@@ -548,41 +470,39 @@ class StageRuntime:
         )
         return self._pointer(ctx, stats, put, self.output_format, records)
 
-    def _metadata(self, ctx: ExecutionContext, records: int) -> dict[str, str]:
-        return {
-            "ceap-execution-id": _meta_value(ctx.execution_id),
-            "ceap-stage": _meta_value(ctx.current_stage),
-            "ceap-schema": self._schema_label,
-            "ceap-records": str(records),
-        }
+    def _metadata(self, ref: OutputRef, records: int) -> dict[str, str]:
+        return output_metadata(ref, records, schema=self._schema_label)
 
     def _write_stream(
-        self, store: Store, ctx: ExecutionContext, result: Any, stats: InvocationStats
+        self,
+        io: StageIO,
+        ctx: ExecutionContext,
+        ref: OutputRef,
+        result: Any,
+        stats: InvocationStats,
     ) -> dict[str, Any]:
         assert self._out_item is not None
         label = model_name(self.spec.output_model)
-        bucket, key = ctx.workflow_bucket, ctx.output_key
         if isinstance(result, (str, bytes, bytearray, Mapping)) or not isinstance(result, Iterable):
             raise OutputValidationError(
                 f"the stage returned a {type(result).__name__}, not an iterable of records, "
                 f"for the output model {label}",
-                bucket=bucket,
-                key=key,
+                bucket=ref.bucket,
+                key=ref.key,
             )
         try:
             put, fmt, records = write_record_stream(
-                store,
-                bucket,
-                ctx.execution_id,
-                ctx.current_stage,
+                io.store,
+                ref,
                 encode_records(result, self._out_item, label),
                 as_document=self.output_format == "json",
                 part_bytes=self.part_bytes,
-                metadata=lambda count: self._metadata(ctx, count),
+                metadata=lambda count: self._metadata(ref, count),
                 write_once=self.write_once,
+                max_document_bytes=self.max_single_object_bytes if self.single_document else None,
             )
         except OutputValidationError as exc:
-            exc.add_context(bucket=bucket, key=key)
+            exc.add_context(bucket=ref.bucket, key=ref.key)
             raise
         return self._pointer(ctx, stats, put, fmt, records)
 

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from ._errors import CeapStageError, OutputConflictError, StorageError, TransientStorageError
 from ._formats import JSON
 from ._settings import Settings, resolve_settings
-from ._store import OpenedObject, PutResult, Store, StoredObject
+from ._store import ObjectInfo, OpenedObject, PutResult, Store, StoredObject
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -324,6 +324,58 @@ class S3Store(Store):
 
         self._call("write", bucket, key, call)
         return PutResult(len(body), digest.hex())
+
+    def head(self, bucket: str, key: str) -> ObjectInfo | None:
+        def call() -> ObjectInfo | None:
+            try:
+                r = self.client.head_object(Bucket=bucket, Key=key, **self._owner())
+            except Exception as exc:
+                if _is_not_found(exc):
+                    return None
+                raise
+            return ObjectInfo(
+                int(r.get("ContentLength", 0)),
+                r.get("ContentType"),
+                r.get("Metadata", {}),
+                r.get("LastModified"),
+            )
+
+        return self._call("read", bucket, key, call)
+
+    def get_range(self, bucket: str, key: str, start: int, stop: int | None = None) -> bytes | None:
+        if stop is not None and stop <= start:
+            return b"" if self.head(bucket, key) is not None else None
+        span = f"bytes={start}-" if stop is None else f"bytes={start}-{stop - 1}"
+
+        def call() -> bytes | None:
+            from botocore.exceptions import ClientError
+
+            try:
+                response = self.client.get_object(
+                    Bucket=bucket, Key=key, Range=span, **self._owner()
+                )
+            except ClientError as exc:
+                code = str(exc.response.get("Error", {}).get("Code", ""))
+                if code in ("InvalidRange", "416"):
+                    return b""  # the range starts past the end
+                if _is_not_found(exc):
+                    return None
+                raise
+            body: bytes = response["Body"].read()
+            return body
+
+        return self._call("read", bucket, key, call)
+
+    def list_prefixes(self, bucket: str, prefix: str) -> list[str]:
+        def call() -> list[str]:
+            found: list[str] = []
+            paginator = self.client.get_paginator("list_objects_v2")
+            pages = paginator.paginate(Bucket=bucket, Prefix=prefix, Delimiter="/", **self._owner())
+            for page in pages:
+                found.extend(p["Prefix"] for p in page.get("CommonPrefixes", []))
+            return sorted(found)
+
+        return self._call("list", bucket, prefix, call)
 
     def list_keys(self, bucket: str, prefix: str) -> list[str]:
         def call() -> list[str]:

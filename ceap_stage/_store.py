@@ -17,6 +17,7 @@ import os
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 from urllib.parse import unquote, urlparse
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "LocalStore",
+    "ObjectInfo",
     "OpenedObject",
     "PutResult",
     "Store",
@@ -81,6 +83,25 @@ class OpenedObject:
     def close(self) -> None:
         """Release the stream (and its connection)."""
         self.stream.close()
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectInfo:
+    """What a store knows about an object without reading its body (:meth:`Store.head`).
+
+    Example:
+        >>> import tempfile
+        >>> store = LocalStore(tempfile.mkdtemp())
+        >>> _ = store.put("bucket", "k.jsonl", b"1\\n", content_type="application/x-ndjson")
+        >>> info = store.head("bucket", "k.jsonl")
+        >>> info.size, info.content_type
+        (2, 'application/x-ndjson')
+    """
+
+    size: int
+    content_type: str | None = None
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    last_modified: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +167,41 @@ class Store(ABC):
         if obj is None:
             return None
         return OpenedObject(io.BytesIO(obj.body), obj.content_type, len(obj.body))
+
+    def head(self, bucket: str, key: str) -> ObjectInfo | None:
+        """Size, Content-Type, metadata and last-modified time, without the body (None: missing).
+
+        The default reads the whole object; :class:`LocalStore` and ``S3Store`` do not.
+        """
+        obj = self.get(bucket, key)
+        if obj is None:
+            return None
+        return ObjectInfo(len(obj.body), obj.content_type, obj.metadata)
+
+    def get_range(self, bucket: str, key: str, start: int, stop: int | None = None) -> bytes | None:
+        """Bytes ``start`` to ``stop`` (exclusive; None: the end) of an object (None: missing).
+
+        A range past the end gives fewer bytes (or none). The default reads the whole object;
+        :class:`LocalStore` seeks and ``S3Store`` sends a ``Range`` header.
+        """
+        obj = self.get(bucket, key)
+        if obj is None:
+            return None
+        return obj.body[start:stop]
+
+    def list_prefixes(self, bucket: str, prefix: str) -> list[str]:
+        """The distinct "directories" just below ``prefix`` (S3's common prefixes), sorted.
+
+        Each ends with ``/``; objects directly under ``prefix`` are not listed. The default
+        lists every key; :class:`LocalStore` reads one directory and ``S3Store`` asks S3 with a
+        ``/`` delimiter, so listing executions does not list every object.
+        """
+        found = set()
+        for key in self.list_keys(bucket, prefix):
+            head, sep, _ = key[len(prefix) :].partition("/")
+            if sep:
+                found.add(f"{prefix}{head}/")
+        return sorted(found)
 
     def uri(self, bucket: str, key: str) -> str:
         """A URL for the object that Spark and humans understand."""
@@ -276,6 +332,51 @@ class LocalStore(Store):
         except (FileNotFoundError, orjson.JSONDecodeError):
             content_type = None
         return OpenedObject(stream, content_type, os.fstat(stream.fileno()).st_size)
+
+    def _content_type(self, file: str) -> tuple[str | None, Mapping[str, str]]:
+        try:
+            with open(self._meta_file(file), "rb") as handle:
+                meta = orjson.loads(handle.read())
+        except (FileNotFoundError, orjson.JSONDecodeError):
+            return None, {}
+        return meta.get("contentType"), meta.get("metadata", {})
+
+    def head(self, bucket: str, key: str) -> ObjectInfo | None:
+        file = self._file(bucket, key)
+        try:
+            st = os.stat(file)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        if not os.path.isfile(file):
+            return None
+        content_type, metadata = self._content_type(file)
+        modified = datetime.fromtimestamp(st.st_mtime, tz=UTC)
+        return ObjectInfo(st.st_size, content_type, metadata, modified)
+
+    def get_range(self, bucket: str, key: str, start: int, stop: int | None = None) -> bytes | None:
+        file = self._file(bucket, key)
+        try:
+            with open(file, "rb") as handle:
+                handle.seek(start)
+                return handle.read() if stop is None else handle.read(max(0, stop - start))
+        except (FileNotFoundError, IsADirectoryError):
+            return None
+        except OSError as exc:
+            raise StorageError(
+                f"could not read the local file ({exc.strerror})", bucket=bucket, key=key
+            ) from exc
+
+    def list_prefixes(self, bucket: str, prefix: str) -> list[str]:
+        directory, _, start = prefix.rpartition("/")
+        base = self.path(bucket, directory) if directory else self.root / bucket
+        lead = f"{directory}/" if directory else ""
+        try:
+            with os.scandir(base) as entries:
+                names = [e.name for e in entries if e.is_dir() and e.name.startswith(start)]
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        # A directory whose objects were all deleted is not a prefix (S3 has no directories).
+        return sorted(f"{lead}{n}/" for n in names if self.list_keys(bucket, f"{lead}{n}/"))
 
     def put(
         self,

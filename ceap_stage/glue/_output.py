@@ -1,24 +1,25 @@
-"""Committing a partitioned output: the manifest written last, then stale attempts removed.
+"""A Glue job's output: its attempt (the writer id of its parts) and the commit.
 
 Each run writes its parts under ``executions/{id}/{stage}/parts/{attempt}/``, with a fresh attempt
-id, and only those parts go into the manifest. Once the manifest (``output.json``, the commit
-marker) is written, the parts of earlier attempts under the stage's parts prefix are deleted. A
-run that fails before the manifest leaves the previous ``output.json`` and its parts untouched.
+id as its writer id, and commits them with the stage I/O layer's one protocol
+(:func:`ceap_stage._io.commit_manifest`, the same as a Lambda stage's): the manifest
+(``output.json``) is written last, then parts it does not reference are deleted. A run that fails
+before the manifest leaves the previous ``output.json`` and its parts untouched.
 """
 
 from __future__ import annotations
 
-import shutil
 import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ceap_stage._formats import MANIFEST, Manifest, ManifestPart
-from ceap_stage._runtime import _meta_value
+from ceap_stage._formats import ManifestPart
+from ceap_stage._io import OutputRef, output_metadata
+from ceap_stage._io import commit_manifest as _commit
 from ceap_stage._settings import Settings, resolve_settings
-from ceap_stage._store import LocalStore, Store, store_for
+from ceap_stage._store import Store, store_for
 
 from ._args import GlueArgs
 
@@ -108,33 +109,27 @@ class GlueOutput:
         }
 
 
+def output_ref(args: GlueArgs) -> OutputRef:
+    """The output a job writes."""
+    return OutputRef(args.output_bucket, args.execution_id, args.current_stage)
+
+
 def attempt_prefix(args: GlueArgs, attempt: str) -> str:
     """The prefix of one attempt's parts: ``executions/{id}/{stage}/parts/{attempt}/``."""
-    return f"{args.parts_prefix}{attempt}/"
+    return output_ref(args).writer_prefix(attempt)
 
 
 def commit_manifest(
     store: Store, args: GlueArgs, attempt: str, parts: Sequence[ManifestPart], records: int
 ) -> GlueOutput:
-    """Write the manifest (the commit marker), then delete parts of earlier attempts.
+    """Write the manifest (the commit marker), then delete parts it does not reference.
 
     Raises:
-        StorageError: The store refused the manifest or the clean-up.
+        StorageError: The store refused the manifest.
     """
-    manifest = Manifest(records=records, parts=tuple(parts))
-    put = store.put(
-        args.output_bucket,
-        args.output_key,
-        manifest.to_bytes(),
-        content_type=MANIFEST,
-        metadata={
-            "ceap-execution-id": _meta_value(args.execution_id),
-            "ceap-stage": _meta_value(args.current_stage),
-            "ceap-records": str(records),
-            "ceap-attempt": attempt,
-        },
-    )
-    _delete_stale(store, args, attempt)
+    ref = output_ref(args)
+    metadata = output_metadata(ref, records, extra={"ceap-attempt": attempt})
+    manifest, put = _commit(store, ref, parts, records, metadata=metadata)
     return GlueOutput(
         execution_id=args.execution_id,
         stage=args.current_stage,
@@ -146,24 +141,3 @@ def commit_manifest(
         manifest_bytes=put.bytes,
         manifest_sha256=put.sha256,
     )
-
-
-def _delete_stale(store: Store, args: GlueArgs, attempt: str) -> None:
-    if isinstance(store, LocalStore):
-        # One pass over the directory: also removes what a store listing skips (Spark's hidden
-        # .part-*.crc checksum files) and the emptied attempt directories.
-        root = store.path(args.output_bucket, args.parts_prefix.rstrip("/"))
-        if root.is_dir():
-            for child in root.iterdir():
-                if child.name == attempt:
-                    continue
-                if child.is_dir():
-                    shutil.rmtree(child, ignore_errors=True)
-                else:
-                    child.unlink(missing_ok=True)
-        return
-    keep = attempt_prefix(args, attempt)
-    stale = [
-        k for k in store.list_keys(args.output_bucket, args.parts_prefix) if k[: len(keep)] != keep
-    ]
-    store.delete(args.output_bucket, stale)

@@ -12,14 +12,13 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from ceap_stage._context import parts_prefix
 from ceap_stage._errors import InputNotFoundError, InputValidationError, OutputValidationError
-from ceap_stage._formats import JSONL, Format, Manifest, ManifestPart, decode, encode_jsonl
-from ceap_stage._runtime import read_manifest_parts
+from ceap_stage._formats import Format, Manifest, encode_jsonl
+from ceap_stage._io import OutputRef, PartWriter, StageIO
 from ceap_stage._store import Store
 
 from ._args import GlueArgs
-from ._output import GlueOutput, attempt_prefix, commit_manifest, default_store, new_attempt_id
+from ._output import GlueOutput, commit_manifest, default_store, new_attempt_id, output_ref
 
 __all__ = ["fetch_input", "read_input_value", "read_records", "write_records"]
 
@@ -34,24 +33,25 @@ def fetch_input(args: GlueArgs, store: Store) -> tuple[Format, Any, dict[str, st
         InputNotFoundError: The previous stage wrote no ``output.json``.
         InputValidationError: The input is not valid JSON / JSON Lines / manifest.
     """
-    bucket, key = args.input_bucket, args.input_key
     facts = {
         "execution_id": args.execution_id,
         "stage": args.current_stage,
-        "bucket": bucket,
-        "key": key,
+        "bucket": args.input_bucket,
+        "key": args.input_key,
     }
-    obj = store.get(bucket, key)
-    if obj is None:
-        raise InputNotFoundError(f"the stage {args.input_stage!r} has no output", **facts)
     try:
-        fmt, value = decode(obj.body, obj.content_type)
-        if isinstance(value, Manifest):
-            value.check_parts_under(parts_prefix(args.execution_id, args.input_stage))
-    except InputValidationError as exc:
+        fmt, value = StageIO(store).open(
+            input_ref(args), missing=f"the stage {args.input_stage!r} has no output"
+        )
+    except (InputValidationError, InputNotFoundError) as exc:
         exc.add_context(**facts)
         raise
     return fmt, value, facts
+
+
+def input_ref(args: GlueArgs) -> OutputRef:
+    """The output a job reads (the previous stage's, or the ``initial`` pseudo-stage's)."""
+    return OutputRef(args.input_bucket, args.execution_id, args.input_stage)
 
 
 def read_input_value(args: GlueArgs, *, store: Store | None = None) -> Any:
@@ -71,9 +71,7 @@ def read_input_value(args: GlueArgs, *, store: Store | None = None) -> Any:
     _fmt, value, facts = fetch_input(args, store)
     if isinstance(value, Manifest):
         try:
-            value = read_manifest_parts(
-                store, args.input_bucket, args.execution_id, args.input_stage, value
-            )
+            value = StageIO(store).read_manifest_parts(input_ref(args), value)
         except InputValidationError as exc:
             exc.add_context(**facts)
             raise
@@ -105,7 +103,11 @@ def read_records(args: GlueArgs, *, store: Store | None = None) -> list[Any]:
 
 def _plain(records: Iterable[Any]) -> Iterator[Any]:
     for record in records:
-        yield record.model_dump(mode="json") if isinstance(record, BaseModel) else record
+        yield (
+            record.model_dump(mode="json", by_alias=True)
+            if isinstance(record, BaseModel)
+            else record
+        )
 
 
 def write_records(
@@ -137,13 +139,11 @@ def write_records(
         raise ValueError("records_per_part must be at least 1")
     target = store or default_store()
     attempt = new_attempt_id()
-    prefix = attempt_prefix(args, attempt)
-    parts: list[ManifestPart] = []
+    writer = PartWriter(target, output_ref(args), part_bytes=1 << 62, writer=attempt)
     count = 0
     chunk: list[Any] = []
 
     def flush() -> None:
-        key = f"{prefix}part-{len(parts):05d}.jsonl"
         try:
             body = encode_jsonl(chunk)
         except TypeError as exc:  # orjson.JSONEncodeError
@@ -152,10 +152,10 @@ def write_records(
                 execution_id=args.execution_id,
                 stage=args.current_stage,
                 bucket=args.output_bucket,
-                key=key,
+                key=args.output_key,
             ) from None
-        put = target.put(args.output_bucket, key, body, content_type=JSONL)
-        parts.append(ManifestPart(key, put.bytes))
+        writer.add(body)
+        writer.flush()
         chunk.clear()
 
     for record in _plain(records):
@@ -165,4 +165,4 @@ def write_records(
             flush()
     if chunk:
         flush()
-    return commit_manifest(target, args, attempt, parts, count)
+    return commit_manifest(target, args, attempt, writer.parts, count)

@@ -10,11 +10,10 @@ from typing import Any, Literal
 import orjson
 from pydantic_core import to_jsonable_python
 
-from ceap_stage._context import output_key
-from ceap_stage._formats import CONTENT_TYPES, Manifest, decode, encode_jsonl
+from ceap_stage._formats import encode_jsonl
 from ceap_stage._handler import StageHandler, WorkflowLambdaHandler
+from ceap_stage._io import OutputRef, StageIO
 from ceap_stage._observability import Capture, capture
-from ceap_stage._runtime import read_manifest_parts
 from ceap_stage._settings import resolve_settings
 from ceap_stage._store import Store
 
@@ -93,7 +92,7 @@ def _encode(value: Any, fmt: Literal["json", "jsonl"]) -> bytes:
         return value
     if isinstance(value, str):
         return value.encode()
-    plain = to_jsonable_python(value)
+    plain = to_jsonable_python(value, by_alias=True)
     if fmt == "jsonl":
         if not isinstance(plain, list):
             raise TypeError("previous_format='jsonl' needs a list of records")
@@ -175,11 +174,11 @@ def run_stage(
     )
     if previous_output is not _ABSENT:
         previous_stage = previous_stage or DEFAULT_PREVIOUS_STAGE
-        store.put(
-            bucket,
-            output_key(execution_id, previous_stage),
+        StageIO(store).write_bytes(
+            OutputRef(bucket, execution_id, previous_stage),
             _encode(previous_output, previous_format),
-            content_type=CONTENT_TYPES[previous_format],
+            previous_format,
+            metadata={},
         )
     event = build_event(
         execution_id=execution_id,
@@ -193,12 +192,7 @@ def run_stage(
     with capture() as captured:
         result = runtime.using_store(store).invoke(event, context)
     out = result["output"]
-    obj = store.get(out["bucket"], out["key"])
-    if obj is None:  # pragma: no cover - the runtime just wrote it
-        raise AssertionError(f"the stage returned a pointer to a missing object {out['key']}")
-    _, value = decode(obj.body, obj.content_type)
-    if isinstance(value, Manifest):
-        value = read_manifest_parts(store, out["bucket"], execution_id, stage_name, value)
+    value = StageIO(store).read(OutputRef(out["bucket"], execution_id, stage_name)).value
     return StageRun(
         output=runtime.spec.output_adapter.validate_python(value),
         result=result,

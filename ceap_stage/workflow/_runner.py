@@ -31,7 +31,7 @@ from typing import Any, Literal, Protocol
 
 from ceap_stage._context import output_key, validate_execution_id
 from ceap_stage._errors import CeapStageError
-from ceap_stage._formats import Manifest, decode
+from ceap_stage._io import OutputRef, StageIO
 from ceap_stage._settings import Settings, resolve_settings, using_settings
 from ceap_stage._store import LocalStore, Store
 
@@ -400,17 +400,17 @@ class LocalRunner:
             return None
 
     def _measure(self, execution_id: str, stage: str) -> tuple[int | None, int | None]:
-        """Records and bytes of a stage's output, read back from the store."""
-        bucket = self.config.workflow_bucket
-        key = output_key(execution_id, stage)
-        obj = self.store.get(bucket, key)
-        if obj is None:
-            where = _display(self.store, bucket, key)
-            raise LocalRunError(f"stage {stage} finished but wrote no output.json at {where}")
+        """Records and bytes of a stage's output, read back through the stage I/O layer."""
+        ref = OutputRef(self.config.workflow_bucket, execution_id, stage)
+        io = StageIO(self.store)
         try:
-            _fmt, value = decode(obj.body, obj.content_type)
+            described = io.describe(ref)
         except CeapStageError:
-            return None, len(obj.body)
-        if isinstance(value, Manifest):
-            return value.records, value.total_bytes + len(obj.body)
-        return (len(value) if isinstance(value, list) else 1), len(obj.body)
+            described = None
+            info = self.store.head(ref.bucket, ref.key)
+            if info is not None:
+                return None, info.size
+        if described is None:
+            where = _display(self.store, ref.bucket, ref.key)
+            raise LocalRunError(f"stage {stage} finished but wrote no output.json at {where}")
+        return io.measure(ref)
