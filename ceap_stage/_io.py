@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import contextlib
 import re
-import shutil
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -930,6 +929,8 @@ def _delete_unreferenced(store: Store, ref: OutputRef, keep: set[str]) -> None:
     if isinstance(store, LocalStore):
         # One pass over the directory: also removes what a store listing skips (Spark's hidden
         # .part-*.crc checksum files) and the emptied writer directories.
+        import shutil  # Deferred for import time: only a commit of parts needs it.
+
         root = store.path(bucket, prefix.rstrip("/"))
         if not root.is_dir():
             return
