@@ -2,15 +2,18 @@
 
 Commands::
 
+    ceap-stage check WORKFLOW         can every stage read what the one before writes?
     ceap-stage run WORKFLOW [--input FILE] [--store file://DIR | s3://BUCKET] [--execution-id ID]
+                            [--no-check]
     ceap-stage asl WORKFLOW           print the state machine definition (ASL JSON)
     ceap-stage template WORKFLOW      print the CloudFormation template (JSON)
     ceap-stage invoke module:handler --event FILE [--store URL]
 
 ``WORKFLOW`` is a Python module exposing a ``WorkflowConfiguration`` (as ``workflow``) or a
-YAML/JSON file. Exit status: 0 on success, 1 when a stage fails (the error class is printed),
-2 for a usage or configuration error. The module imports only the standard library; the rest is
-imported by the command that needs it.
+YAML/JSON file. Exit status: 0 on success, 1 when a stage fails (the error class is printed) or
+an edge is incompatible (``check``, and ``run`` before any stage runs), 2 for a usage or
+configuration error (a handler that does not import included). The module imports only the
+standard library; the rest is imported by the command that needs it.
 """
 
 from __future__ import annotations
@@ -244,12 +247,76 @@ def _quiet_logs(verbose: bool) -> Settings:
     return settings
 
 
+class _Refused(Exception):
+    """The workflow has incompatible edges (exit status 1); the report is printed."""
+
+
+def _contract_check(loaded: Any, out: TextIO) -> Any:
+    """Check the workflow's edges; a handler that does not import is a usage error."""
+    from ceap_stage.workflow import check_workflow
+
+    report = check_workflow(loaded)
+    if report.import_errors:
+        for line in report.lines():
+            print(line, file=out)
+        raise _UsageError(
+            "cannot check the workflow: " + "; ".join(p.message for p in report.import_errors)
+        )
+    return report
+
+
+def require_compatible(loaded: Any, *, no_check: bool, command: str, err: TextIO) -> None:
+    """What ``run`` (and ``deploy``) do first: refuse a workflow with an incompatible edge.
+
+    With ``no_check`` the check is skipped, and that is said loudly on ``err``.
+
+    Raises:
+        _Refused: An edge is incompatible or a handler is pinned to another stage name.
+    """
+    if no_check:
+        print(
+            f"ceap-stage {command}: WARNING: --no-check: the contracts between stages were NOT "
+            "checked; an incompatible stage fails only when it runs",
+            file=err,
+        )
+        return
+    report = _contract_check(loaded, err)
+    if not report.ok:
+        for line in report.lines():
+            if not line.split(": ", 2)[1].startswith("OK"):
+                print(line, file=err)
+        raise _Refused(
+            f"ceap-stage {command}: refused: {len(report.incompatible) + len(report.problems)} "
+            "contract problem(s) between stages (see `ceap-stage check`; --no-check to override)"
+        )
+
+
+def _cmd_check(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    loaded = _load(args.workflow)
+    report = _contract_check(loaded, out)
+    for line in report.lines():
+        print(line, file=out)
+    counts = {v: sum(e.verdict == v for e in report.edges) for v in ("OK", "UNCHECKED")}
+    print(
+        f"{len(report.edges)} edges: {counts['OK']} OK, {len(report.incompatible)} incompatible, "
+        f"{counts['UNCHECKED']} unchecked; {len(report.problems)} stage problem(s) "
+        f"({report.seconds:.2f} s)",
+        file=out,
+    )
+    return EXIT_OK if report.ok else EXIT_STAGE_FAILED
+
+
 def _cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from ceap_stage._errors import CeapStageError
     from ceap_stage.workflow._runner import LocalRunError, LocalRunner
 
     settings = _quiet_logs(args.verbose)
     loaded = _load(args.workflow)
+    try:
+        require_compatible(loaded, no_check=args.no_check, command="run", err=err)
+    except _Refused as exc:
+        print(exc, file=err)
+        return EXIT_STAGE_FAILED
     store, bucket = _parse_store(args.store)
     if args.input is not None:
         initial = _read_json(args.input, "--input")
@@ -369,7 +436,21 @@ def _parser() -> argparse.ArgumentParser:
         help="multiply the configured retry intervals by F (0: retry at once; default 1)",
     )
     run.add_argument("-v", "--verbose", action="store_true", help="show the stages' JSON logs")
+    run.add_argument(
+        "--no-check",
+        action="store_true",
+        help="run even if `ceap-stage check` finds incompatible stages (said loudly)",
+    )
     run.set_defaults(func=_cmd_run)
+
+    check = commands.add_parser(
+        "check",
+        help="check that every stage accepts what the one before writes",
+        description="One line per edge: OK, INCOMPATIBLE (the first field at fault and an "
+        "example value) or UNCHECKED (why). Exit 1 when an edge is incompatible.",
+    )
+    check.add_argument("workflow", help="a .py module exposing `workflow`, or a .yaml/.json file")
+    check.set_defaults(func=_cmd_check)
 
     asl = commands.add_parser("asl", help="print the state machine definition (ASL JSON)")
     asl.add_argument("workflow", help="a .py module exposing `workflow`, or a .yaml/.json file")

@@ -9,25 +9,38 @@ unusable raises :class:`HandlerDefinitionError` here, at import time, not at 3 a
 from __future__ import annotations
 
 import collections.abc as cabc
+import hashlib
 import inspect
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
 import orjson
 from pydantic import PydanticSchemaGenerationError, TypeAdapter, ValidationError
+from pydantic.json_schema import GenerateJsonSchema
 
 from ._errors import HandlerDefinitionError
 
 __all__ = [
+    "FINGERPRINT_KEY",
+    "SCHEMA_KEY",
     "UNSET",
     "StageSpec",
     "adapter_for",
     "describe_validation_error",
+    "drift",
     "model_name",
     "resolve",
+    "schema_fingerprint",
+    "writer_schema",
+    "written_by",
 ]
+
+#: The output metadata key of the output model's name.
+SCHEMA_KEY: Final = "ceap-schema"
+#: The output metadata key of the output model's schema fingerprint (:func:`schema_fingerprint`).
+FINGERPRINT_KEY: Final = "ceap-schema-fingerprint"
 
 
 class _Unset:
@@ -348,3 +361,87 @@ def _check_context_annotation(param: inspect.Parameter, where: str) -> None:
         f"{where}: the second parameter {param.name!r} receives the ExecutionContext but is "
         f"annotated {model_name(annotation)}"
     )
+
+
+class _AllWritten(GenerateJsonSchema):
+    """Serialization schemas in which every field is required: a stage writes all of them."""
+
+    def field_is_required(self, field: Any, total: bool) -> bool:
+        """In serialization mode a field is written unless it is excluded."""
+        if self.mode == "serialization":
+            return not field.get("serialization_exclude")
+        return super().field_is_required(field, total)
+
+
+def writer_schema(adapter: TypeAdapter[Any]) -> dict[str, Any]:
+    """The JSON Schema of what ``adapter``'s model writes (every field present, by alias).
+
+    >>> from pydantic import BaseModel
+    >>> class M(BaseModel):
+    ...     a: int = 0
+    >>> writer_schema(TypeAdapter(M))["required"]
+    ['a']
+    """
+    return adapter.json_schema(mode="serialization", by_alias=True, schema_generator=_AllWritten)
+
+
+def schema_fingerprint(model: Any) -> str:
+    """16 hex digits of the SHA-256 of a model's canonical written JSON Schema.
+
+    Two models with the same fingerprint write the same shape; a changed field, type, alias or
+    constraint changes it. Stored in each output's metadata under :data:`FINGERPRINT_KEY`.
+
+    >>> schema_fingerprint(list[int]) == schema_fingerprint(list[int]) != schema_fingerprint(int)
+    True
+    """
+    adapter: TypeAdapter[Any]
+    if hasattr(model, "validate_json") and hasattr(model, "core_schema"):
+        adapter = model
+    else:  # a streamed model (Iterable[X]) writes what list[X] writes
+        adapter = adapter_for(_records_model(model, stream_item(model)))
+    canonical = orjson.dumps(writer_schema(adapter), option=orjson.OPT_SORT_KEYS)
+    return hashlib.sha256(canonical).hexdigest()[:16]
+
+
+def drift(stored_metadata: Mapping[str, str], model: Any) -> str | None:
+    """Whether a stored output was written by another model than ``model`` (the code's now).
+
+    Args:
+        stored_metadata: The output object's metadata (``StoredObject.metadata``).
+        model: The writing stage's output model as the code has it now (e.g.
+            ``handler.spec.output_model``).
+
+    Returns:
+        A sentence saying so, or None when the fingerprints agree or the output carries none
+        (written before fingerprints, or not by ceap-stage).
+
+    >>> drift({"ceap-schema": "list[int]", "ceap-schema-fingerprint": "0123456789abcdef"},
+    ...       list[int])  # doctest: +ELLIPSIS
+    'written by model list[int] (fingerprint 0123456789abcdef); the code now has list[int] (...)'
+    """
+    stored = stored_metadata.get(FINGERPRINT_KEY)
+    if not stored:
+        return None
+    now = schema_fingerprint(model)
+    if stored == now:
+        return None
+    label = stored_metadata.get(SCHEMA_KEY, "an unnamed model")
+    return (
+        f"written by model {label} (fingerprint {stored}); the code now has "
+        f"{model_name(model)} (fingerprint {now})"
+    )
+
+
+def written_by(stored_metadata: Mapping[str, str]) -> str:
+    """What a stored output says of the model that wrote it, for an input error's message.
+
+    >>> written_by({"ceap-schema": "list[Order]", "ceap-schema-fingerprint": "0123456789abcdef"})
+    '; it was written by model list[Order] (fingerprint 0123456789abcdef)'
+    >>> written_by({})
+    ''
+    """
+    fingerprint = stored_metadata.get(FINGERPRINT_KEY)
+    if not fingerprint:
+        return ""
+    label = stored_metadata.get(SCHEMA_KEY, "an unnamed model")
+    return f"; it was written by model {label} (fingerprint {fingerprint})"

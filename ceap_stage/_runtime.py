@@ -50,12 +50,14 @@ from ._io import (
     write_record_stream,
 )
 from ._models import (
+    FINGERPRINT_KEY,
     UNSET,
     StageSpec,
     adapter_for,
     describe_validation_error,
     json_validator,
     model_name,
+    schema_fingerprint,
 )
 from ._observability import InvocationStats, Observer, default_observer
 from ._settings import Settings, resolve_settings
@@ -150,6 +152,7 @@ class StageRuntime:
         self.spec = spec
         self.single_document = single_document
         self._schema_label = meta_value(model_name(spec.output_model))
+        self._schema_fingerprint: str | None = None
         self.name = name
         self.output_format: Format = output_format
         self.write_once = write_once
@@ -470,8 +473,19 @@ class StageRuntime:
         )
         return self._pointer(ctx, stats, put, self.output_format, records)
 
+    def _fingerprint(self) -> str:
+        # Computed at the first write (a JSON Schema is not free), then kept.
+        if self._schema_fingerprint is None:
+            self._schema_fingerprint = schema_fingerprint(self.spec.output_adapter)
+        return self._schema_fingerprint
+
     def _metadata(self, ref: OutputRef, records: int) -> dict[str, str]:
-        return output_metadata(ref, records, schema=self._schema_label)
+        return output_metadata(
+            ref,
+            records,
+            schema=self._schema_label,
+            extra={FINGERPRINT_KEY: self._fingerprint()},
+        )
 
     def _write_stream(
         self,

@@ -35,6 +35,7 @@ from ._asl import (
     glue_arguments,
     lambda_event,
 )
+from ._check import CheckReport, EdgeCheck, StageProblem, check_workflow
 from ._config import (
     GlueStep,
     LambdaStep,
@@ -52,6 +53,8 @@ if TYPE_CHECKING:
     from ._runner import LocalRunner, RunResult, StageOutcome
 
 __all__ = [
+    "CheckReport",
+    "EdgeCheck",
     "GLUE_RETRY_ERRORS",
     "GlueStep",
     "LAMBDA_RETRY_ERRORS",
@@ -61,6 +64,7 @@ __all__ = [
     "RetryConfiguration",
     "RunResult",
     "StageOutcome",
+    "StageProblem",
     "Step",
     "StepKindError",
     "WorkflowConfiguration",
@@ -68,6 +72,7 @@ __all__ = [
     "WorkflowType",
     "build_definition",
     "build_template",
+    "check_workflow",
     "definition_json",
     "glue_arguments",
     "lambda_event",

@@ -30,8 +30,9 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from ceap_stage._context import output_key, validate_execution_id
-from ceap_stage._errors import CeapStageError
+from ceap_stage._errors import CeapStageError, InputValidationError
 from ceap_stage._io import OutputRef, StageIO
+from ceap_stage._models import drift
 from ceap_stage._settings import Settings, resolve_settings, using_settings
 from ceap_stage._store import LocalStore, Store
 
@@ -384,7 +385,9 @@ class LocalRunner:
                 if wait is None:
                     outcome.status = "FAILED"
                     outcome.error_type = type(error).__name__
-                    outcome.error_message = str(error)
+                    outcome.error_message = str(error) + self._drift_note(
+                        index, error, execution_id
+                    )
                     outcome.seconds = time.perf_counter() - started
                     return error
                 if wait > 0:
@@ -398,6 +401,24 @@ class LocalRunner:
             )
             outcome.seconds = time.perf_counter() - started
             return None
+
+    def _drift_note(self, index: int, error: BaseException, execution_id: str) -> str:
+        """For an input that fails its model: whether the previous stage's code changed since.
+
+        The runner knows both sides: the fingerprint stored with the previous output, and the
+        one the previous stage's model has now.
+        """
+        if not isinstance(error, InputValidationError) or index == 0:
+            return ""
+        before = self.config.steps[index - 1]
+        model = kind_of(before).contract(before, self.workflow).writes.model
+        if model is None:
+            return ""
+        stored = self.store.get(
+            self.config.workflow_bucket, output_key(execution_id, before.state_name)
+        )
+        changed = drift(stored.metadata, model) if stored is not None else None
+        return f" (schema drift: the stored input was {changed})" if changed else ""
 
     def _measure(self, execution_id: str, stage: str) -> tuple[int | None, int | None]:
         """Records and bytes of a stage's output, read back through the stage I/O layer."""

@@ -13,6 +13,12 @@ _SCHEMA = (
     "event_id STRING, session_id STRING, customer_id STRING, channel STRING, "
     "event_type STRING, product_id STRING, occurred_at STRING, value_cents LONG, is_bot BOOLEAN"
 )
+#: What the job writes, one record per customer: ``ceap-stage check`` compares it with StoreStage's
+#: input model (``list[CustomerScore]``).
+OUTPUT_SCHEMA = (
+    "customer_id STRING NOT NULL, events LONG NOT NULL, purchases LONG NOT NULL, "
+    "revenue_cents LONG NOT NULL, score LONG NOT NULL"
+)
 # The weights of models.EVENT_WEIGHTS (kept literal: a Glue script ships as one file).
 _WEIGHTS = {"view": 1, "click": 3, "share": 4, "add_to_cart": 5, "purchase": 20}
 

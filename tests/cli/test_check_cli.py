@@ -1,0 +1,91 @@
+"""``ceap-stage check``, and ``run`` refusing an incompatible workflow before any stage runs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ceap_stage._cli import main
+
+from .test_cli import in_tmp  # noqa: F401  (the fixture)
+
+ROOT = Path(__file__).resolve().parents[2]
+BROKEN = str(ROOT / "tests/workflow/broken_engagement.py")
+H = "tests.workflow.check_models"
+
+
+def _workflow(tmp: Path, *handlers: str) -> str:
+    path = tmp / "wf.json"
+    steps = [
+        {"stateName": f"S{i}", "functionName": f"f{i}", "handler": h}
+        for i, h in enumerate(handlers)
+    ]
+    path.write_text(
+        json.dumps(
+            {"workflowName": "w", "workflowBucket": "ceap-w", "sourceQueue": "q", "steps": steps}
+        )
+    )
+    return str(path)
+
+
+def test_check_prints_one_line_per_edge_and_exits_0_when_all_fit(in_tmp, capsys):  # noqa: F811
+    status = main(["check", str(ROOT / "examples/engagement/workflow.py")])
+    out = capsys.readouterr().out.splitlines()
+    assert status == 0
+    assert out[0].startswith("initial -> ETLStage: OK (shape)")
+    assert out[1:5] == [
+        "ETLStage -> FilterStage: OK (structural)",
+        "FilterStage -> ScoreStage: OK (structural)",
+        "ScoreStage -> StoreStage: OK (structural)",
+        "StoreStage -> ReactiveStage: OK (structural)",
+    ]
+    assert out[5].startswith("5 edges: 5 OK, 0 incompatible, 0 unchecked")
+
+
+def test_check_exits_1_naming_the_field_and_an_example(in_tmp, capsys):  # noqa: F811
+    status = main(["check", BROKEN])
+    out = capsys.readouterr().out
+    assert status == 1
+    line = next(x for x in out.splitlines() if "INCOMPATIBLE" in x)
+    assert line.startswith("ScoreStage -> ReportStage: INCOMPATIBLE (structural): [0].total_amount")
+    assert "e.g. [{" in line
+
+
+def test_check_exits_1_for_a_pinned_name(in_tmp, capsys):  # noqa: F811
+    status = main(["check", _workflow(in_tmp, f"{H}:pinned", f"{H}:read_orders")])
+    out = capsys.readouterr().out
+    assert status == 1
+    assert (
+        "S0: ERROR: handler tests.workflow.check_models:pinned is pinned to stage 'Ingest'" in out
+    )
+
+
+def test_check_usage_errors_exit_2(in_tmp, capsys):  # noqa: F811
+    assert main(["check", "missing.py"]) == 2
+    assert "no workflow file at missing.py" in capsys.readouterr().err
+    status = main(["check", _workflow(in_tmp, f"{H}:make_orders", "tests.nowhere:handler")])
+    err = capsys.readouterr().err
+    assert status == 2
+    assert (
+        "ceap-stage check: error: cannot check the workflow: handler tests.nowhere:handler" in err
+    )
+
+
+def test_run_refuses_an_incompatible_workflow_before_any_stage_runs(in_tmp, capsys):  # noqa: F811
+    status = main(["run", BROKEN, "--store", f"file://{in_tmp / 'store'}"])
+    captured = capsys.readouterr()
+    assert status == 1
+    assert "ScoreStage -> ReportStage: INCOMPATIBLE" in captured.err
+    assert "ceap-stage run: refused: 1 contract problem(s)" in captured.err
+    assert "running" not in captured.out  # no stage started
+    assert not (in_tmp / "store").exists()  # and no output object was written
+
+
+def test_no_check_runs_anyway_and_says_so_loudly(in_tmp, capsys):  # noqa: F811
+    store = in_tmp / "store"
+    status = main(["run", BROKEN, "--store", f"file://{store}", "--no-check"])
+    captured = capsys.readouterr()
+    assert "WARNING: --no-check: the contracts between stages were NOT checked" in captured.err
+    assert status == 1  # ReportStage fails when it runs, as the check said it would
+    assert "ReportStage failed with InputValidationError" in captured.err
+    assert any(store.rglob("output.json"))
