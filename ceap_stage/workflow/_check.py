@@ -9,6 +9,7 @@ workflow loader; Glue scripts are read, not run: their declared schemas are foun
 from __future__ import annotations
 
 import ast
+import functools
 import importlib.util
 import itertools
 import sys
@@ -163,6 +164,16 @@ class _Stage:
     writes: _Side = field(default_factory=_Side)
 
 
+@functools.cache
+def _reader_schema(adapter: TypeAdapter[Any]) -> dict[str, Any]:
+    return reader_schema(adapter)
+
+
+@functools.cache
+def _writer_schema(adapter: TypeAdapter[Any]) -> dict[str, Any]:
+    return writer_schema(adapter)
+
+
 def _handler_spec(handler: Any) -> tuple[Any, str | None]:
     runtime = getattr(handler, "runtime", None)
     spec = getattr(runtime, "spec", None)
@@ -200,10 +211,10 @@ def _lambda_stage(step: LambdaStep, problems: list[StageProblem]) -> _Stage:
     from ceap_stage._models import model_name
 
     stage.reads = _Side(
-        reader_schema(spec.input_adapter), spec.input_adapter, model_name(spec.input_model)
+        _reader_schema(spec.input_adapter), spec.input_adapter, model_name(spec.input_model)
     )
     stage.writes = _Side(
-        writer_schema(spec.output_adapter), spec.output_adapter, model_name(spec.output_model)
+        _writer_schema(spec.output_adapter), spec.output_adapter, model_name(spec.output_model)
     )
     return stage
 
@@ -322,7 +333,7 @@ def _glue_stage(step: GlueStep, loaded: LoadedWorkflow, problems: list[StageProb
         from ceap_stage._models import model_name
 
         stage.writes = _Side(
-            writer_schema(adapter), adapter, f"list[{model_name(found.output_model)}]"
+            _writer_schema(adapter), adapter, f"list[{model_name(found.output_model)}]"
         )
     elif found.output_ddl is not None:
         try:
@@ -374,7 +385,7 @@ def _edge(writer: str, reader: str, w: _Side, r: _Side, *, budget: int, seed: in
         r.schema,
         write=_writer_fn(w.adapter) if w.adapter is not None else None,
         read=_reader_fn(r.adapter) if r.adapter is not None else None,
-        writer_inputs=reader_schema(w.adapter) if w.adapter is not None else None,
+        writer_inputs=_reader_schema(w.adapter) if w.adapter is not None else None,
         opaque=opaque,
         budget=budget,
         seed=seed,
@@ -406,8 +417,8 @@ def compare_models(
     return _edge(
         model_name(writer),
         model_name(reader),
-        _Side(writer_schema(w), w, model_name(writer)),
-        _Side(reader_schema(r), r, model_name(reader)),
+        _Side(_writer_schema(w), w, model_name(writer)),
+        _Side(_reader_schema(r), r, model_name(reader)),
         budget=budget,
         seed=seed,
     )

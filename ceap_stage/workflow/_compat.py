@@ -61,11 +61,6 @@ def reader_schema(adapter: TypeAdapter[Any]) -> dict[str, Any]:
     return adapter.json_schema(mode="validation", by_alias=True)
 
 
-_FUNCTION_TYPES = frozenset(
-    {"function-after", "function-before", "function-wrap", "function-plain", "model-fields"}
-)
-
-
 def has_functions(adapter: TypeAdapter[Any], *, serialization: bool) -> bool:
     """Whether the model runs code a JSON Schema cannot show.
 
@@ -640,6 +635,8 @@ class _Generator:
         self.defs: Mapping[str, Any] = root.get("$defs", {})
         self.root = root
         self.rng = random.Random(seed)
+        self._resolved: dict[int, dict[str, Any]] = {}
+        self._keep: list[Any] = []
 
     def minimal(self, node: Any) -> Any:
         saved = self.rng
@@ -667,8 +664,16 @@ class _Generator:
             return options[0] if options else None
         return options[self.rng.randrange(min(len(options), 2 + size * 2))]
 
+    def _resolve(self, node: Any) -> dict[str, Any]:
+        key = id(node)
+        found = self._resolved.get(key)
+        if found is None:
+            found = self._resolved[key] = _Schemas.resolve(node, self.defs)
+            self._keep.append(node)  # ids stay valid while the node lives
+        return found
+
     def value(self, node: Any, *, size: int, depth: int) -> Any:
-        n = _Schemas.resolve(node, self.defs)
+        n = self._resolve(node)
         if "const" in n:
             return n["const"]
         if "enum" in n:
