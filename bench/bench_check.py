@@ -51,7 +51,8 @@ def run() -> list[Result]:
     report = check_workflow(loaded)
     assert report.ok, report.lines()
     assert len(report.edges) == 20
-    specs = [load_handler(s.handler).runtime.spec for s in loaded.config.steps]  # type: ignore[arg-type, attr-defined]
+    handlers = [load_handler(str(getattr(s, "handler", ""))) for s in loaded.config.steps]
+    specs = [h.runtime.spec for h in handlers]  # type: ignore[attr-defined]
 
     def schemas_only() -> None:
         for before, after in itertools.pairwise(specs):

@@ -61,7 +61,10 @@ def _handler(index: int) -> Any:
         return data
 
     process.__name__ = process.__qualname__ = f"stage_{index}"
-    return stage(process, input_model=list[RECORDS[index]], output_model=list[RECORDS[index + 1]])
+    reads, writes = RECORDS[index], RECORDS[index + 1]
+    return stage(
+        input_model=list.__class_getitem__(reads), output_model=list.__class_getitem__(writes)
+    )(process)
 
 
 for _i in range(STAGES):

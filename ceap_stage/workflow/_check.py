@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import orjson
-from pydantic import TypeAdapter
+from pydantic import PydanticUserError, TypeAdapter
 
 from ._compat import (
     DEFAULT_BUDGET,
@@ -210,12 +210,18 @@ def _lambda_stage(step: LambdaStep, problems: list[StageProblem]) -> _Stage:
         return stage
     from ceap_stage._models import model_name
 
-    stage.reads = _Side(
-        _reader_schema(spec.input_adapter), spec.input_adapter, model_name(spec.input_model)
-    )
-    stage.writes = _Side(
-        _writer_schema(spec.output_adapter), spec.output_adapter, model_name(spec.output_model)
-    )
+    for attribute, adapter, model, schema_of in (
+        ("reads", spec.input_adapter, spec.input_model, _reader_schema),
+        ("writes", spec.output_adapter, spec.output_model, _writer_schema),
+    ):
+        try:
+            side = _Side(schema_of(adapter), adapter, model_name(model))
+        except PydanticUserError as exc:  # e.g. a field of an arbitrary type
+            side = _Side(
+                unknown=f"pydantic cannot describe {model_name(model)} as a JSON Schema "
+                f"({type(exc).__name__})"
+            )
+        setattr(stage, attribute, side)
     return stage
 
 

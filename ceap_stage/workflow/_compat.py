@@ -441,8 +441,6 @@ class _Comparer:
         r_required = set(r.get("required", ()))
         w_extra = w.get("additionalProperties", not w_props)  # a bare object: any keys
         r_extra = r.get("additionalProperties", True)
-        if w_extra is not True and w_extra is not False and "additionalProperties" not in w:
-            w_extra = True
 
         def whole(name: str, value: Any) -> Any:
             example = self.gen.minimal(w)

@@ -148,3 +148,17 @@ def workflow_of(*handlers: str, name: str = "check-test") -> WorkflowConfigurati
 @stage(output_format="jsonl")
 def make_orders_jsonl(records: list[dict[str, object]]) -> list[Order]:
     return [Order(order_id=str(r.get("id")), quantity=1) for r in records]
+
+
+class Opaque:
+    """A type pydantic can hold but cannot describe as a JSON Schema."""
+
+
+class WithOpaque(BaseModel):
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+    thing: Opaque
+
+
+@stage
+def opaque_out(records: list[dict[str, object]]) -> list[WithOpaque]:
+    return []

@@ -354,3 +354,10 @@ def test_the_runner_says_when_the_stored_input_was_written_by_another_model(tmp_
 
 def test_a_streamed_model_has_the_fingerprint_of_its_list():
     assert schema_fingerprint(Iterable[m.Order]) == schema_fingerprint(list[m.Order])
+
+
+def test_a_model_pydantic_cannot_describe_is_unchecked_with_the_reason():
+    report = check_workflow(m.workflow_of(f"{H}:opaque_out", f"{H}:read_orders"))
+    edge = report.edges[1]
+    assert edge.verdict == "UNCHECKED"
+    assert "pydantic cannot describe list[WithOpaque] as a JSON Schema" in edge.detail
