@@ -71,7 +71,8 @@ class EdgeCheck:
     def line(self) -> str:
         """One line for humans."""
         head = f"{self.writer} -> {self.reader}: {self.verdict}"
-        how = self.method + (f", {self.examples} examples" if self.examples else "")
+        plural = "example" if self.examples == 1 else "examples"
+        how = self.method + (f", {self.examples} {plural}" if self.examples else "")
         if self.verdict == "INCOMPATIBLE":
             text = f"{head} ({how}): {self.field}: {self.detail}"
             return text + (f"; e.g. {self.example}" if self.example is not None else "")

@@ -497,8 +497,9 @@ class _Comparer:
             for target in targets:
                 found = self.sub(extra_schema, target, (*path, "<key>"))
                 if isinstance(found, _Bad):
-                    key = next((n for n, p in r_props.items() if p is target), "key")
-                    return _Bad((*path, key), whole(key, found.example), found.reason)
+                    key = next((n for n, p in r_props.items() if p is target), None)
+                    where = (*path, key) if key is not None else found.path
+                    return _Bad(where, whole(key or "key", found.example), found.reason)
                 if isinstance(found, _Unknown):
                     unknown = unknown or found
         return unknown

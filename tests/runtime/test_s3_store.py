@@ -29,6 +29,7 @@ from ceap_stage import (
     TransientStorageError,
     stage,
 )
+from ceap_stage._models import schema_fingerprint
 from ceap_stage._s3 import RetryPolicy, translate_error
 from tests.conftest import create_bucket, free_port, s3_client
 
@@ -93,6 +94,7 @@ def test_a_stage_output_carries_metadata_naming_execution_stage_schema_and_recor
         "ceap-execution-id": RUN,
         "ceap-stage": "Score",
         "ceap-schema": "list[Scored]",
+        "ceap-schema-fingerprint": schema_fingerprint(list[Scored]),
         "ceap-records": "2",
     }
 
