@@ -4,35 +4,32 @@ For every edge of a workflow (the initial batch to the first stage, then each st
 the next stage's input) :func:`check_workflow` decides whether every value the writer may write
 is accepted by the reader, with the engine of :mod:`._compat`. Handlers are imported through the
 workflow loader; Glue scripts are read, not run: their declared schemas are found in the source.
+What a step reads and writes comes from its kind (``StepKind.contract``).
 """
 
 from __future__ import annotations
 
-import ast
-import functools
-import importlib.util
-import itertools
-import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import orjson
-from pydantic import PydanticUserError, TypeAdapter
+from pydantic import TypeAdapter
 
 from ._compat import (
     DEFAULT_BUDGET,
     Compatibility,
+    ContractSide,
+    StageContract,
     compare_schemas,
     has_functions,
     reader_schema,
-    writer_schema,
 )
-from ._config import GlueStep, LambdaStep, Step, WorkflowConfiguration
-from ._loader import LoadedWorkflow, load_handler
-from ._spark_schema import spark_reader_schema, spark_writer_schema
+from ._config import Step, WorkflowConfiguration
+from ._kinds import kind_of
+from ._loader import LoadedWorkflow
 
 __all__ = ["CheckReport", "EdgeCheck", "StageProblem", "check_workflow"]
 
@@ -147,213 +144,6 @@ class CheckReport:
 # -- the two sides of an edge -----------------------------------------------------------------
 
 
-@dataclass
-class _Side:
-    """What one stage writes or reads, as far as it is known."""
-
-    schema: dict[str, Any] | None = None
-    adapter: TypeAdapter[Any] | None = None
-    label: str = ""
-    unknown: str = ""  # why the side is not known
-    spark: bool = False  # a Glue reader: no pydantic validator to confirm with
-
-
-@dataclass
-class _Stage:
-    step: Step
-    reads: _Side = field(default_factory=_Side)
-    writes: _Side = field(default_factory=_Side)
-
-
-@functools.cache
-def _reader_schema(adapter: TypeAdapter[Any]) -> dict[str, Any]:
-    return reader_schema(adapter)
-
-
-@functools.cache
-def _writer_schema(adapter: TypeAdapter[Any]) -> dict[str, Any]:
-    return writer_schema(adapter)
-
-
-def _handler_spec(handler: Any) -> tuple[Any, str | None]:
-    runtime = getattr(handler, "runtime", None)
-    spec = getattr(runtime, "spec", None)
-    return spec, getattr(runtime, "name", None)
-
-
-def _lambda_stage(step: LambdaStep, problems: list[StageProblem]) -> _Stage:
-    stage = _Stage(step)
-    if step.handler is None:
-        stage.reads.unknown = stage.writes.unknown = f"step {step.state_name} names no handler"
-        return stage
-    try:
-        handler = load_handler(step.handler)
-    except Exception as exc:  # the loader's message, or the module's own import-time error
-        message = str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
-        problems.append(
-            StageProblem(step.state_name, "import", f"handler {step.handler}: {message}")
-        )
-        stage.reads.unknown = stage.writes.unknown = f"handler {step.handler} does not import"
-        return stage
-    spec, pinned = _handler_spec(handler)
-    if pinned is not None and pinned != step.state_name:
-        problems.append(
-            StageProblem(
-                step.state_name,
-                "pinned",
-                f"handler {step.handler} is pinned to stage {pinned!r} (name=) but runs as "
-                f"step {step.state_name!r}; it would refuse every event",
-            )
-        )
-    if spec is None:
-        why = f"handler {step.handler} is not a ceap-stage handler (no declared models)"
-        stage.reads.unknown = stage.writes.unknown = why
-        return stage
-    from ceap_stage._models import model_name
-
-    for attribute, adapter, model, schema_of in (
-        ("reads", spec.input_adapter, spec.input_model, _reader_schema),
-        ("writes", spec.output_adapter, spec.output_model, _writer_schema),
-    ):
-        try:
-            side = _Side(schema_of(adapter), adapter, model_name(model))
-        except PydanticUserError as exc:  # e.g. a field of an arbitrary type
-            side = _Side(
-                unknown=f"pydantic cannot describe {model_name(model)} as a JSON Schema "
-                f"({type(exc).__name__})"
-            )
-        setattr(stage, attribute, side)
-    return stage
-
-
-@dataclass(frozen=True)
-class GlueDeclarations:
-    """What a Glue script declares, read from its source without running it."""
-
-    input_ddl: str | None = None
-    input_unknown: str = "the script declares no schema= for read_input / @glue_stage"
-    output_ddl: str | None = None
-    output_model: Any = None
-
-
-def _literal(node: ast.expr, constants: dict[str, ast.expr]) -> str | None:
-    if isinstance(node, ast.Constant) and isinstance(node.value, str):
-        return node.value
-    if isinstance(node, ast.Name) and node.id in constants:
-        return _literal(constants[node.id], constants)
-    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
-        left, right = _literal(node.left, constants), _literal(node.right, constants)
-        return left + right if left is not None and right is not None else None
-    return None
-
-
-def read_glue_declarations(script: Path) -> GlueDeclarations:
-    """Find a Glue script's declared input schema and output schema or model.
-
-    The input: the ``schema=`` of ``read_input``/``job.read_input``/``@glue_stage``, a string
-    literal or a module-level constant. The output: a module-level ``OUTPUT_SCHEMA`` (a DDL
-    string) or ``OUTPUT_MODEL`` (a pydantic model of one record; the script is then imported,
-    under a name that is not ``__main__``, to get it).
-
-    Example:
-        >>> read_glue_declarations(Path("examples/engagement/glue_score.py")).input_ddl[:19]
-        'event_id STRING, se'
-    """
-    tree = ast.parse(script.read_text(encoding="utf-8"), filename=str(script))
-    constants: dict[str, ast.expr] = {}
-    for node in tree.body:
-        if isinstance(node, ast.Assign) and len(node.targets) == 1:
-            target = node.targets[0]
-            if isinstance(target, ast.Name):
-                constants[target.id] = node.value
-        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value:
-            constants[node.target.id] = node.value
-    schemas: list[str | None] = []
-    for call in ast.walk(tree):
-        if not isinstance(call, ast.Call):
-            continue
-        name = getattr(call.func, "attr", None) or getattr(call.func, "id", None)
-        if name not in ("read_input", "glue_stage"):
-            continue
-        value = next((k.value for k in call.keywords if k.arg == "schema"), None)
-        if value is None and name == "read_input" and isinstance(call.func, ast.Attribute):
-            value = call.args[0] if call.args else None  # job.read_input(SCHEMA)
-        if value is not None:
-            schemas.append(_literal(value, constants))
-    input_ddl, unknown = None, GlueDeclarations.input_unknown
-    if len(set(schemas)) > 1:
-        unknown = "the script reads its input with several schemas"
-    elif schemas and schemas[0] is None:
-        unknown = "the script's schema= is not a string literal or module-level constant"
-    elif schemas:
-        input_ddl = schemas[0]
-    output_ddl = (
-        _literal(constants["OUTPUT_SCHEMA"], constants) if "OUTPUT_SCHEMA" in constants else None
-    )
-    output_model = None
-    if "OUTPUT_MODEL" in constants:
-        module_name = f"_ceap_check_{abs(hash(str(script.resolve())))}"
-        spec = importlib.util.spec_from_file_location(module_name, script)
-        if spec is not None and spec.loader is not None:
-            module = importlib.util.module_from_spec(spec)
-            sys.modules[module_name] = module
-            spec.loader.exec_module(module)
-            output_model = module.OUTPUT_MODEL
-    return GlueDeclarations(input_ddl, unknown, output_ddl, output_model)
-
-
-def _glue_stage(step: GlueStep, loaded: LoadedWorkflow, problems: list[StageProblem]) -> _Stage:
-    stage = _Stage(step)
-    if step.script is None:
-        stage.reads.unknown = stage.writes.unknown = f"Glue step {step.state_name} names no script"
-        return stage
-    path = loaded.script_path(step.script)
-    try:
-        found = read_glue_declarations(path)
-    except (OSError, SyntaxError) as exc:
-        problems.append(
-            StageProblem(
-                step.state_name, "import", f"Glue script {path}: {type(exc).__name__}: {exc}"
-            )
-        )
-        stage.reads.unknown = stage.writes.unknown = f"Glue script {path} cannot be read"
-        return stage
-    except Exception as exc:  # OUTPUT_MODEL's module failed to import
-        problems.append(
-            StageProblem(
-                step.state_name, "import", f"Glue script {path}: {type(exc).__name__}: {exc}"
-            )
-        )
-        stage.reads.unknown = stage.writes.unknown = f"Glue script {path} does not import"
-        return stage
-    if found.input_ddl is not None:
-        try:
-            stage.reads = _Side(
-                spark_reader_schema(found.input_ddl), None, "Spark schema", spark=True
-            )
-        except ValueError as exc:
-            stage.reads.unknown = f"Glue input schema: {exc}"
-    else:
-        stage.reads.unknown = f"Glue step {step.state_name}: {found.input_unknown}"
-    if found.output_model is not None:
-        adapter = TypeAdapter(list[found.output_model])  # type: ignore[name-defined]
-        from ceap_stage._models import model_name
-
-        stage.writes = _Side(
-            _writer_schema(adapter), adapter, f"list[{model_name(found.output_model)}]"
-        )
-    elif found.output_ddl is not None:
-        try:
-            stage.writes = _Side(spark_writer_schema(found.output_ddl), None, "OUTPUT_SCHEMA")
-        except ValueError as exc:
-            stage.writes.unknown = f"Glue OUTPUT_SCHEMA: {exc}"
-    else:
-        stage.writes.unknown = (
-            f"Glue step {step.state_name} declares no OUTPUT_SCHEMA or OUTPUT_MODEL"
-        )
-    return stage
-
-
 # -- edges ------------------------------------------------------------------------------------
 
 
@@ -377,7 +167,9 @@ def _reader_fn(adapter: TypeAdapter[Any]) -> Callable[[bytes], None]:
     return read
 
 
-def _edge(writer: str, reader: str, w: _Side, r: _Side, *, budget: int, seed: int) -> EdgeCheck:
+def _edge(
+    writer: str, reader: str, w: ContractSide, r: ContractSide, *, budget: int, seed: int
+) -> EdgeCheck:
     if w.schema is None:
         return EdgeCheck(writer, reader, "UNCHECKED", "none", detail=w.unknown)
     if r.schema is None:
@@ -392,7 +184,7 @@ def _edge(writer: str, reader: str, w: _Side, r: _Side, *, budget: int, seed: in
         r.schema,
         write=_writer_fn(w.adapter) if w.adapter is not None else None,
         read=_reader_fn(r.adapter) if r.adapter is not None else None,
-        writer_inputs=_reader_schema(w.adapter) if w.adapter is not None else None,
+        writer_inputs=reader_schema(w.adapter) if w.adapter is not None else None,
         opaque=opaque,
         budget=budget,
         seed=seed,
@@ -424,24 +216,25 @@ def compare_models(
     return _edge(
         model_name(writer),
         model_name(reader),
-        _Side(_writer_schema(w), w, model_name(writer)),
-        _Side(_reader_schema(r), r, model_name(reader)),
+        ContractSide.of_model(writer, reading=False, adapter=w),
+        ContractSide.of_model(reader, reading=True, adapter=r),
         budget=budget,
         seed=seed,
     )
 
 
-def _initial_edge(first: _Stage) -> EdgeCheck:
-    reader = first.step.state_name
-    if isinstance(first.step, GlueStep):
+def _initial_edge(step: Step, contract: StageContract) -> EdgeCheck:
+    reader = step.state_name
+    kind = kind_of(step)
+    if kind.reads_staged_input:
         return EdgeCheck(
             "initial",
             reader,
             "UNCHECKED",
             "none",
-            detail="a Glue first stage reads the staged execution input, known only at run time",
+            detail=f"a {kind.noun} first reads the staged execution input, known only at run time",
         )
-    side = first.reads
+    side = contract.reads
     if side.schema is None or side.adapter is None:
         return EdgeCheck("initial", reader, "UNCHECKED", "none", detail=side.unknown)
     # The pipe sends a batch of SQS records; the runtime hands a list model their bodies, and a
@@ -498,21 +291,21 @@ def check_workflow(
     started = time.perf_counter()
     if isinstance(workflow, WorkflowConfiguration):
         workflow = LoadedWorkflow(workflow, Path.cwd(), Path.cwd())
-    problems: list[StageProblem] = []
-    stages = [
-        _lambda_stage(step, problems)
-        if isinstance(step, LambdaStep)
-        else _glue_stage(step, workflow, problems)
-        for step in workflow.config.steps
+    steps = workflow.config.steps
+    contracts = [kind_of(step).contract(step, workflow) for step in steps]
+    problems = [
+        StageProblem(step.state_name, kind, message)
+        for step, contract in zip(steps, contracts, strict=True)
+        for kind, message in contract.problems
     ]
-    edges = [_initial_edge(stages[0])]
-    for before, after in itertools.pairwise(stages):
+    edges = [_initial_edge(steps[0], contracts[0])]
+    for index in range(1, len(steps)):
         edges.append(
             _edge(
-                before.step.state_name,
-                after.step.state_name,
-                before.writes,
-                after.reads,
+                steps[index - 1].state_name,
+                steps[index].state_name,
+                contracts[index - 1].writes,
+                contracts[index].reads,
                 budget=budget,
                 seed=seed,
             )

@@ -22,6 +22,7 @@ The generator is deterministic (seeded), bounded by an example budget, and needs
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 import re
@@ -30,13 +31,15 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
 import orjson
-from pydantic import TypeAdapter, ValidationError
+from pydantic import PydanticUserError, TypeAdapter, ValidationError
 
 from ceap_stage._models import schema_fingerprint, writer_schema
 
 __all__ = [
     "DEFAULT_BUDGET",
     "Compatibility",
+    "ContractSide",
+    "StageContract",
     "compare_schemas",
     "has_functions",
     "reader_schema",
@@ -112,6 +115,86 @@ class Compatibility:
     def has_example(self) -> bool:
         """Whether :attr:`example` holds a counterexample."""
         return self.example is not _NOTHING
+
+
+@functools.cache
+def _cached_schema(adapter: TypeAdapter[Any], reading: bool) -> dict[str, Any]:
+    return reader_schema(adapter) if reading else writer_schema(adapter)
+
+
+@dataclass(frozen=True)
+class ContractSide:
+    """What one stage reads or writes, as far as it is known: what ``check`` compares.
+
+    Attributes:
+        schema: The JSON Schema of the values (None when unknown).
+        adapter: The pydantic adapter that validates (reader) or writes (writer) them, when
+            there is one: it confirms counterexamples and drives the property-based method.
+        label: How to name it (``list[Order]``, ``Spark schema``).
+        model: The Python model, when there is one (schema drift compares its fingerprint).
+        unknown: Why the side is not known (then ``schema`` is None).
+
+    Example:
+        >>> side = ContractSide.of_model(list[int], reading=True)
+        >>> side.label, side.schema
+        ('list[int]', {'items': {'type': 'integer'}, 'type': 'array'})
+    """
+
+    schema: dict[str, Any] | None = None
+    adapter: TypeAdapter[Any] | None = None
+    label: str = ""
+    model: Any = None
+    unknown: str = ""
+
+    @classmethod
+    def of_model(
+        cls, model: Any, *, reading: bool, adapter: TypeAdapter[Any] | None = None
+    ) -> ContractSide:
+        """The side of a pydantic model (``adapter`` defaults to the model's cached one)."""
+        from ceap_stage._models import adapter_for, model_name
+
+        name = model_name(model)
+        try:
+            adapter = adapter or adapter_for(model)
+            return cls(_cached_schema(adapter, reading), adapter, name, model)
+        except PydanticUserError as exc:  # e.g. a field of an arbitrary type
+            why = f"pydantic cannot describe {name} as a JSON Schema ({type(exc).__name__})"
+            return cls(label=name, model=model, unknown=why)
+
+    @classmethod
+    def unknown_because(cls, why: str) -> ContractSide:
+        """A side nothing is known of, and why."""
+        return cls(unknown=why)
+
+
+@dataclass(frozen=True)
+class StageContract:
+    """What one step reads and writes, and what is wrong with it on its own.
+
+    Each step kind builds its steps' contracts (``StepKind.contract``).
+
+    Attributes:
+        reads: What the step accepts.
+        writes: What the step writes.
+        problems: ``(kind, message)`` pairs: ``import`` (its code does not import) or
+            ``pinned`` (its handler is pinned to another stage name).
+
+    Example:
+        >>> StageContract.unknown("no handler").writes.unknown
+        'no handler'
+    """
+
+    reads: ContractSide
+    writes: ContractSide
+    problems: tuple[tuple[Literal["import", "pinned"], str], ...] = ()
+
+    @classmethod
+    def unknown(
+        cls, why: str, problems: tuple[tuple[Literal["import", "pinned"], str], ...] = ()
+    ) -> StageContract:
+        """A contract nothing is known of, and why."""
+        side = ContractSide.unknown_because(why)
+        return cls(side, side, problems)
 
 
 # -- structural comparison ------------------------------------------------------------------

@@ -21,6 +21,7 @@ from pydantic import AliasChoices, Field, field_validator
 from ceap_stage._context import INITIAL_STAGE
 from ceap_stage._settings import DEFAULT_SPARK_MASTER
 
+from ._compat import ContractSide, StageContract
 from ._kinds import (
     EXECUTION_NAME,
     STAGE_INITIAL_INPUT_STATE,
@@ -39,6 +40,7 @@ from ._kinds import (
     sub,
 )
 from ._paths import evaluate_parameters
+from ._spark_schema import read_glue_declarations, spark_reader_schema, spark_writer_schema
 
 if TYPE_CHECKING:
     from ._config import WorkflowConfiguration
@@ -212,6 +214,43 @@ class GlueKind(StepKind[GlueStep]):
                 f"Glue step {step.state_name}: no script at {workflow.script_path(step.script)}"
             ]
         return []
+
+    def contract(self, step: GlueStep, workflow: LoadedWorkflow) -> StageContract:
+        """The script's declared schemas, read from its source (the script is not run).
+
+        Input: the ``schema=`` of ``read_input``/``@glue_stage``. Output: a module-level
+        ``OUTPUT_SCHEMA`` (DDL) or ``OUTPUT_MODEL`` (a pydantic model of one record; the script
+        is then imported, not as ``__main__``). An undeclared side is unknown, with the reason.
+        """
+        if step.script is None:
+            return StageContract.unknown(f"Glue step {step.state_name} names no script")
+        path = workflow.script_path(step.script)
+        try:
+            found = read_glue_declarations(path)
+        except Exception as exc:  # unreadable, not Python, or OUTPUT_MODEL's import failed
+            return StageContract.unknown(
+                f"Glue script {path} cannot be read",
+                (("import", f"Glue script {path}: {type(exc).__name__}: {exc}"),),
+            )
+        reads = ContractSide.unknown_because(f"Glue step {step.state_name}: {found.input_unknown}")
+        if found.input_ddl is not None:
+            try:
+                reads = ContractSide(spark_reader_schema(found.input_ddl), label="Spark schema")
+            except ValueError as exc:
+                reads = ContractSide.unknown_because(f"Glue input schema: {exc}")
+        writes = ContractSide.unknown_because(
+            f"Glue step {step.state_name} declares no OUTPUT_SCHEMA or OUTPUT_MODEL"
+        )
+        if found.output_model is not None:  # the job writes records (JSON Lines parts)
+            writes = ContractSide.of_model(
+                list.__class_getitem__(found.output_model), reading=False
+            )
+        elif found.output_ddl is not None:
+            try:
+                writes = ContractSide(spark_writer_schema(found.output_ddl), label="OUTPUT_SCHEMA")
+            except ValueError as exc:
+                writes = ContractSide.unknown_because(f"Glue OUTPUT_SCHEMA: {exc}")
+        return StageContract(reads, writes)
 
     def local_environment_problems(self, steps: Sequence[GlueStep]) -> list[str]:
         if steps and importlib.util.find_spec("pyspark") is None:

@@ -43,6 +43,7 @@ from ceap_stage._context import INITIAL_STAGE, output_key, validate_identifier
 from ceap_stage._errors import ContextResolutionError
 from ceap_stage._settings import Settings
 
+from ._compat import StageContract
 from ._paths import escape_intrinsic_literal
 
 if TYPE_CHECKING:
@@ -374,6 +375,17 @@ class StepKind(ABC, Generic[S]):
     @abstractmethod
     def local_attempt(self, run: LocalStepRun) -> Attempt:
         """Prepare step ``run.index`` (once per run) and return how one attempt runs."""
+
+    # -- contracts between stages -------------------------------------------------------------
+
+    def contract(self, step: S, workflow: LoadedWorkflow) -> StageContract:
+        """What ``step`` reads and writes, for ``ceap-stage check`` (default: nothing known).
+
+        A kind whose steps declare models (or schemas) returns them here; the check compares
+        each step's ``writes`` with the next step's ``reads``. A side left unknown makes the
+        edge UNCHECKED, with the reason given.
+        """
+        return StageContract.unknown(f"{self.noun} {step.state_name} declares no models")
 
 
 _KINDS: dict[str, StepKind[Any]] = {}

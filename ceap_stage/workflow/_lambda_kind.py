@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final, Literal
 
 from pydantic import AliasChoices, Field, field_validator
 
+from ._compat import ContractSide, StageContract
 from ._kinds import (
     EXECUTION_NAME,
     Attempt,
@@ -247,6 +248,41 @@ class LambdaKind(StepKind[LambdaStep]):
             return run.measure(step.state_name)
 
         return attempt
+
+    def contract(self, step: LambdaStep, workflow: LoadedWorkflow) -> StageContract:
+        """The handler's input and output models; its import error or pinned name, if any."""
+        from ._loader import load_handler
+
+        if step.handler is None:
+            return StageContract.unknown(f"step {step.state_name} names no handler")
+        try:
+            handler = load_handler(step.handler)
+        except Exception as exc:  # the loader's message, or the module's own import-time error
+            message = str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
+            return StageContract.unknown(
+                f"handler {step.handler} does not import",
+                (("import", f"handler {step.handler}: {message}"),),
+            )
+        runtime = getattr(handler, "runtime", None)
+        spec, pinned = getattr(runtime, "spec", None), getattr(runtime, "name", None)
+        problems: tuple[tuple[Literal["import", "pinned"], str], ...] = ()
+        if pinned is not None and pinned != step.state_name:
+            problems = (
+                (
+                    "pinned",
+                    f"handler {step.handler} is pinned to stage {pinned!r} (name=) but runs as "
+                    f"step {step.state_name!r}; it would refuse every event",
+                ),
+            )
+        if spec is None:
+            why = f"handler {step.handler} is not a ceap-stage handler (no declared models)"
+            return StageContract.unknown(why, problems)
+        # Streamed models (Iterable[X]) are read and written as list[X]: the spec's adapters.
+        return StageContract(
+            ContractSide.of_model(spec.input_model, reading=True, adapter=spec.input_adapter),
+            ContractSide.of_model(spec.output_model, reading=False, adapter=spec.output_adapter),
+            problems,
+        )
 
     def _step(self, config: WorkflowConfiguration, index: int) -> LambdaStep:
         return require_kind(config, index, self, "LambdaKind")

@@ -349,6 +349,10 @@ class LocalRunner:
                 self.reporter.stage_started(index, step)
                 outcome = result.stages[index]
                 error = self._run_step(step, attempt, execution_id, outcome)
+                if error is not None:
+                    outcome.error_message = (outcome.error_message or "") + self._drift_note(
+                        index, error, execution_id
+                    )
                 self.reporter.stage_finished(index, outcome)
                 if error is not None:
                     result.error = error
@@ -385,9 +389,7 @@ class LocalRunner:
                 if wait is None:
                     outcome.status = "FAILED"
                     outcome.error_type = type(error).__name__
-                    outcome.error_message = str(error) + self._drift_note(
-                        index, error, execution_id
-                    )
+                    outcome.error_message = str(error)
                     outcome.seconds = time.perf_counter() - started
                     return error
                 if wait > 0:

@@ -1,4 +1,4 @@
-"""Spark schemas (DDL strings) as JSON Schemas, without PySpark: what ``check`` compares.
+"""Glue scripts' declared Spark schemas, read without running them or PySpark, as JSON Schemas.
 
 A Glue stage declares its input with ``read_input(schema="customer_id STRING NOT NULL, ...")``
 or ``@glue_stage(schema=...)``, and may declare its output with a module-level
@@ -10,11 +10,22 @@ every column is present, null when nullable.
 
 from __future__ import annotations
 
+import ast
+import importlib.util
 import re
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-__all__ = ["SparkField", "parse_ddl", "spark_reader_schema", "spark_writer_schema"]
+__all__ = [
+    "GlueDeclarations",
+    "SparkField",
+    "parse_ddl",
+    "read_glue_declarations",
+    "spark_reader_schema",
+    "spark_writer_schema",
+]
 
 _INT_RANGES = {
     "TINYINT": 2**7,
@@ -184,3 +195,79 @@ def spark_writer_schema(ddl: str) -> dict[str, Any]:
         ['n']
     """
     return {"type": "array", "items": _struct(parse_ddl(ddl), writing=True)}
+
+
+@dataclass(frozen=True)
+class GlueDeclarations:
+    """What a Glue script declares, read from its source without running it."""
+
+    input_ddl: str | None = None
+    input_unknown: str = "the script declares no schema= for read_input / @glue_stage"
+    output_ddl: str | None = None
+    output_model: Any = None
+
+
+def _literal(node: ast.expr, constants: dict[str, ast.expr]) -> str | None:
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value
+    if isinstance(node, ast.Name) and node.id in constants:
+        return _literal(constants[node.id], constants)
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
+        left, right = _literal(node.left, constants), _literal(node.right, constants)
+        return left + right if left is not None and right is not None else None
+    return None
+
+
+def read_glue_declarations(script: Path) -> GlueDeclarations:
+    """Find a Glue script's declared input schema and output schema or model.
+
+    The input: the ``schema=`` of ``read_input``/``job.read_input``/``@glue_stage``, a string
+    literal or a module-level constant. The output: a module-level ``OUTPUT_SCHEMA`` (a DDL
+    string) or ``OUTPUT_MODEL`` (a pydantic model of one record; the script is then imported,
+    under a name that is not ``__main__``, to get it).
+
+    Example:
+        >>> read_glue_declarations(Path("examples/engagement/glue_score.py")).input_ddl[:19]
+        'event_id STRING, se'
+    """
+    tree = ast.parse(script.read_text(encoding="utf-8"), filename=str(script))
+    constants: dict[str, ast.expr] = {}
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1:
+            target = node.targets[0]
+            if isinstance(target, ast.Name):
+                constants[target.id] = node.value
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value:
+            constants[node.target.id] = node.value
+    schemas: list[str | None] = []
+    for call in ast.walk(tree):
+        if not isinstance(call, ast.Call):
+            continue
+        name = getattr(call.func, "attr", None) or getattr(call.func, "id", None)
+        if name not in ("read_input", "glue_stage"):
+            continue
+        value = next((k.value for k in call.keywords if k.arg == "schema"), None)
+        if value is None and name == "read_input" and isinstance(call.func, ast.Attribute):
+            value = call.args[0] if call.args else None  # job.read_input(SCHEMA)
+        if value is not None:
+            schemas.append(_literal(value, constants))
+    input_ddl, unknown = None, GlueDeclarations.input_unknown
+    if len(set(schemas)) > 1:
+        unknown = "the script reads its input with several schemas"
+    elif schemas and schemas[0] is None:
+        unknown = "the script's schema= is not a string literal or module-level constant"
+    elif schemas:
+        input_ddl = schemas[0]
+    output_ddl = (
+        _literal(constants["OUTPUT_SCHEMA"], constants) if "OUTPUT_SCHEMA" in constants else None
+    )
+    output_model = None
+    if "OUTPUT_MODEL" in constants:
+        module_name = f"_ceap_check_{abs(hash(str(script.resolve())))}"
+        spec = importlib.util.spec_from_file_location(module_name, script)
+        if spec is not None and spec.loader is not None:
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[module_name] = module
+            spec.loader.exec_module(module)
+            output_model = module.OUTPUT_MODEL
+    return GlueDeclarations(input_ddl, unknown, output_ddl, output_model)

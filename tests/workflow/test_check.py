@@ -23,8 +23,8 @@ from ceap_stage.workflow import (
     check_workflow,
     load_workflow,
 )
-from ceap_stage.workflow._check import compare_models, read_glue_declarations
-from ceap_stage.workflow._spark_schema import parse_ddl
+from ceap_stage.workflow._check import compare_models
+from ceap_stage.workflow._spark_schema import parse_ddl, read_glue_declarations
 
 from . import check_models as m
 
