@@ -284,6 +284,7 @@ def check_workflow(
         and the stages wrong on their own (a handler that does not import, a pinned name).
 
     Example:
+        >>> from ceap_stage.workflow import load_workflow
         >>> report = check_workflow(load_workflow("examples/engagement/workflow.py"))
         >>> report.ok, report.edges[1].line()
         (True, 'ETLStage -> FilterStage: OK (structural)')
