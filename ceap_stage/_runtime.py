@@ -58,6 +58,7 @@ from ._models import (
     json_validator,
     model_name,
     schema_fingerprint,
+    written_by,
 )
 from ._observability import InvocationStats, Observer, default_observer
 from ._settings import Settings, resolve_settings
@@ -66,6 +67,15 @@ from ._store import PutResult, Store, store_for
 __all__ = ["OutputFormat", "StageRuntime", "read_manifest_parts"]
 
 OutputFormat = Literal["json", "jsonl"]
+
+
+def _written_by(io: StageIO, bucket: str, key: str) -> str:
+    """Which model wrote an input that fails its model (one HEAD, on the failure path only)."""
+    try:
+        info = io.store.head(bucket, key)
+    except Exception:  # never hide the validation error behind a storage one
+        return ""
+    return written_by(info.metadata) if info is not None else ""
 
 
 def _ms(start: float) -> float:
@@ -360,18 +370,22 @@ class StageRuntime:
             )
         try:
             result = io.read(ref, parse_json=self.spec.input_adapter.validate_json, missing=missing)
+            stats.input_bytes = result.size
+            stats.input_format = result.format
+            if result.validated:
+                return result.value
+            return self._validate_input(result.value, ctx, ref.key, text=result.text)
         except ValidationError as exc:
             raise InputValidationError(
                 f"the input fails the model {model_name(self.spec.input_model)}: "
-                f"{describe_validation_error(exc)}",
+                f"{describe_validation_error(exc)}{_written_by(io, ref.bucket, ref.key)}",
                 bucket=ref.bucket,
                 key=ref.key,
             ) from None
-        stats.input_bytes = result.size
-        stats.input_format = result.format
-        if result.validated:
-            return result.value
-        return self._validate_input(result.value, ctx, ref.key, text=result.text)
+        except InputValidationError as exc:
+            if exc.detail.startswith("the input fails the model"):
+                exc.detail += _written_by(io, ref.bucket, ref.key)
+            raise
 
     def _initial_value(self, ev: StageEvent) -> Any:
         spec = self.spec
