@@ -62,6 +62,7 @@ from ._models import (
 )
 from ._observability import InvocationStats, Observer, default_observer
 from ._settings import Settings, resolve_settings
+from ._snapstart import SNAP_START
 from ._store import PutResult, Store, store_for
 
 __all__ = ["OutputFormat", "StageRuntime", "read_manifest_parts"]
@@ -202,6 +203,10 @@ class StageRuntime:
             return  # the first invocation resolves again and reports what fails
         self._settings = settings
         self._resolved = resolved
+        if settings.initialization_type == SNAP_START:
+            from . import _snapstart
+
+            _snapstart.register(self)  # prime before the snapshot, renew after restore
 
     def _build(self, settings: Settings) -> _Resolved:
         bucket = self._bucket or settings.workflow_bucket

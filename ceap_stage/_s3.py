@@ -227,6 +227,16 @@ class S3Store(Store):
                     )
         return self._client
 
+    def close(self) -> None:
+        """Close the client's pooled HTTP connections (if a client was created).
+
+        The store stays usable: its next call opens a new connection. Used after a SnapStart
+        restore, so that restored environments never share a connection from the snapshot.
+        """
+        client = self._client
+        if client is not None:
+            client.close()
+
     def _owner(self) -> dict[str, Any]:
         owner = self.expected_bucket_owner
         return {"ExpectedBucketOwner": owner} if owner else {}
