@@ -1,12 +1,15 @@
 """A small Lambda Runtime API server on 127.0.0.1, enough to drive the real ``awslambdaric``.
 
-It implements the four endpoints a runtime client calls
+It implements the endpoints a runtime client calls
 (https://docs.aws.amazon.com/lambda/latest/dg/runtimes-api.html):
 
 - ``GET  /2018-06-01/runtime/invocation/next``: hands out the next queued event (blocks until
   there is one), with the request id, deadline, function ARN and trace id headers;
 - ``POST /2018-06-01/runtime/invocation/{id}/response`` and ``.../{id}/error``;
-- ``POST /2018-06-01/runtime/init/error``.
+- ``POST /2018-06-01/runtime/init/error``;
+- ``GET  /2018-06-01/runtime/restore/next`` (a SnapStart initialisation: the client calls it
+  after its before-snapshot hooks; answered at once, as if the snapshot were taken and restored,
+  and recorded in :attr:`RuntimeApi.restored`) and ``POST .../restore/error``.
 
 Everything the client posts is recorded as a :class:`Posted` in :attr:`RuntimeApi.posted`.
 """
@@ -31,7 +34,7 @@ TRACE_ROOT = "1-5759e988-bd862e3fe1be46a994272793"
 
 @dataclass(frozen=True)
 class Posted:
-    """What the runtime client posted: ``kind`` is response, error or init_error."""
+    """What the runtime client posted: ``kind`` is response, error, init_error or restore_error."""
 
     kind: str
     request_id: str | None
@@ -65,6 +68,8 @@ class RuntimeApi:
         self.sampled = sampled
         self._events: queue.Queue[tuple[str, bytes] | None] = queue.Queue()
         self.posted: queue.Queue[Posted] = queue.Queue()
+        #: Set when the client asked for ``restore/next`` (SnapStart).
+        self.restored = threading.Event()
         self._server = _Server(("127.0.0.1", 0), self._handler_class())
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
@@ -118,6 +123,10 @@ class RuntimeApi:
                     pass  # the client was stopped while waiting for its next event
 
             def do_GET(self) -> None:
+                if self.path == f"{PREFIX}/restore/next":
+                    api.restored.set()
+                    self._reply(HTTPStatus.OK)
+                    return
                 if self.path != f"{PREFIX}/invocation/next":
                     self._reply(HTTPStatus.NOT_FOUND)
                     return
@@ -147,6 +156,8 @@ class RuntimeApi:
                 parts = self.path.removeprefix(PREFIX).strip("/").split("/")
                 if parts == ["init", "error"]:
                     posted = Posted("init_error", None, body, headers)
+                elif parts == ["restore", "error"]:
+                    posted = Posted("restore_error", None, body, headers)
                 elif (
                     len(parts) == 3
                     and parts[0] == "invocation"

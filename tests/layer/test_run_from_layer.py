@@ -58,6 +58,13 @@ def _probe():
         files = {name: getattr(m, "__file__", None) for name, m in list(sys.modules.items())}
         with open(path, "w") as fh:
             json.dump(files, fh)
+    path = os.environ.get("LAYER_HOOKS_PROBE")
+    if path:  # the SnapStart hooks still registered (the runtime pops before-snapshot hooks)
+        import snapshot_restore_py as hooks
+        names = lambda registry: [f"{f.__module__}.{f.__name__}" for f, _, _ in registry]
+        with open(path, "w") as fh:
+            json.dump({"before": names(hooks.get_before_snapshot()),
+                       "after": names(hooks.get_after_restore())}, fh)
 
 
 @stage
@@ -245,6 +252,24 @@ def test_stage_runs_from_the_layer_in_a_fresh_interpreter(
     assert_loaded_from(files, path, report["stdlib"])
 
 
+def ric_env(
+    workflow: Workflow, deployment: Deployment, api: RuntimeApi, **extra: str
+) -> dict[str, str]:
+    """The environment Lambda gives the runtime interface client of the ``score`` function."""
+    return workflow.child_env(
+        AWS_LAMBDA_RUNTIME_API=api.address,
+        _HANDLER="score_stage.handler",
+        LAMBDA_TASK_ROOT=str(deployment.task),
+        AWS_EXECUTION_ENV=f"AWS_Lambda_python{host_target()[0]}",
+        AWS_LAMBDA_FUNCTION_NAME="score",
+        AWS_LAMBDA_FUNCTION_VERSION="$LATEST",
+        AWS_LAMBDA_FUNCTION_MEMORY_SIZE="512",
+        AWS_LAMBDA_LOG_GROUP_NAME="/aws/lambda/score",
+        AWS_LAMBDA_LOG_STREAM_NAME="2024/05/01/[$LATEST]0",
+        **extra,
+    )
+
+
 def test_stage_runs_under_the_lambda_runtime_interface_client(
     tmp_path: Path, deployment: Deployment, workflow: Workflow
 ) -> None:
@@ -262,16 +287,10 @@ def test_stage_runs_under_the_lambda_runtime_interface_client(
         failing_id = api.invoke(workflow.event(previous="Missing"))
 
         # WHEN awslambdaric runs the handler from the layer, as Lambda's bootstrap does
-        env = workflow.child_env(
-            AWS_LAMBDA_RUNTIME_API=api.address,
-            _HANDLER="score_stage.handler",
-            LAMBDA_TASK_ROOT=str(deployment.task),
-            AWS_EXECUTION_ENV=f"AWS_Lambda_python{host_target()[0]}",
-            AWS_LAMBDA_FUNCTION_NAME="score",
-            AWS_LAMBDA_FUNCTION_VERSION="$LATEST",
-            AWS_LAMBDA_FUNCTION_MEMORY_SIZE="512",
-            AWS_LAMBDA_LOG_GROUP_NAME="/aws/lambda/score",
-            AWS_LAMBDA_LOG_STREAM_NAME="2024/05/01/[$LATEST]0",
+        env = ric_env(
+            workflow,
+            deployment,
+            api,
             AWS_XRAY_DAEMON_ADDRESS=f"127.0.0.1:{daemon.getsockname()[1]}",
             LAYER_PROBE=str(probe),
         )
@@ -319,3 +338,53 @@ def test_stage_runs_under_the_lambda_runtime_interface_client(
     s3_calls = {seg["aws"]["operation"] for seg in traced if seg.get("namespace") == "aws"}
     assert {"GetObject", "PutObject"} <= s3_calls, traced
     assert {seg["trace_id"] for seg in traced} == {TRACE_ROOT}
+
+
+def test_snapstart_hooks_run_under_the_lambda_runtime_interface_client(
+    tmp_path: Path, deployment: Deployment, workflow: Workflow
+) -> None:
+    # GIVEN a SnapStart initialisation: the runtime's snapshot_restore_py is on the path
+    hooks_probe = tmp_path / "hooks.json"
+    probe = tmp_path / "probe.json"
+    bootstrap = tmp_path / "bootstrap.py"
+    bootstrap.write_text(RIC_BOOTSTRAP)
+    path = [deployment.task, deployment.layer, deployment.sdk, deployment.ric]
+    log = tmp_path / "function.log"
+    with RuntimeApi() as api, log.open("w") as log_file:
+        ok_id = api.invoke(workflow.event())
+
+        # WHEN awslambdaric initialises the function for a snapshot, "restores" it, invokes it
+        env = ric_env(
+            workflow,
+            deployment,
+            api,
+            AWS_LAMBDA_INITIALIZATION_TYPE="snap-start",
+            POWERTOOLS_TRACE_DISABLED="true",
+            LAYER_PROBE=str(probe),
+            LAYER_HOOKS_PROBE=str(hooks_probe),
+        )
+        child = subprocess.Popen(
+            [sys.executable, "-I", "-S", str(bootstrap), json.dumps([str(p) for p in path])],
+            env=env,
+            cwd=deployment.task,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            first = api.next_posted(timeout=60)
+        finally:
+            child.kill()
+            child.wait(timeout=10)
+        restored = api.restored.is_set()
+    output = log.read_text()
+
+    # THEN the before-snapshot hook ran (and was popped) before the restore, the after-restore
+    # hook stays registered, and the invocation after the restore wrote the output
+    assert restored, output
+    assert (first.kind, first.request_id) == ("response", ok_id), output
+    workflow.assert_pointer_and_output(first.json())
+    hooks = json.loads(hooks_probe.read_text())
+    assert hooks == {"before": [], "after": ["ceap_stage._snapstart.renew"]}, hooks
+    files = json.loads(probe.read_text())
+    assert files["ceap_stage._snapstart"].startswith(f"{deployment.layer}{os.sep}")
+    assert files["snapshot_restore_py"].startswith(f"{deployment.ric}{os.sep}")
