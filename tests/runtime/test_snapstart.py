@@ -366,3 +366,18 @@ def test_outside_lambda_no_hooks_are_registered(tmp_path, moto_server, staged_in
     result = _run_runtime(tmp_path, env)
     assert result["registered"] == []
     assert result["records"] == [2, 2]
+
+
+def test_the_docs_example_renews_its_own_state(monkeypatch):
+    import re
+
+    page = (Path(__file__).resolve().parents[2] / "docs" / "coldstart.md").read_text()
+    (source,) = re.findall(r"```python\n# file: my_stage.py\n(.*?)```", page, re.DOTALL)
+    recorded = _stand_in(monkeypatch)
+    namespace: dict[str, Any] = {"__name__": "my_stage"}
+    exec(compile(source, "docs/coldstart.md:my_stage.py", "exec"), namespace)
+    before = namespace["INSTANCE_ID"]
+    (renew_hook, args), *_ = recorded.after
+    renew_hook(*args)
+    assert namespace["INSTANCE_ID"] != before
+    assert namespace["handler"].fn({"n": 1})["instance"] == namespace["INSTANCE_ID"]
