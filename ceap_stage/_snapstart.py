@@ -93,9 +93,14 @@ def prime(runtime: StageRuntime) -> list[str]:
 
     Returns:
         The names of the steps that ran (``s3``, ``logger``, ``metrics``, ``models``); a step
-        that does not apply (no S3 store, no Powertools logger, metrics off) or fails is left out.
+        that does not apply (no S3 store, no Powertools logger, metrics off) or fails is left out,
+        and none runs when the handler's configuration cannot be resolved (its first invocation
+        reports why).
     """
-    resolved = runtime._resolve()
+    try:
+        resolved = runtime._resolve()
+    except Exception:
+        return []  # the first invocation resolves again and reports what fails
     steps: list[tuple[str, Callable[[], bool]]] = [
         ("s3", lambda: _prime_s3(resolved.store, resolved.bucket)),
         ("logger", lambda: _prime_logger(getattr(resolved.observer, "logger", None))),

@@ -381,3 +381,13 @@ def test_the_docs_example_renews_its_own_state(monkeypatch):
     renew_hook(*args)
     assert namespace["INSTANCE_ID"] != before
     assert namespace["handler"].fn({"n": 1})["instance"] == namespace["INSTANCE_ID"]
+
+
+def test_prime_refuses_no_snapshot_when_the_configuration_fails(monkeypatch):
+    monkeypatch.setenv("CEAP_WORKFLOW_BUCKET", "Not_A_Bucket")
+    handler = _handler(None)
+    assert _snapstart.prime(handler.runtime) == []
+    from ceap_stage import ContextResolutionError
+
+    with pytest.raises(ContextResolutionError, match="configured workflow bucket is not a valid"):
+        handler(make_event())
