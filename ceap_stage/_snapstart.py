@@ -72,7 +72,7 @@ def register(runtime: StageRuntime) -> bool:
     Called by the runtime when a handler is created inside Lambda for a SnapStart snapshot.
 
     Args:
-        runtime: The handler's runtime (its store and observer are resolved by :func:`prime`).
+        runtime: The handler's runtime, with its store and observer resolved.
 
     Returns:
         True when the hooks were registered; False when ``snapshot_restore_py`` cannot be
@@ -164,10 +164,7 @@ def _prime_logger(logger: Any) -> bool:
 
 
 def _prime_metrics(runtime: StageRuntime) -> bool:
-    from ._settings import resolve_settings
-
-    settings = getattr(runtime._resolve(), "settings", None) or resolve_settings()
-    if not settings.metrics_enabled:
+    if not runtime._resolve().settings.metrics_enabled:
         return False
     from aws_lambda_powertools.metrics.provider.cloudwatch_emf.cloudwatch import (
         AmazonCloudWatchEMFProvider,
