@@ -8,6 +8,8 @@ Commands::
     ceap-stage asl WORKFLOW           print the state machine definition (ASL JSON)
     ceap-stage template WORKFLOW      print the CloudFormation template (JSON)
     ceap-stage invoke module:handler --event FILE [--store URL]
+    ceap-stage layer [--python V] [--arch A] [--out DIR] [--source DIR | --wheel FILE]
+    ceap-stage --version
 
 ``WORKFLOW`` is a Python module exposing a ``WorkflowConfiguration`` (as ``workflow``) or a
 YAML/JSON file. Exit status: 0 on success, 1 when a stage fails (the error class is printed) or
@@ -400,12 +402,25 @@ def _cmd_invoke(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return EXIT_OK
 
 
+def _version() -> str:
+    from ceap_stage import __version__
+
+    return __version__
+
+
+def _cmd_layer(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from ceap_stage import _layer
+
+    return _layer.run(args, out, err)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ceap-stage",
         description="Typed stages for AWS Step Functions workflows: run them locally, "
-        "generate their state machine and stack.",
+        "generate their state machine and stack, package and deploy them.",
     )
+    parser.add_argument("--version", action="version", version=f"ceap-stage {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = commands.add_parser(
@@ -476,6 +491,17 @@ def _parser() -> argparse.ArgumentParser:
     )
     invoke.add_argument("-v", "--verbose", action="store_true", help="show the stage's logs")
     invoke.set_defaults(func=_cmd_invoke)
+
+    layer = commands.add_parser(
+        "layer",
+        help="build the ceap-stage Lambda layer zips",
+        description="Build one reproducible layer zip per Python runtime and architecture, "
+        "from the installed ceap-stage (or --source DIR / --wheel FILE).",
+    )
+    from ceap_stage import _layer
+
+    _layer.add_arguments(layer, default_out=Path(".ceap/layer"), default_source=None)
+    layer.set_defaults(func=_cmd_layer)
     return parser
 
 

@@ -11,8 +11,15 @@ public, stable contract::
     ├── InputValidationError        input is not JSON / JSON Lines / manifest or fails the model
     ├── OutputValidationError       the stage returned something that fails the output model
     ├── OutputConflictError         ``write_once``: a different output already exists
-    └── StorageError                S3 refused for a lasting reason            (no retry)
-        └── TransientStorageError   throttling / 5xx / timeouts after retries  (retry)
+    ├── StorageError                S3 refused for a lasting reason            (no retry)
+    │   └── TransientStorageError   throttling / 5xx / timeouts after retries  (retry)
+    ├── PackagingError              ``ceap-stage package``: a workflow cannot be packaged
+    │   └── LayerBuildError         the Lambda layer cannot be built (pip, a dependency)
+    │       └── BudgetExceededError a layer zip is over its size budget
+    └── DeployError                 ``ceap-stage deploy``: AWS refused (credentials, a bucket,
+                                    a stack resource)
+
+The last three never reach Step Functions: they are raised on a developer's machine or in CI.
 
 Every message names the execution id, the stage and the S3 key it concerns, and never any payload
 content: errors end up in Step Functions' ``Cause`` field, in logs and in alarms.
@@ -21,14 +28,18 @@ content: errors end up in Step Functions' ``Cause`` field, in logs and in alarms
 from __future__ import annotations
 
 __all__ = [
+    "BudgetExceededError",
     "CeapStageError",
     "ConfigurationError",
     "ContextResolutionError",
+    "DeployError",
     "HandlerDefinitionError",
     "InputNotFoundError",
     "InputValidationError",
+    "LayerBuildError",
     "OutputConflictError",
     "OutputValidationError",
+    "PackagingError",
     "StorageError",
     "TransientStorageError",
 ]
@@ -172,3 +183,25 @@ class TransientStorageError(StorageError):
     """
 
     retryable = True
+
+
+class PackagingError(CeapStageError):
+    """A workflow cannot be packaged: a handler does not import, a Glue script is missing, ...
+
+    The message names what to fix.
+    """
+
+
+class LayerBuildError(PackagingError):
+    """The Lambda layer cannot be built as asked (pip failed, a dependency is missing, ...)."""
+
+
+class BudgetExceededError(LayerBuildError):
+    """A layer zip is over the size budget; it is not written to the output folder."""
+
+
+class DeployError(CeapStageError):
+    """AWS refused a deployment step: credentials, the artifacts bucket, a stack resource.
+
+    The message names the resource (or setting) and AWS's reason.
+    """

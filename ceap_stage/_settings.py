@@ -22,6 +22,7 @@ name                           meaning                                   default
 ``POWERTOOLS_METRICS_NAMESPACE`` the EMF metric namespace                 ``CeapStage``
 ``POWERTOOLS_METRICS_DISABLED`` / ``POWERTOOLS_DEV``  EMF metrics off     on
 ``POWERTOOLS_TRACE_DISABLED``  tracing off (same as ``CEAP_TRACER=off``) on in Lambda
+``SOURCE_DATE_EPOCH``          build time: the timestamp of zip entries   1980-01-01
 ============================== ========================================= ==================
 
 The Lambda runtime's own variables (``AWS_LAMBDA_FUNCTION_NAME``,
@@ -67,6 +68,7 @@ __all__ = [
     "ENV_SAM_LOCAL",
     "ENV_SERVICE_NAME",
     "ENV_PYSPARK_GATEWAY_PORT",
+    "ENV_SOURCE_DATE_EPOCH",
     "ENV_SPARK_MASTER",
     "ENV_SSE_KMS_KEY_ID",
     "ENV_STORE",
@@ -79,6 +81,7 @@ __all__ = [
     "lambda_trace_id",
     "resolve_settings",
     "using_settings",
+    "resolve_source_date_epoch",
 ]
 
 # -- ceap-stage's own variables --------------------------------------------------------------
@@ -102,6 +105,9 @@ ENV_SAM_LOCAL: Final = "AWS_SAM_LOCAL"
 ENV_TRACE_ID: Final = "_X_AMZN_TRACE_ID"
 # -- spark-submit's --------------------------------------------------------------------------
 ENV_PYSPARK_GATEWAY_PORT: Final = "PYSPARK_GATEWAY_PORT"
+# -- build time (``ceap-stage layer`` / ``package``) -----------------------------------------
+#: The reproducible-builds convention: the timestamp (seconds since 1970) of every zip entry.
+ENV_SOURCE_DATE_EPOCH: Final = "SOURCE_DATE_EPOCH"
 
 DEFAULT_SERVICE: Final = "ceap-stage"
 DEFAULT_METRICS_NAMESPACE: Final = "CeapStage"
@@ -328,3 +334,25 @@ def lambda_trace_id(environ: Mapping[str, str] | None = None) -> str | None:
     """
     env = os.environ if environ is None else environ
     return env.get(ENV_TRACE_ID) or None
+def resolve_source_date_epoch(environ: Mapping[str, str] | None = None) -> int | None:
+    """``SOURCE_DATE_EPOCH`` as an integer, or None when unset or blank (build time only).
+
+    Raises:
+        ConfigurationError: The value is not an integer.
+
+    Example:
+        >>> resolve_source_date_epoch({"SOURCE_DATE_EPOCH": "1700000000"})
+        1700000000
+        >>> resolve_source_date_epoch({}) is None
+        True
+    """
+    env = os.environ if environ is None else environ
+    value = (env.get(ENV_SOURCE_DATE_EPOCH) or "").strip()
+    if not value:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise ConfigurationError(
+            f"{ENV_SOURCE_DATE_EPOCH} must be a whole number of seconds, not {value!r}"
+        ) from None

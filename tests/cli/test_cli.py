@@ -377,3 +377,12 @@ def test_the_example_fails_cleanly_on_a_malformed_batch(in_tmp, capsys):
     assert "bad-1" in captured.err  # the message names the execution, not the payload
     assert '"session_id"' not in captured.err
     assert not (in_tmp / ".ceap/ceap-workflow-dev/executions/bad-1/ETLStage").exists()
+
+
+def test_version_prints_the_installed_version(capsys):
+    import ceap_stage
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"ceap-stage {ceap_stage.__version__}"
