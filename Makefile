@@ -4,6 +4,10 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
+# checkov pins its own boto3 (and more): it gets a virtualenv of its own.
+CHECKOV_VENV  := .venv-checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
+CHECKOV_VERSION := 3.3.30
 PYTEST_ARGS ?=
 # pytest-xdist workers for `make pytest` (auto: one per core; 0: no workers, one process).
 PYTEST_WORKERS ?= auto
@@ -29,6 +33,11 @@ $(NODE_STAMP): package.json
 	npm install --no-audit --no-fund --silent
 	touch $@
 
+$(CHECKOV_STAMP): Makefile
+	test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet 'checkov==$(CHECKOV_VERSION)'
+	touch $@
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -39,7 +48,7 @@ typecheck: $(STAMP)
 # Tests that share an expensive session fixture (Spark, the layer build) form one xdist group
 # each (tests/conftest.py); --dist loadgroup keeps a group on one worker. pytest's exit status
 # is make's: 5 ("no tests ran") fails the build like a failing test.
-pytest: $(STAMP) $(NODE_STAMP)
+pytest: $(STAMP) $(NODE_STAMP) $(CHECKOV_STAMP)
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 # The examples in the package's docstrings (only the package: examples/ and tests/ are
@@ -62,4 +71,4 @@ layer: $(STAMP)
 	$(BIN)/python layer/build.py
 
 clean:
-	rm -rf $(VENV) node_modules site build dist .ceap layer/dist
+	rm -rf $(VENV) $(CHECKOV_VENV) node_modules site build dist .ceap layer/dist

@@ -9,6 +9,10 @@ Commands::
     ceap-stage template WORKFLOW      print the CloudFormation template (JSON)
     ceap-stage invoke module:handler --event FILE [--store URL]
     ceap-stage layer [--python V] [--arch A] [--out DIR] [--source DIR | --wheel FILE]
+    ceap-stage package WORKFLOW --artifacts-bucket B [--out DIR] [--layer-arn ARN]
+    ceap-stage deploy WORKFLOW --stack-name S --artifacts-bucket B [--parameter K=V ...]
+                      [--dry-run] [--region R] [--profile P]
+    ceap-stage init DIR               a new project: one stage, its test, a workflow
     ceap-stage --version
 
 ``WORKFLOW`` is a Python module exposing a ``WorkflowConfiguration`` (as ``workflow``) or a
@@ -408,6 +412,87 @@ def _version() -> str:
     return __version__
 
 
+def _package(args: argparse.Namespace, out: TextIO) -> Any:
+    from ceap_stage._context import validate_bucket
+    from ceap_stage._errors import ContextResolutionError
+    from ceap_stage._package import package
+
+    try:
+        validate_bucket(args.artifacts_bucket, "--artifacts-bucket")
+    except ContextResolutionError as exc:
+        raise _UsageError(str(exc)) from None
+    loaded = _load(args.workflow)
+    return package(
+        loaded,
+        artifacts_bucket=args.artifacts_bucket,
+        out_dir=args.out,
+        layer_arn=args.layer_arn,
+        cache_dir=args.cache_dir,
+        say=lambda line: print(line, file=out, flush=True),
+    )
+
+
+def _cmd_package(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from ceap_stage._errors import LayerBuildError, PackagingError
+
+    try:
+        _package(args, out)
+    except LayerBuildError as exc:
+        print(f"ceap-stage package: error: {exc}", file=err)
+        return EXIT_STAGE_FAILED
+    except PackagingError as exc:
+        raise _UsageError(str(exc)) from None
+    return EXIT_OK
+
+
+def _cmd_deploy(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from ceap_stage._deploy import DeployOptions, deploy, parse_parameters
+    from ceap_stage._errors import ConfigurationError, DeployError, LayerBuildError, PackagingError
+
+    try:
+        parameters = parse_parameters(args.parameter)
+    except ValueError as exc:
+        raise _UsageError(str(exc)) from None
+    try:
+        result = _package(args, out)
+    except LayerBuildError as exc:
+        print(f"ceap-stage deploy: error: {exc}", file=err)
+        return EXIT_STAGE_FAILED
+    except PackagingError as exc:
+        raise _UsageError(str(exc)) from None
+    options = DeployOptions(
+        stack_name=args.stack_name,
+        artifacts_bucket=args.artifacts_bucket,
+        parameters=parameters,
+        dry_run=args.dry_run,
+        region=args.region,
+        profile=args.profile,
+    )
+    try:
+        deploy(result, options, say=lambda line: print(line, file=out, flush=True))
+    except ConfigurationError as exc:
+        raise _UsageError(str(exc)) from None
+    except DeployError as exc:
+        print(f"ceap-stage deploy: error: {exc}", file=err)
+        return EXIT_STAGE_FAILED
+    return EXIT_OK
+
+
+def _cmd_init(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from ceap_stage._errors import ConfigurationError
+    from ceap_stage._scaffold import scaffold
+
+    try:
+        files = scaffold(Path(args.directory), version=_version())
+    except ConfigurationError as exc:
+        raise _UsageError(str(exc)) from None
+    print(f"created {args.directory}:", file=out)
+    for path in files:
+        print(f"  {path.relative_to(args.directory).as_posix()}", file=out)
+    print(f"next: cd {args.directory} && ceap-stage run workflow.py && pytest", file=out)
+    return EXIT_OK
+
+
 def _cmd_layer(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from ceap_stage import _layer
 
@@ -491,6 +576,62 @@ def _parser() -> argparse.ArgumentParser:
     )
     invoke.add_argument("-v", "--verbose", action="store_true", help="show the stage's logs")
     invoke.set_defaults(func=_cmd_invoke)
+
+    for name in ("package", "deploy"):
+        sub = commands.add_parser(
+            name,
+            help="build the workflow's code zips, layer, Glue artifacts and template"
+            if name == "package"
+            else "package, upload and create or update the workflow's stack",
+        )
+        sub.add_argument("workflow", help="a .py module exposing `workflow`, or a .yaml/.json file")
+        if name == "deploy":
+            sub.add_argument("--stack-name", required=True, metavar="S", help="the stack's name")
+        sub.add_argument(
+            "--artifacts-bucket",
+            required=True,
+            metavar="B",
+            help="the S3 bucket the artifacts are uploaded to (it must exist)",
+        )
+        sub.add_argument(
+            "--out",
+            type=Path,
+            default=Path(".ceap/package"),
+            metavar="DIR",
+            help="where to write the package (default: .ceap/package)",
+        )
+        sub.add_argument(
+            "--layer-arn", metavar="ARN", help="use this published ceap-stage layer version"
+        )
+        sub.add_argument(
+            "--cache-dir",
+            type=Path,
+            default=Path(".ceap/cache"),
+            metavar="DIR",
+            help="built layers are kept here between runs (default: .ceap/cache)",
+        )
+        if name == "deploy":
+            sub.add_argument(
+                "--parameter",
+                action="append",
+                default=[],
+                metavar="K=V",
+                help="a stack parameter, e.g. Environment=prod (repeatable)",
+            )
+            sub.add_argument(
+                "--dry-run",
+                action="store_true",
+                help="upload the artifacts, print the change set, change nothing",
+            )
+            sub.add_argument("--region", help="the AWS region (default: the profile's)")
+            sub.add_argument("--profile", help="the AWS profile (default: AWS_PROFILE)")
+        sub.set_defaults(func=_cmd_package if name == "package" else _cmd_deploy)
+
+    init = commands.add_parser(
+        "init", help="create a new project: one stage, its test and a workflow"
+    )
+    init.add_argument("directory", help="the project folder (created; must be new or empty)")
+    init.set_defaults(func=_cmd_init)
 
     layer = commands.add_parser(
         "layer",

@@ -334,6 +334,8 @@ def lambda_trace_id(environ: Mapping[str, str] | None = None) -> str | None:
     """
     env = os.environ if environ is None else environ
     return env.get(ENV_TRACE_ID) or None
+
+
 def resolve_source_date_epoch(environ: Mapping[str, str] | None = None) -> int | None:
     """``SOURCE_DATE_EPOCH`` as an integer, or None when unset or blank (build time only).
 

@@ -55,6 +55,8 @@ _XDIST_GROUPS = {
     "spark": frozenset({"spark"}),
     # One layer build (tests/layer/conftest.py); the other layer tests build their own.
     "layer": frozenset({"host_layer", "layer_python", "project_snapshot", "snapshot_wheel"}),
+    # One layer cache for `package`/`deploy` (tests/deploy/conftest.py): each target built once.
+    "deploy": frozenset({"layer_cache"}),
 }
 
 

@@ -128,7 +128,8 @@ class WorkflowConfiguration(_Model):
         steps: The stages in order; the first reads the SQS batch, each next one the output of
             the one before.
         workflow_bucket: The S3 bucket for intermediate data.
-        source_queue: The SQS queue (name or ARN) whose messages start executions.
+        source_queue: The SQS queue (name or ARN) whose messages start executions through an
+            EventBridge Pipe (default: none; start executions another way).
         retry_config: The :class:`RetryConfiguration` (defaults as in CEAP).
 
     Raises:
@@ -152,7 +153,7 @@ class WorkflowConfiguration(_Model):
     workflow_type: WorkflowType = WorkflowType.EXPRESS
     steps: list[Step]
     workflow_bucket: str
-    source_queue: str
+    source_queue: str | None = None
     retry_config: RetryConfiguration = Field(default_factory=RetryConfiguration)
 
     def __init__(self, /, **data: Any) -> None:
@@ -215,7 +216,9 @@ class WorkflowConfiguration(_Model):
 
     @field_validator("source_queue")
     @classmethod
-    def _check_queue(cls, value: str) -> str:
+    def _check_queue(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
         name = value.rsplit(":", 1)[-1] if value.startswith("arn:") else value
         if not re.fullmatch(r"[A-Za-z0-9_-]{1,75}(\.fifo)?", name):
             raise ValueError(

@@ -40,6 +40,18 @@ from ._kinds import (
     sub,
 )
 from ._paths import evaluate_parameters
+from ._resources import (
+    DEFAULT_NAMESPACE,
+    SKIP_STAR,
+    DeployedTarget,
+    StackArtifacts,
+    assume,
+    bucket_statements,
+    checkov_skip,
+    failures_alarm,
+    logical,
+    named,
+)
 from ._spark_schema import read_glue_declarations, spark_reader_schema, spark_writer_schema
 
 if TYPE_CHECKING:
@@ -75,8 +87,13 @@ class GlueStep(StepModel):
     Args:
         state_name: The Step Functions state name, which is also the stage name.
         job_name: The Glue job's name.
-        script: For local runs, the path of the job's script (relative paths are resolved
-            against the configuration file's directory). Not part of the state machine.
+        script: The path of the job's script (relative paths are resolved against the
+            configuration file's directory): run locally, uploaded by ``ceap-stage package``.
+        glue_version: Deployment: ``4.0`` or ``5.0`` (default; Spark 3.5, Python 3.11).
+        worker_type: Deployment: ``G.025X``, ``G.1X`` (default), ``G.2X``, ``G.4X``, ``G.8X``.
+        number_of_workers: Deployment: 2-1000 (default 2).
+        timeout_minutes: Deployment: a run's timeout, 1-10080 minutes (default 60).
+        max_concurrent_runs: Deployment: runs at once, one per execution (default 5).
 
     Example:
         >>> GlueStep(state_name="EnrichStage", job_name="engagement-enrich",
@@ -87,6 +104,11 @@ class GlueStep(StepModel):
     type: Literal["glue"] = "glue"
     job_name: str = Field(validation_alias=AliasChoices("job_name", "jobName", "glueJobName"))
     script: str | None = None
+    glue_version: Literal["4.0", "5.0"] = "5.0"
+    worker_type: Literal["G.025X", "G.1X", "G.2X", "G.4X", "G.8X"] = "G.1X"
+    number_of_workers: int = Field(2, ge=2, le=1_000)
+    timeout_minutes: int = Field(60, ge=1, le=10_080)
+    max_concurrent_runs: int = Field(5, ge=1, le=1_000)
 
     @field_validator("job_name")
     @classmethod
@@ -312,6 +334,124 @@ class GlueKind(StepKind[GlueStep]):
             return run.measure(step.state_name)
 
         return attempt
+
+    def deployed_resources(
+        self, config: WorkflowConfiguration, index: int, artifacts: StackArtifacts
+    ) -> dict[str, Any]:
+        """The job (its script and the ceap-stage wheel from the artifacts bucket, its options),
+        its own role and an alarm on its ``StageFailures``."""
+        step = require_kind(config, index, self, "GlueKind")
+        state = step.state_name
+        name = logical(state)
+        artifact_objects = [
+            artifacts.glue_scripts[state],
+            *([artifacts.wheel] if artifacts.wheel else []),
+        ]
+        policy: list[dict[str, Any]] = [
+            {
+                "Effect": "Allow",
+                "Action": "s3:GetObject",
+                "Resource": [
+                    sub(f"arn:${{AWS::Partition}}:s3:::${{ArtifactsBucket}}/{key}")
+                    for key in artifact_objects
+                ],
+            },
+            *bucket_statements(state, config.previous_stage(index)),
+            {
+                "Effect": "Allow",
+                "Action": ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
+                "Resource": sub(
+                    "arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:/aws-glue/*"
+                ),
+            },
+            {
+                "Effect": "Allow",
+                "Action": "cloudwatch:PutMetricData",
+                "Resource": "*",
+                "Condition": {
+                    "StringEquals": {"cloudwatch:namespace": ["Glue", DEFAULT_NAMESPACE]}
+                },
+            },
+        ]
+        arguments: dict[str, Any] = {
+            "--job-language": "python",
+            "--enable-metrics": "true",
+            "--enable-continuous-cloudwatch-log": "true",
+        }
+        if artifacts.wheel:
+            arguments["--additional-python-modules"] = sub(
+                f"s3://${{ArtifactsBucket}}/{artifacts.wheel}"
+            )
+        return {
+            f"{name}JobRole": {
+                "Type": "AWS::IAM::Role",
+                "Metadata": checkov_skip(SKIP_STAR),
+                "Properties": {
+                    "Description": f"{config.workflow_name} stage {state} (Glue)",
+                    "AssumeRolePolicyDocument": assume("glue.amazonaws.com"),
+                    "Policies": [
+                        {
+                            "PolicyName": "StageIO",
+                            "PolicyDocument": {"Version": "2012-10-17", "Statement": policy},
+                        }
+                    ],
+                },
+            },
+            f"{name}Job": {
+                "Type": "AWS::Glue::Job",
+                "Metadata": checkov_skip(
+                    (
+                        "CKV_AWS_195",
+                        "the job writes only to the workflow bucket, encrypted by the bucket's "
+                        "default encryption; a security configuration is the account's choice",
+                    )
+                ),
+                "Properties": {
+                    "Name": named(step.job_name),
+                    "Description": f"{config.workflow_name} stage {state}",
+                    "Role": {"Fn::GetAtt": [f"{name}JobRole", "Arn"]},
+                    "Command": {
+                        "Name": "glueetl",
+                        "PythonVersion": "3",
+                        "ScriptLocation": sub(
+                            f"s3://${{ArtifactsBucket}}/{artifacts.glue_scripts[state]}"
+                        ),
+                    },
+                    "GlueVersion": step.glue_version,
+                    "WorkerType": step.worker_type,
+                    "NumberOfWorkers": step.number_of_workers,
+                    "Timeout": step.timeout_minutes,
+                    "MaxRetries": 0,  # Step Functions retries (RetryConfiguration)
+                    "ExecutionProperty": {"MaxConcurrentRuns": step.max_concurrent_runs},
+                    "DefaultArguments": arguments,
+                },
+            },
+            f"{name}FailuresAlarm": failures_alarm(config, state, DEFAULT_NAMESPACE),
+        }
+
+    def deployed_target(self, config: WorkflowConfiguration, index: int) -> DeployedTarget:
+        """The created job: its name in the definition, start/watch/stop runs of it."""
+        step = require_kind(config, index, self, "GlueKind")
+        name = logical(step.state_name)
+        return DeployedTarget(
+            name=step.job_name,
+            variable=f"{name}JobName",
+            value={"Ref": f"{name}Job"},
+            grant={
+                "Effect": "Allow",
+                "Action": [
+                    "glue:StartJobRun",
+                    "glue:GetJobRun",
+                    "glue:GetJobRuns",
+                    "glue:BatchStopJobRun",
+                ],
+                "Resource": sub(
+                    f"arn:${{AWS::Partition}}:glue:${{AWS::Region}}:${{AWS::AccountId}}:job/"
+                    f"${{{name}Job}}"
+                ),
+            },
+            output=(f"{name}JobName", {"Ref": f"{name}Job"}),
+        )
 
 
 #: The registered Glue kind.

@@ -51,6 +51,7 @@ if TYPE_CHECKING:
 
     from ._config import WorkflowConfiguration
     from ._loader import LoadedWorkflow
+    from ._resources import DeployedTarget, StackArtifacts
 
 __all__ = [
     "EXECUTION_NAME",
@@ -357,6 +358,19 @@ class StepKind(ABC, Generic[S]):
     def outputs(self, config: WorkflowConfiguration, indices: Sequence[int]) -> dict[str, Any]:
         """CloudFormation outputs this kind's steps add to the template (by name)."""
         return {}
+
+    def deployed_resources(
+        self, config: WorkflowConfiguration, index: int, artifacts: StackArtifacts
+    ) -> dict[str, Any]:
+        """The resources that create step ``index`` itself, from the packaged ``artifacts``
+        (``ceap-stage package``): a function, a job, their roles, logs and alarms. None by
+        default: the step's target exists already."""
+        return {}
+
+    def deployed_target(self, config: WorkflowConfiguration, index: int) -> DeployedTarget | None:
+        """How the state machine reaches step ``index`` once :meth:`deployed_resources` created
+        it (None: the kind creates nothing)."""
+        return None
 
     # -- local runs ---------------------------------------------------------------------------
 

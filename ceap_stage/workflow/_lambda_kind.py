@@ -29,6 +29,26 @@ from ._kinds import (
     sub,
 )
 from ._paths import evaluate_parameters
+from ._resources import (
+    DEFAULT_NAMESPACE,
+    SKIP_CONCURRENCY,
+    SKIP_DLQ,
+    SKIP_ENV_KMS,
+    SKIP_LOG_KMS,
+    SKIP_LOG_YEAR,
+    SKIP_SIGNING,
+    SKIP_STAR,
+    SKIP_VPC,
+    DeployedTarget,
+    StackArtifacts,
+    assume,
+    bucket_statements,
+    checkov_skip,
+    failures_alarm,
+    layer_logical,
+    logical,
+    named,
+)
 
 if TYPE_CHECKING:
     from ._config import WorkflowConfiguration
@@ -60,6 +80,16 @@ _FUNCTION_NAME = re.compile(
     r"(arn:aws[a-zA-Z-]*:lambda:[a-z0-9-]+:\d{12}:function:|\d{12}:function:)?"
     r"[A-Za-z0-9_-]{1,64}(:(\$LATEST|[A-Za-z0-9_-]+))?"
 )
+#: The Lambda Python runtimes a step may use, and the architectures.
+RUNTIMES: Final = ("python3.11", "python3.12", "python3.13")
+ARCHITECTURES: Final = ("x86_64", "arm64")
+# An environment variable name; the names Lambda reserves (AWS_*, _HANDLER, ...) and the ones
+# the stack sets itself are refused.
+_ENV_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
+_STACK_SET: Final = frozenset({"CEAP_WORKFLOW_BUCKET"})
+_LAMBDA_RESERVED: Final = frozenset(
+    {"_HANDLER", "_X_AMZN_TRACE_ID", "LAMBDA_TASK_ROOT", "LAMBDA_RUNTIME_DIR", "TZ"}
+)
 # ``module.path:attribute`` (the attribute may be dotted).
 _HANDLER_REF = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*")
 
@@ -71,8 +101,16 @@ class LambdaStep(StepModel):
         state_name: The Step Functions state name, which is also the stage name (the
             ``currentStage`` of the event and the directory of its output).
         function_name: The Lambda function: a name, a partial ARN or a full ARN.
-        handler: For local runs, the handler as ``module:attribute`` (a ``@stage`` function
-            or a ``WorkflowLambdaHandler`` instance). Not part of the state machine.
+        handler: The handler as ``module:attribute`` (a ``@stage`` function or a
+            ``WorkflowLambdaHandler`` instance): run locally, and packaged by
+            ``ceap-stage package`` (Lambda calls ``module.attribute``).
+        memory_mb: Deployment: the function's memory, 128-10240 MB (default 512).
+        timeout_seconds: Deployment: the function's timeout, 1-900 s (default 60).
+        architecture: Deployment: ``x86_64`` (default) or ``arm64``.
+        runtime: Deployment: ``python3.11``, ``python3.12`` (default) or ``python3.13``.
+        environment: Deployment: more environment variables of the function (the stack sets
+            ``CEAP_WORKFLOW_BUCKET`` and ``POWERTOOLS_SERVICE_NAME``).
+        reserved_concurrency: Deployment: reserved concurrent executions (default: none).
 
     Example:
         >>> LambdaStep(state_name="FilterStage", function_name="engagement-filter",
@@ -85,6 +123,27 @@ class LambdaStep(StepModel):
         validation_alias=AliasChoices("function_name", "functionName", "lambdaFunctionKey")
     )
     handler: str | None = None
+    memory_mb: int = Field(512, ge=128, le=10_240)
+    timeout_seconds: int = Field(60, ge=1, le=900)
+    architecture: Literal["x86_64", "arm64"] = "x86_64"
+    runtime: Literal["python3.11", "python3.12", "python3.13"] = "python3.12"
+    environment: dict[str, str] = Field(default_factory=dict)
+    reserved_concurrency: int | None = Field(None, ge=0, le=10_000)
+
+    @field_validator("environment")
+    @classmethod
+    def _check_environment(cls, value: dict[str, str]) -> dict[str, str]:
+        for name in value:
+            if not _ENV_NAME.fullmatch(name):
+                raise ValueError(
+                    f"environment variable name {name!r} must be letters, digits and '_', "
+                    "starting with a letter"
+                )
+            if name.startswith("AWS_") or name in _LAMBDA_RESERVED:
+                raise ValueError(f"environment variable {name!r} is reserved by Lambda")
+            if name in _STACK_SET:
+                raise ValueError(f"environment variable {name!r} is set by the stack itself")
+        return value
 
     @field_validator("function_name")
     @classmethod
@@ -282,6 +341,113 @@ class LambdaKind(StepKind[LambdaStep]):
             ContractSide.of_model(spec.input_model, reading=True, adapter=spec.input_adapter),
             ContractSide.of_model(spec.output_model, reading=False, adapter=spec.output_adapter),
             problems,
+        )
+
+    def deployed_resources(
+        self, config: WorkflowConfiguration, index: int, artifacts: StackArtifacts
+    ) -> dict[str, Any]:
+        """The function (its handler, code, layer, options), its log group with retention, its
+        own role (read the previous stage's outputs, write its prefix, its logs, X-Ray) and an
+        alarm on its ``StageFailures``."""
+        step = self._step(config, index)
+        state = step.state_name
+        name = logical(state)
+        runtime, architecture = step.runtime, step.architecture
+        environment: dict[str, Any] = {
+            "CEAP_WORKFLOW_BUCKET": {"Ref": "WorkflowBucket"},
+            "POWERTOOLS_SERVICE_NAME": config.workflow_name,
+            **step.environment,
+        }
+        namespace = str(environment.get("POWERTOOLS_METRICS_NAMESPACE", DEFAULT_NAMESPACE))
+        if artifacts.layer_arn is not None:
+            layer: Any = {"Ref": "LayerArn"}
+        else:
+            layer = {"Ref": layer_logical(runtime, architecture)}
+        properties: dict[str, Any] = {
+            "FunctionName": named(step.function_name),
+            "Description": f"{config.workflow_name} stage {state}",
+            "Runtime": runtime,
+            "Architectures": [architecture],
+            "Handler": artifacts.handlers[state],
+            "Code": {"S3Bucket": {"Ref": "ArtifactsBucket"}, "S3Key": artifacts.code[state]},
+            "Layers": [layer],
+            "MemorySize": step.memory_mb,
+            "Timeout": step.timeout_seconds,
+            "Role": {"Fn::GetAtt": [f"{name}Role", "Arn"]},
+            "Environment": {"Variables": environment},
+            "TracingConfig": {"Mode": "Active"},
+        }
+        reserved = step.reserved_concurrency
+        if reserved is not None:
+            properties["ReservedConcurrentExecutions"] = reserved
+        policy = [
+            {
+                "Effect": "Allow",
+                "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+                "Resource": sub(
+                    "arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:"
+                    f"/aws/lambda/{step.function_name}-${{Environment}}:*"
+                ),
+            },
+            {
+                "Effect": "Allow",
+                "Action": ["xray:PutTraceSegments", "xray:PutTelemetryRecords"],
+                "Resource": "*",
+            },
+            *bucket_statements(state, config.previous_stage(index)),
+        ]
+        skips = [SKIP_VPC, SKIP_DLQ, SKIP_SIGNING, SKIP_ENV_KMS]
+        if reserved is None:
+            skips.append(SKIP_CONCURRENCY)
+        return {
+            f"{name}LogGroup": {
+                "Type": "AWS::Logs::LogGroup",
+                "DeletionPolicy": "Delete",
+                "UpdateReplacePolicy": "Delete",
+                "Metadata": checkov_skip(SKIP_LOG_KMS, SKIP_LOG_YEAR),
+                "Properties": {
+                    # Named after the function, the group Lambda writes to by default.
+                    "LogGroupName": sub(f"/aws/lambda/${{{name}Function}}"),
+                    "RetentionInDays": {"Ref": "LogRetentionDays"},
+                },
+            },
+            f"{name}Role": {
+                "Type": "AWS::IAM::Role",
+                "Metadata": checkov_skip(SKIP_STAR),
+                "Properties": {
+                    "Description": f"{config.workflow_name} stage {state} (Lambda)",
+                    "AssumeRolePolicyDocument": assume("lambda.amazonaws.com"),
+                    "Policies": [
+                        {
+                            "PolicyName": "StageIO",
+                            "PolicyDocument": {"Version": "2012-10-17", "Statement": policy},
+                        }
+                    ],
+                },
+            },
+            f"{name}Function": {
+                "Type": "AWS::Lambda::Function",
+                "Metadata": checkov_skip(*skips),
+                "Properties": properties,
+            },
+            f"{name}FailuresAlarm": failures_alarm(config, state, namespace),
+        }
+
+    def deployed_target(self, config: WorkflowConfiguration, index: int) -> DeployedTarget:
+        """The created function: its ARN in the definition, ``lambda:InvokeFunction`` on it."""
+        step = self._step(config, index)
+        name = logical(step.state_name)
+        arn = {"Fn::GetAtt": [f"{name}Function", "Arn"]}
+        return DeployedTarget(
+            name=step.function_name,
+            variable=f"{name}FunctionArn",
+            value=arn,
+            grant={
+                "Effect": "Allow",
+                "Action": "lambda:InvokeFunction",
+                "Resource": [arn, sub(f"${{{name}Function.Arn}}:*")],
+            },
+            output=(f"{name}FunctionName", {"Ref": f"{name}Function"}),
         )
 
     def _step(self, config: WorkflowConfiguration, index: int) -> LambdaStep:

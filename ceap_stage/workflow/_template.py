@@ -7,7 +7,8 @@ Resources:
   role it runs as, with the statements each step kind asks for (invoke the steps' functions,
   run and watch the steps' Glue jobs, write the staged initial input);
 - the EventBridge Pipe from the source queue to the state machine (``REQUEST_RESPONSE`` for
-  EXPRESS, ``FIRE_AND_FORGET`` for STANDARD) and its role;
+  EXPRESS, ``FIRE_AND_FORGET`` for STANDARD) and its role, when the workflow has a
+  ``source_queue`` (without one, executions are started another way);
 - for STANDARD: a dead-letter queue and an EventBridge rule sending the state machine's
   FAILED, TIMED_OUT and ABORTED executions to it.
 
@@ -83,7 +84,7 @@ def build_template(config: WorkflowConfiguration) -> dict[str, Any]:
         {'StepFunctionStateMachineParameters': {'InvocationType': 'REQUEST_RESPONSE'}}
     """
     express = config.workflow_type is WorkflowType.EXPRESS
-    source_arn = _queue_arn(config.source_queue)
+    source_arn = _queue_arn(config.source_queue) if config.source_queue else None
     resources: dict[str, Any] = {
         "WorkflowBucket": {
             "Type": "AWS::S3::Bucket",
@@ -193,6 +194,8 @@ def build_template(config: WorkflowConfiguration) -> dict[str, Any]:
             },
         },
     }
+    if source_arn is None:  # started another way: no pipe
+        del resources["PipeRole"], resources["SourcePipe"]
     outputs: dict[str, Any] = {
         "StateMachineArn": {"Value": {"Ref": "StateMachine"}},
         "WorkflowBucketName": {"Value": {"Ref": "WorkflowBucket"}},

@@ -1,0 +1,60 @@
+"""``ceap-stage init DIR``: the new project passes its own test and runs, in a fresh process; it
+refuses a folder that holds something."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import ceap_stage
+
+from .conftest import CliRunner
+
+BIN = Path(sys.executable).parent
+
+
+def _run(*command: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "CEAP_"))}
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    return subprocess.run(
+        [str(c) for c in command], cwd=cwd, env=env, capture_output=True, text=True,
+        timeout=300, check=False,
+    )  # fmt: skip
+
+
+def test_a_new_project_passes_its_test_and_runs_out_of_the_box(tmp_path: Path) -> None:
+    created = _run(BIN / "ceap-stage", "init", "order-flow", cwd=tmp_path)
+    project = tmp_path / "order-flow"
+
+    assert created.returncode == 0, created.stderr
+    files = sorted(p.relative_to(project).as_posix() for p in project.rglob("*") if p.is_file())
+    assert files == [
+        ".gitignore", "README.md", "order_flow/__init__.py", "order_flow/stages.py",
+        "pyproject.toml", "tests/test_stages.py", "workflow.py",
+    ]  # fmt: skip
+    readme = (project / "README.md").read_text()
+    assert "ceap-stage run workflow.py\npytest\n" in readme
+    assert f"ceap-stage>={ceap_stage.__version__}" in (project / "pyproject.toml").read_text()
+
+    tested = _run(sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", cwd=project)
+    assert tested.returncode == 0, tested.stdout + tested.stderr
+    assert "1 passed" in tested.stdout
+
+    ran = _run(BIN / "ceap-stage", "run", "workflow.py", cwd=project)
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert "KeepPaidOrders succeeded: 2 records" in ran.stdout
+
+
+def test_init_refuses_a_folder_that_is_not_empty(tmp_path: Path, cli: CliRunner) -> None:
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "notes.txt").write_text("mine")
+
+    result = cli("init", tmp_path / "taken")
+
+    assert result.status == 2
+    assert result.err.strip() == (
+        f"ceap-stage init: error: {tmp_path / 'taken'} is not empty; choose a new or empty folder"
+    )
+    assert [p.name for p in (tmp_path / "taken").iterdir()] == ["notes.txt"]
