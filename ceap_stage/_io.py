@@ -4,13 +4,13 @@ Everything that reads or writes a stage's output goes through here: the Lambda r
 helper (Spark and Python shell), ``ceap_stage.testing``, the local runner and the CLI.
 
 Addressing. :class:`OutputRef` names one output: ``(bucket, execution_id, stage)``, and a
-``shard`` for the output of one shard of a fanned-out stage. The layout (CONTRACT section 3, 7, 8)
-lives in its properties: ``executions/{id}/{stage}/output.json`` (the output, or the manifest
-that commits it), ``parts/{writer}/...`` (a partitioned output's parts), ``shards.jsonl`` and
-``shards/{n:05d}.jsonl`` (a fan-out's plan and shard outputs), ``rejected.jsonl``; the
-``initial`` pseudo-stage holds a Glue first stage's input. A stage's input is a tuple of
-upstream refs (:func:`upstream_refs`): one today (the wire names one ``previousStage``), more
-for a fan-in later.
+``shard`` for the output of one shard of a fanned-out stage. The layout (docs/contract.md
+sections 3, 7 and 8) lives in its properties: ``executions/{id}/{stage}/output.json`` (the
+output, or the manifest that commits it), ``parts/{writer}/...`` (a partitioned output's
+parts), ``shards.jsonl`` and ``shards/{n:05d}.jsonl`` (a fan-out's plan and shard outputs),
+``rejected.jsonl``; the ``initial`` pseudo-stage holds a Glue first stage's input. A stage's
+input is a tuple of upstream refs (:func:`upstream_refs`): one today (the wire names one
+``previousStage``), more for a fan-in later.
 
 Reading. :meth:`StageIO.read` reads an output whole (a manifest's parts expanded, sizes and the
 record count checked), :meth:`StageIO.records` record by record (memory bounded by one read chunk
@@ -158,7 +158,7 @@ class OutputRef:
 
     @property
     def shards_key(self) -> str:
-        """A fan-out's plan: one line per shard (CONTRACT section 7)."""
+        """A fan-out's plan: one line per shard (docs/contract.md section 7)."""
         return f"{self.prefix}shards.jsonl"
 
     @property
@@ -168,7 +168,7 @@ class OutputRef:
 
     @property
     def rejected_key(self) -> str:
-        """The records a batch stage rejected (CONTRACT section 8)."""
+        """The records a batch stage rejected (docs/contract.md section 8)."""
         return f"{self.prefix}rejected.jsonl"
 
     def shard_ref(self, shard: int) -> OutputRef:
