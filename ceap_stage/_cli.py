@@ -412,7 +412,7 @@ def _version() -> str:
     return __version__
 
 
-def _package(args: argparse.Namespace, out: TextIO) -> Any:
+def _package(args: argparse.Namespace, out: TextIO, loaded: Any = None) -> Any:
     from ceap_stage._context import validate_bucket
     from ceap_stage._errors import ContextResolutionError
     from ceap_stage._package import package
@@ -421,7 +421,8 @@ def _package(args: argparse.Namespace, out: TextIO) -> Any:
         validate_bucket(args.artifacts_bucket, "--artifacts-bucket")
     except ContextResolutionError as exc:
         raise _UsageError(str(exc)) from None
-    loaded = _load(args.workflow)
+    if loaded is None:
+        loaded = _load(args.workflow)
     return package(
         loaded,
         artifacts_bucket=args.artifacts_bucket,
@@ -453,8 +454,14 @@ def _cmd_deploy(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         parameters = parse_parameters(args.parameter)
     except ValueError as exc:
         raise _UsageError(str(exc)) from None
+    loaded = _load(args.workflow)
     try:
-        result = _package(args, out)
+        require_compatible(loaded, no_check=args.no_check, command="deploy", err=err)
+    except _Refused as exc:
+        print(exc, file=err)
+        return EXIT_STAGE_FAILED
+    try:
+        result = _package(args, out, loaded)
     except LayerBuildError as exc:
         print(f"ceap-stage deploy: error: {exc}", file=err)
         return EXIT_STAGE_FAILED
@@ -622,6 +629,11 @@ def _parser() -> argparse.ArgumentParser:
                 "--dry-run",
                 action="store_true",
                 help="upload the artifacts, print the change set, change nothing",
+            )
+            sub.add_argument(
+                "--no-check",
+                action="store_true",
+                help="deploy even if `ceap-stage check` finds incompatible stages (said loudly)",
             )
             sub.add_argument("--region", help="the AWS region (default: the profile's)")
             sub.add_argument("--profile", help="the AWS profile (default: AWS_PROFILE)")

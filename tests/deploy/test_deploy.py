@@ -407,3 +407,21 @@ def test_the_example_deploys_from_a_fresh_clone(
     assert "CREATE_COMPLETE" in proc.stdout
     names = aws.lam.list_functions()["Functions"]
     assert f"engagement-reactive-{environment}" in {f["FunctionName"] for f in names}
+
+
+def test_deploy_refuses_an_incompatible_workflow_before_any_upload(
+    tmp_path: Path, cli: CliRunner, aws: Aws
+) -> None:
+    broken = Path(__file__).resolve().parents[1] / "workflow" / "broken_engagement.py"
+    stack = f"broken-{uuid.uuid4().hex[:8]}"
+
+    result = cli(
+        *_deploy_args(broken, aws, stack, tmp_path / "out", cache=tmp_path / "cache", env=_env())
+    )
+
+    assert result.status == 1
+    assert "ScoreStage -> ReportStage: INCOMPATIBLE" in result.err
+    assert "ceap-stage deploy: refused: 1 contract problem(s)" in result.err
+    assert aws.keys() == []  # nothing uploaded
+    assert not (tmp_path / "out").exists()  # nothing packaged
+    assert stack not in {s["StackName"] for s in aws.cfn.list_stacks()["StackSummaries"]}
