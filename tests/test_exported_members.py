@@ -49,9 +49,9 @@ def test_the_contract_names_are_exported():
 
 def test_importing_the_package_loads_no_aws_client_library():
     code = (
-        "import sys, ceap_stage; "
+        "import sys, ceap_stage, ceap_stage.observability; "
         "heavy = [m for m in ('boto3', 'botocore', 'aws_xray_sdk', "
-        "'aws_lambda_powertools.tracing') if m in sys.modules]; print(heavy)"
+        "'aws_lambda_powertools.tracing', 'opentelemetry') if m in sys.modules]; print(heavy)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

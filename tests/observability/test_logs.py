@@ -18,7 +18,8 @@ from ceap_stage import (
     stage,
 )
 from ceap_stage._context import output_key
-from ceap_stage._powertools import PowertoolsObserver, _ColdStart
+from ceap_stage._observability import _ColdStart
+from ceap_stage._powertools import PowertoolsObserver
 from ceap_stage.testing import FakeLambdaContext
 
 from .conftest import SENTINEL, Order, ReadOut, event

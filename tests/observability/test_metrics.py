@@ -158,11 +158,13 @@ def test_the_authors_own_powertools_metrics_stay_separate(
 def test_the_validated_fallback_path_writes_the_same_document(
     store: LocalStore, read_stdout: ReadOut
 ) -> None:
-    from ceap_stage._powertools import PowertoolsObserver
+    from ceap_stage._powertools import EmfMetrics, PowertoolsObserver
 
     direct, checked = PowertoolsObserver(), PowertoolsObserver()
-    assert direct._direct_metrics is True  # Powertools' metric set has the expected layout
-    checked._direct_metrics = False  # what a future Powertools with another layout gets
+    assert isinstance(direct.metrics, EmfMetrics)
+    assert isinstance(checked.metrics, EmfMetrics)
+    assert direct.metrics._direct is True  # Powertools' metric set has the expected layout
+    checked.metrics._direct = False  # what a future Powertools with another layout gets
     documents = []
     for observer in (direct, checked):
 

@@ -1,5 +1,8 @@
 """X-Ray: subsegments and annotations in Lambda with a trace header; never imported otherwise.
 
+The X-Ray provider goes through Powertools' ``Tracer`` (``CEAP_TRACER=xray``, the default in
+Lambda).
+
 Each case runs in a fresh interpreter (``_trace_probe.py``): patching botocore and importing
 X-Ray are process-wide, and "not imported" can only be checked in a clean process.
 """
@@ -53,6 +56,12 @@ def flatten(entities: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def test_in_lambda_with_a_trace_header_the_three_steps_are_annotated_subsegments() -> None:
     report = probe("capture", _X_AMZN_TRACE_ID=TRACE_HEADER, **LAMBDA)
     entities = flatten(report["entities"])
+    # One subsegment per invocation, named after the stage, child of the Lambda facade segment.
+    [invocation] = [e for e in entities if e["name"] == "Score"]
+    assert invocation["parent_id"] == "53995c3f42cd8ad8"
+    assert invocation["trace_id"] == "1-5759e988-bd862e3fe1be46a994272793"
+    assert invocation["annotations"] == {"execution_id": "run-t", "stage": "Score", "records": 1}
+    assert "fault" not in invocation
     steps = {
         e["name"]: e for e in entities if e["name"] in ("read_input", "process", "write_output")
     }
@@ -60,8 +69,9 @@ def test_in_lambda_with_a_trace_header_the_three_steps_are_annotated_subsegments
     for step in steps.values():
         assert step["annotations"] == {"execution_id": "run-t", "stage": "Score"}
         assert step["trace_id"] == "1-5759e988-bd862e3fe1be46a994272793"
-        assert step["parent_id"] == "53995c3f42cd8ad8"  # the Lambda facade segment
-        assert step["end_time"] >= step["start_time"]
+        assert step["parent_id"] == invocation["id"]
+        assert invocation["start_time"] <= step["start_time"] <= step["end_time"]
+        assert step["end_time"] <= invocation["end_time"]
     # The S3 calls are traced AWS calls, nested in the step that made them.
     s3_calls = {e["aws"]["operation"]: e for e in entities if e.get("namespace") == "aws"}
     assert s3_calls["GetObject"]["parent_id"] == steps["read_input"]["id"]
@@ -74,6 +84,9 @@ def test_a_failing_step_is_a_fault_named_by_its_class_only() -> None:
     steps = {e["name"]: e for e in flatten(report["entities"])}
     assert steps["process"]["fault"] is True
     assert steps["process"]["annotations"]["error"] == "ValueError"
+    assert steps["Score"]["fault"] is True  # the invocation's subsegment too
+    assert steps["Score"]["annotations"]["error"] == "ValueError"
+    assert "records" not in steps["Score"]["annotations"]
     assert "the stage failed" not in json.dumps(report["entities"])
     assert "write_output" not in steps
 
