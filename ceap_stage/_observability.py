@@ -24,7 +24,6 @@ This module is imported with ``ceap_stage`` and stays light (standard library on
 from __future__ import annotations
 
 import contextlib
-import logging
 import sys
 import threading
 from abc import ABC, abstractmethod
@@ -34,13 +33,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._errors import CeapStageError
-from ._tracing import AttributeValue, Span, TracingProvider
 
 if TYPE_CHECKING:
     from aws_lambda_powertools import Logger
 
     from ._context import ExecutionContext
     from ._settings import Settings, TracerChoice
+    from ._tracing import AttributeValue, Span, TracingProvider
 
 __all__ = [
     "Capture",
@@ -57,6 +56,8 @@ __all__ = [
 ]
 
 _NULL_SPAN: contextlib.nullcontext[None] = contextlib.nullcontext()
+# The ``logging`` levels (not imported here: this module is on the import path of ceap_stage).
+DEBUG, INFO, WARNING, ERROR = 10, 20, 30, 40
 _MAX_MESSAGE = 512
 #: The ``workflow`` metric dimension when the event carries no ``workflowName``.
 UNKNOWN = "unknown"
@@ -180,7 +181,7 @@ class Logs(ABC):
 
     @abstractmethod
     def enabled(self, level: int) -> bool:
-        """Whether a line at ``level`` (``logging.INFO``...) would be written."""
+        """Whether a line at ``level`` (``INFO``...) would be written."""
 
     @abstractmethod
     def log(self, level: int, message: str, facts: Mapping[str, Any]) -> None:
@@ -188,7 +189,7 @@ class Logs(ABC):
 
     def warning(self, message: str) -> None:
         """Write a warning about ceap-stage itself (not about an invocation)."""
-        self.log(logging.WARNING, message, {})
+        self.log(WARNING, message, {})
 
 
 class Metrics(ABC):
@@ -344,15 +345,17 @@ class _ColdStart:
             return cold
 
 
-@dataclass(slots=True)
 class _Invocation:
     """What one invocation carries between hooks (never stored on the shared observer)."""
 
-    info: bool = True
-    debug: bool = False
-    root: contextlib.AbstractContextManager[Span] | None = None
-    span: Span | None = None
-    token: Token[_Invocation | None] | None = None
+    __slots__ = ("debug", "info", "root", "span", "token")
+
+    def __init__(self) -> None:
+        self.info = True
+        self.debug = False
+        self.root: contextlib.AbstractContextManager[Span] | None = None
+        self.span: Span | None = None
+        self.token: Token[_Invocation | None] | None = None
 
 
 # The invocation in progress in this thread (or context); nested invocations stack.
@@ -401,8 +404,8 @@ class StageObserver(Observer):
         logs = self.logs
         if logs is not None:
             logs.bind(_keys(ctx, lambda_context))
-            invocation.debug = logs.enabled(logging.DEBUG)
-            invocation.info = invocation.debug or logs.enabled(logging.INFO)
+            invocation.debug = logs.enabled(DEBUG)
+            invocation.info = invocation.debug or logs.enabled(INFO)
         else:
             invocation.info = False
         invocation.token = _CURRENT.set(invocation)
@@ -422,9 +425,9 @@ class StageObserver(Observer):
             return
         if ctx.retry_count or ctx.redrive_count:
             facts = {"retry_count": ctx.retry_count, "redrive_count": ctx.redrive_count}
-            self.logs.log(logging.INFO, "stage started", facts)
+            self.logs.log(INFO, "stage started", facts)
         else:
-            self.logs.log(logging.INFO, "stage started", {})
+            self.logs.log(INFO, "stage started", {})
 
     def span(self, name: str, ctx: ExecutionContext) -> contextlib.AbstractContextManager[object]:
         invocation = _CURRENT.get() or _IDLE
@@ -439,7 +442,7 @@ class StageObserver(Observer):
         try:
             if self.logs is not None and invocation.info:
                 self.logs.log(
-                    logging.INFO,
+                    INFO,
                     "stage finished",
                     {
                         "input_key": stats.input_key,
@@ -478,15 +481,15 @@ class StageObserver(Observer):
             self.logs.bind(keys)
         try:
             if self.logs is not None:
-                self.logs.log(logging.ERROR, "stage failed", _describe(error, stats))
+                self.logs.log(ERROR, "stage failed", _describe(error, stats))
             if self.metrics is not None:
                 self.metrics.record(workflow, stage or UNKNOWN, stats, failed=True)
         finally:
             self._end(invocation, stats, error)
 
     def debug(self, ctx: ExecutionContext, message: str, **facts: Any) -> None:
-        if self.logs is not None and self.logs.enabled(logging.DEBUG):
-            self.logs.log(logging.DEBUG, message, facts)
+        if self.logs is not None and self.logs.enabled(DEBUG):
+            self.logs.log(DEBUG, message, facts)
 
     # -- helpers ----------------------------------------------------------------------------
 
@@ -511,12 +514,12 @@ class StageObserver(Observer):
     @contextlib.contextmanager
     def _debug_span(self, name: str, ctx: ExecutionContext) -> Iterator[object]:
         assert self.logs is not None
-        self.logs.log(logging.DEBUG, f"{name} started", {"step": name})
+        self.logs.log(DEBUG, f"{name} started", {"step": name})
         with contextlib.ExitStack() as stack:
             if self.tracing is not None:
                 stack.enter_context(self.tracing.span(name, _attributes(ctx)))
             yield None
-        self.logs.log(logging.DEBUG, f"{name} finished", {"step": name})
+        self.logs.log(DEBUG, f"{name} finished", {"step": name})
 
 
 def _attributes(ctx: ExecutionContext) -> dict[str, AttributeValue]:
