@@ -15,11 +15,13 @@ X-Ray nor OpenTelemetry: :class:`XRayTracing` imports Powertools' ``Tracer`` (an
 from __future__ import annotations
 
 import contextlib
+import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 
 from ._errors import ConfigurationError
+from ._settings import lambda_trace_id
 
 if TYPE_CHECKING:
     from aws_lambda_powertools import Tracer
@@ -154,12 +156,13 @@ class XRayTracing(TracingProvider):
         self,
         *,
         tracer: Tracer | None = None,
-        on_unavailable: Any = None,
+        on_unavailable: Callable[[str], None] | None = None,
     ) -> None:
         self._tracer = tracer
         self._recorder: Any = None
         self._unavailable = False
         self._on_unavailable = on_unavailable
+        self._lock = threading.Lock()
 
     @staticmethod
     def installed() -> bool:
@@ -171,11 +174,12 @@ class XRayTracing(TracingProvider):
     def span(
         self, name: str, attributes: Mapping[str, AttributeValue]
     ) -> contextlib.AbstractContextManager[Span]:
-        from ._settings import lambda_trace_id
-
         if self._unavailable or not lambda_trace_id():
             return NoTracing._CONTEXT
-        recorder = self._recorder or self._start()
+        recorder = self._recorder
+        if recorder is None:
+            with self._lock:  # concurrent first invocations build one Tracer
+                recorder = self._recorder or self._start()
         if recorder is None:
             return NoTracing._CONTEXT
         return self._subsegment(recorder, name, attributes)
@@ -275,7 +279,9 @@ class OpenTelemetryTracing(TracingProvider):
                 raise
 
 
-def tracing_provider(choice: str, *, on_unavailable: Any = None) -> TracingProvider | None:
+def tracing_provider(
+    choice: str, *, on_unavailable: Callable[[str], None] | None = None
+) -> TracingProvider | None:
     """The provider for a ``CEAP_TRACER`` value (None for ``off``).
 
     Raises:

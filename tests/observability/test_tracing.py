@@ -113,3 +113,37 @@ def test_powertools_trace_disabled_keeps_x_ray_out() -> None:
 def test_sam_local_keeps_x_ray_out() -> None:
     report = probe("imports", _X_AMZN_TRACE_ID=TRACE_HEADER, AWS_SAM_LOCAL="true", **LAMBDA)
     assert report["xray_imported"] is False
+
+
+def test_without_aws_xray_sdk_the_stage_runs_untraced_and_warns_once(
+    tmp_path: Path, monkeypatch: Any, capsys: Any
+) -> None:
+    from ceap_stage import LocalStore, stage
+    from ceap_stage._context import output_key
+    from ceap_stage.observability import XRayTracing
+    from ceap_stage.testing import FakeLambdaContext
+
+    monkeypatch.setattr(XRayTracing, "installed", staticmethod(lambda: False))
+    monkeypatch.setenv("CEAP_TRACER", "xray")
+    monkeypatch.setenv("_X_AMZN_TRACE_ID", TRACE_HEADER)
+    store = LocalStore(tmp_path)
+    store.put("trace-bucket", output_key("run-t", "Filter"), b"[]")
+
+    @stage(store=store)
+    def score(orders: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return orders
+
+    ev = {
+        "executionId": "run-t",
+        "currentStage": "Score",
+        "previousStage": "Filter",
+        "workflowBucket": "trace-bucket",
+    }
+    for _ in range(2):
+        assert score(ev, FakeLambdaContext())["status"] == "SUCCESS"
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line]
+    warnings = [r for r in lines if r.get("level") == "WARNING"]
+    assert len(warnings) == 1
+    assert "aws_xray_sdk is not installed" in warnings[0]["message"]
+    assert "pip install 'ceap-stage[tracing]'" in warnings[0]["message"]
+    assert warnings[0]["execution_id"] == "run-t"
