@@ -7,6 +7,8 @@
 - ``logging`` / ``metrics``: the microseconds per invocation the observer spends, measured as the
   difference between the same stage with a do-nothing observer, with logs only, and with logs
   and metrics.
+- ``tracing``: what the OpenTelemetry provider adds (four spans per invocation, an SDK
+  ``TracerProvider`` with no exporter) to the default stage, when the SDK is installed.
 - ``import``: what the observability module adds to ``import ceap_stage`` (``-X importtime``)
   against what importing Powertools ``Logger`` and ``Metrics`` costs. Target: at most 1x
   (Powertools is imported at the first invocation, not at import; that cost, with the Logger's
@@ -261,15 +263,19 @@ def _interleaved_all(candidates: dict[str, Callable[[], object]]) -> dict[str, f
 
 def run() -> list[Result]:
     """Run the benchmark and return its figures."""
-    from ceap_stage._observability import Observer
-    from ceap_stage._powertools import PowertoolsObserver
+    from ceap_stage.observability import Observer, OpenTelemetryTracing, PowertoolsObserver
+
+    try:
+        from opentelemetry.sdk.trace import TracerProvider
+    except ImportError:  # the otel extra is not installed: no tracing figure
+        TracerProvider = None  # type: ignore[assignment,misc]
 
     payload = _payload()
     results: list[Result] = []
     # Memory-backed when available: disk latency would drown what is measured here.
     shm = "/dev/shm" if os.path.isdir("/dev/shm") else None
     with tempfile.TemporaryDirectory(dir=shm) as tmp, _quiet():
-        for name in ("sdk", "hand", "noop", "logs"):
+        for name in ("sdk", "hand", "noop", "logs", "otel"):
             root = os.path.join(tmp, name)
             path = os.path.join(root, "bench-bucket", "executions", "bench-run", "Filter")
             os.makedirs(path)
@@ -280,6 +286,11 @@ def run() -> list[Result]:
         noop = _sdk_stage(os.path.join(tmp, "noop"), Observer())
         logs_only = _sdk_stage(os.path.join(tmp, "logs"), PowertoolsObserver(metrics=False))
         candidates = {"sdk": sdk, "hand": hand, "noop": noop, "logs": logs_only}
+        if TracerProvider is not None:
+            tracing = OpenTelemetryTracing(tracer_provider=TracerProvider())
+            candidates["otel"] = _sdk_stage(
+                os.path.join(tmp, "otel"), PowertoolsObserver(tracer=tracing)
+            )
         for warm in candidates.values():
             for _ in range(50):
                 warm()
@@ -312,5 +323,15 @@ def run() -> list[Result]:
             note="baseline: the whole invocation with a do-nothing observer",
         )
     )
+    if "otel" in per_call:
+        results.append(
+            Result(
+                "per invocation: OpenTelemetry tracing (4 spans, SDK provider, no exporter)",
+                per_call["otel"] - per_call["sdk"],
+                per_call["noop"],
+                "us",
+                note="baseline: the whole invocation with a do-nothing observer",
+            )
+        )
     results.extend(_import_results())
     return results
