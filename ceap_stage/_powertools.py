@@ -25,6 +25,7 @@ from ._observability import (
     Logs,
     Metrics,
     StageObserver,
+    _ColdStart,
 )
 from ._settings import DEFAULT_METRICS_NAMESPACE, DEFAULT_SERVICE, resolve_settings
 from ._tracing import TracingProvider, tracing_provider
@@ -45,6 +46,7 @@ __all__ = [
     "PowertoolsLogs",
     "PowertoolsObserver",
     "SinkHandler",
+    "_ColdStart",  # its old home: ceap_stage._snapstart and tests look it up here too
 ]
 
 #: The CloudWatch namespace of the stage metrics when ``POWERTOOLS_METRICS_NAMESPACE`` is unset.
