@@ -31,6 +31,7 @@ from ._errors import (
     InputValidationError,
     OutputConflictError,
     OutputValidationError,
+    StageFailed,
     StorageError,
     TransientStorageError,
 )
@@ -59,6 +60,7 @@ __all__ = [
     "RetryPolicy",
     "S3Store",
     "Settings",
+    "StageFailed",
     "StageHandler",
     "StorageError",
     "Store",

@@ -11,6 +11,7 @@ public, stable contract::
     ├── InputValidationError        input is not JSON / JSON Lines / manifest or fails the model
     ├── OutputValidationError       the stage returned something that fails the output model
     ├── OutputConflictError         ``write_once``: a different output already exists
+    ├── StageFailed                 a Kotlin CEAP stage returned ``status: FAILED`` (no retry)
     ├── StorageError                S3 refused for a lasting reason            (no retry)
     │   └── TransientStorageError   throttling / 5xx / timeouts after retries  (retry)
     ├── PackagingError              ``ceap-stage package``: a workflow cannot be packaged
@@ -40,6 +41,7 @@ __all__ = [
     "OutputConflictError",
     "OutputValidationError",
     "PackagingError",
+    "StageFailed",
     "StorageError",
     "TransientStorageError",
 ]
@@ -170,6 +172,20 @@ class OutputValidationError(CeapStageError):
 
 class OutputConflictError(CeapStageError):
     """``write_once`` is on and a different ``output.json`` already exists for this stage."""
+
+
+class StageFailed(CeapStageError):
+    """A stage that is not ceap-stage (a Kotlin CEAP stage) returned ``status: FAILED``.
+
+    The generated state machine fails the execution with this error name and the stage's
+    ``errorMessage`` as the cause; the local runner raises it when a Kotlin step's stand-in
+    fails. Not retried: the Kotlin base handler catches every exception, so a ``FAILED`` result
+    says nothing about whether a retry could succeed.
+
+    Example:
+        >>> print(StageFailed("no candidates for program p-1", stage="Score"))
+        no candidates for program p-1 [stage=Score]
+    """
 
 
 class StorageError(CeapStageError):

@@ -40,6 +40,7 @@ from ._kinds import (
     register_kind,
     registered_kinds,
 )
+from ._kotlin_kind import KOTLIN_KIND
 from ._lambda_kind import LAMBDA_KIND, LambdaStep
 
 __all__ = [
@@ -60,6 +61,7 @@ __all__ = [
 # to the ``Step`` union below.
 register_kind(LAMBDA_KIND)
 register_kind(GLUE_KIND)
+register_kind(KOTLIN_KIND)  # a variant of the Lambda kind: LambdaStep(contract="ceap-kotlin")
 
 # State machine names: 1-80 of letters, digits, '-' and '_' (they also name AWS resources).
 _WORKFLOW_NAME = re.compile(r"[A-Za-z0-9_-]{1,80}")
@@ -78,7 +80,8 @@ Step = Annotated[
         _step_kind,
         custom_error_type="step_type",
         custom_error_message=(
-            "a step's type must be " + " or ".join(repr(k.name) for k in registered_kinds())
+            "a step's type must be "
+            + " or ".join(repr(k.name) for k in registered_kinds() if k.variant_of is None)
         ),
     ),
 ]

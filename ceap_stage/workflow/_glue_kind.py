@@ -70,11 +70,22 @@ __all__ = [
     "initial_input_parameters",
 ]
 
-#: What a Glue step is retried on. Step Functions reports a failed job run as
-#: ``States.TaskFailed`` (the job's own error class is only in the cause's text).
-GLUE_RETRY_ERRORS: Final = ("States.TaskFailed",)
-#: The errors a Glue step is retried on in a local run.
-GLUE_LOCAL_RETRY_ERRORS: Final = ("TransientStorageError",)
+#: What a Glue step is retried on: the Glue service refusing or failing to start the run
+#: (``Glue.<exception>`` errors of ``StartJobRun``/``GetJobRun``), which a retry can get past.
+#: Never ``States.TaskFailed``: Step Functions reports every failed job *run* so, a deterministic
+#: failure (``InputValidationError``) exactly like a transient one, with the job's own error class
+#: only in the cause's text. A job run retries its S3 calls itself (``RetryPolicy``); a
+#: ``TransientStorageError`` that outlasts those retries fails the execution (redrive it).
+GLUE_RETRY_ERRORS: Final = (
+    "Glue.AWSGlueException",
+    "Glue.ConcurrentRunsExceededException",
+    "Glue.InternalServiceException",
+    "Glue.OperationTimeoutException",
+    "Glue.ThrottlingException",
+)
+#: The errors a Glue step is retried on in a local run: the same rule as in AWS. A failed
+#: script is a failed job run, which is not retried; the service errors cannot occur locally.
+GLUE_LOCAL_RETRY_ERRORS: Final = GLUE_RETRY_ERRORS
 
 # Glue job names: 1-255 of word characters and a few punctuation marks.
 _GLUE_JOB_NAME = re.compile(r"[\w .:@+=,-]{1,255}")
@@ -284,9 +295,8 @@ class GlueKind(StepKind[GlueStep]):
         return []
 
     def local_retry(self, config: WorkflowConfiguration) -> LocalRetry:
-        """Retried when the script failed with ``TransientStorageError``. In AWS any failed job
-        run is retried (Step Functions only sees ``States.TaskFailed``), which locally would only
-        repeat a deterministic failure."""
+        """The state's rule: retried on Glue service errors only (none occur locally), so a
+        failed script, like a failed job run in AWS, runs once."""
         retry = config.retry_config
         return LocalRetry(
             retry.glue_max_attempts,

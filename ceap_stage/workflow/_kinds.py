@@ -72,6 +72,7 @@ __all__ = [
     "key_expression",
     "kind_named",
     "kind_of",
+    "output_format_for",
     "register_kind",
     "registered_kinds",
     "require_kind",
@@ -287,6 +288,12 @@ class StepKind(ABC, Generic[S]):
         input_function: The public function that builds what a step of this kind receives.
         reads_staged_input: True when a first step of this kind reads the batch from the
             pseudo-stage ``initial`` (staged by one of its states) instead of the event.
+        input_format: The output format this kind's steps need the step before them to write
+            (``"json"``: one JSON document), or None when they read any format. The step before
+            receives it as ``"outputFormat"`` in its event.
+        output_formats: The ``outputFormat`` values this kind's steps honour when the step
+            after them asks for one (a kind that cannot write one JSON document on request
+            leaves it empty, and a step that needs one is refused after it).
         variant_of: For a variant, the ``name`` of the kind it refines. A variant subclasses
             that kind, its steps keep that kind's model and ``type``, and it serves those of
             them for which :meth:`applies_to` is true (the latest registered variant first).
@@ -305,6 +312,8 @@ class StepKind(ABC, Generic[S]):
     identifying_fields: ClassVar[frozenset[str]] = frozenset()
     input_function: ClassVar[str]
     reads_staged_input: ClassVar[bool] = False
+    input_format: ClassVar[str | None] = None
+    output_formats: ClassVar[frozenset[str]] = frozenset()
     variant_of: ClassVar[str | None] = None
 
     def applies_to(self, step: S) -> bool:
@@ -441,7 +450,7 @@ def registered_kinds() -> tuple[StepKind[Any], ...]:
 
     Example:
         >>> [kind.name for kind in registered_kinds()]
-        ['lambda', 'glue']
+        ['lambda', 'glue', 'ceap-kotlin']
     """
     return tuple(_KINDS.values())
 
@@ -471,6 +480,22 @@ def kind_of(step: StepModel) -> StepKind[Any]:
         if variant.applies_to(step):
             return variant
     return _KINDS[step.type]
+
+
+def output_format_for(config: WorkflowConfiguration, index: int) -> str | None:
+    """The output format step ``index`` must write for the step after it (None: its choice).
+
+    Example:
+        >>> from ceap_stage.workflow import LambdaStep, WorkflowConfiguration
+        >>> wf = WorkflowConfiguration(workflow_name="w", workflow_bucket="bkt-1",
+        ...     source_queue="q", steps=[LambdaStep(state_name="A", function_name="fa"),
+        ...     LambdaStep(state_name="K", function_name="fk", contract="ceap-kotlin")])
+        >>> output_format_for(wf, 0), output_format_for(wf, 1)
+        ('json', None)
+    """
+    if index + 1 >= len(config.steps):
+        return None
+    return kind_of(config.steps[index + 1]).input_format
 
 
 def kind_name_of_data(value: Any, default: str) -> str | None:

@@ -11,7 +11,7 @@ import re
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Final, Literal
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 
 from ._compat import ContractSide, StageContract
 from ._kinds import (
@@ -25,6 +25,7 @@ from ._kinds import (
     chain,
     context_object,
     guarded,
+    output_format_for,
     require_kind,
     sub,
 )
@@ -55,6 +56,8 @@ if TYPE_CHECKING:
     from ._loader import LoadedWorkflow
 
 __all__ = [
+    "CONTRACTS",
+    "KOTLIN_CONTRACT",
     "LAMBDA_KIND",
     "LAMBDA_RETRY_ERRORS",
     "LAMBDA_SERVICE_ERRORS",
@@ -74,6 +77,11 @@ LAMBDA_SERVICE_ERRORS: Final = (
 #: What a Lambda step is retried on: the service errors and the contract's one retryable error.
 LAMBDA_RETRY_ERRORS: Final = (*LAMBDA_SERVICE_ERRORS, "TransientStorageError")
 _LAMBDA_TIMEOUT_MS: Final = 900_000
+#: The contract of a stage that is a Kotlin CEAP handler (CONTRACT section 9).
+KOTLIN_CONTRACT: Final = "ceap-kotlin"
+#: What a Lambda step's ``contract`` may say: ``ceap`` (a ceap-stage handler, the default) or
+#: ``ceap-kotlin`` (a Kotlin CEAP stage during a migration).
+CONTRACTS: Final = ("ceap", KOTLIN_CONTRACT)
 
 # A Lambda function name, partial ARN or full ARN (with an optional version or alias).
 _FUNCTION_NAME = re.compile(
@@ -103,7 +111,14 @@ class LambdaStep(StepModel):
         function_name: The Lambda function: a name, a partial ARN or a full ARN.
         handler: The handler as ``module:attribute`` (a ``@stage`` function or a
             ``WorkflowLambdaHandler`` instance): run locally, and packaged by
-            ``ceap-stage package`` (Lambda calls ``module.attribute``).
+            ``ceap-stage package`` (Lambda calls ``module.attribute``). For a Kotlin step, its
+            local stand-in: a Python callable with the Kotlin stage's behaviour.
+        contract: What the function speaks: ``"ceap"`` (a ceap-stage handler, the default) or
+            ``"ceap-kotlin"`` (a Kotlin CEAP stage: the stage before it writes one JSON
+            document, and a returned ``status: FAILED`` fails the execution).
+        recorded_output: For local runs of a Kotlin step: a recorded ``output.json`` that stands
+            in for the stage (relative paths resolve against the configuration file's
+            directory). Not part of the state machine.
         memory_mb: Deployment: the function's memory, 128-10240 MB (default 512).
         timeout_seconds: Deployment: the function's timeout, 1-900 s (default 60).
         architecture: Deployment: ``x86_64`` (default) or ``arm64``.
@@ -129,6 +144,8 @@ class LambdaStep(StepModel):
     runtime: Literal["python3.11", "python3.12", "python3.13"] = "python3.12"
     environment: dict[str, str] = Field(default_factory=dict)
     reserved_concurrency: int | None = Field(None, ge=0, le=10_000)
+    contract: Literal["ceap", "ceap-kotlin"] = "ceap"
+    recorded_output: str | None = None
 
     @field_validator("environment")
     @classmethod
@@ -144,6 +161,25 @@ class LambdaStep(StepModel):
             if name in _STACK_SET:
                 raise ValueError(f"environment variable {name!r} is set by the stack itself")
         return value
+
+    @field_validator("contract", mode="before")
+    @classmethod
+    def _check_contract(cls, value: Any) -> Any:
+        if value not in CONTRACTS:
+            raise ValueError(
+                f"contract must be 'ceap' (a ceap-stage handler, the default) or "
+                f"'{KOTLIN_CONTRACT}' (a Kotlin CEAP stage); got {value!r}"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _check_recorded_output(self) -> LambdaStep:
+        if self.recorded_output is not None and self.contract != KOTLIN_CONTRACT:
+            raise ValueError(
+                f"recorded_output stands in for a Kotlin stage: it needs contract="
+                f"'{KOTLIN_CONTRACT}' (a ceap-stage step runs its handler)"
+            )
+        return self
 
     @field_validator("function_name")
     @classmethod
@@ -199,6 +235,7 @@ class LambdaKind(StepKind[LambdaStep]):
         {"function_name", "functionName", "lambdaFunctionKey"}
     )
     input_function: ClassVar[str] = "lambda_event"
+    output_formats: ClassVar[frozenset[str]] = frozenset({"json"})
 
     def target(self, step: LambdaStep) -> str:
         return step.function_name
@@ -462,7 +499,9 @@ def lambda_payload(config: WorkflowConfiguration, index: int) -> dict[str, Any]:
     """The ``Payload`` template of Lambda step ``index``: docs/contract.md section 2, as ASL.
 
     ``initialData`` is the state input (the EventBridge Pipes batch) and only the first step
-    gets it; ``redriveCount`` exists only in STANDARD executions, which can be redriven.
+    gets it; ``redriveCount`` exists only in STANDARD executions, which can be redriven. A step
+    followed by one that needs a given format (a Kotlin CEAP stage reads one JSON document) gets
+    ``"outputFormat"`` (CONTRACT section 9).
 
     Raises:
         StepKindError: Step ``index`` is not a Lambda step.
@@ -486,6 +525,9 @@ def lambda_payload(config: WorkflowConfiguration, index: int) -> dict[str, Any]:
     }
     if config.workflow_type is WorkflowType.STANDARD:
         payload["redriveCount.$"] = "$$.Execution.RedriveCount"
+    output_format = output_format_for(config, index)
+    if output_format is not None:
+        payload["outputFormat"] = output_format
     if index == 0:
         payload["initialData.$"] = "$"
     return payload

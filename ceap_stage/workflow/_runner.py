@@ -13,9 +13,10 @@ steps in order, retries, measures and reports.
 
 Retries, locally: a Lambda step is retried on the errors its ``Retry`` names
 (:data:`~ceap_stage.workflow.LAMBDA_RETRY_ERRORS`; only ``TransientStorageError`` can occur
-without AWS). A Glue step is retried when the script failed with ``TransientStorageError``; in
-AWS any failed job run is retried (Step Functions only sees ``States.TaskFailed``), which locally
-would only repeat a deterministic failure.
+without AWS). A Glue step follows its state's rule too: it is retried on Glue service errors only
+(:data:`~ceap_stage.workflow.GLUE_RETRY_ERRORS`), so a failed script, like a failed job run in
+AWS, runs once. A Kotlin step runs through its stand-in; its failure is ``StageFailed``, which is
+not retried.
 """
 
 from __future__ import annotations

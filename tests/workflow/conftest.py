@@ -13,6 +13,7 @@ def _fresh_handler_state():
     handlers.ATTEMPTS.clear()
     handlers.STORE_URLS.clear()
     handlers.FLAKY_FAILURES["count"] = 1
+    handlers.KOTLIN_CALLS = 0
 
 
 from tests.workflow._moto_sfn import sfn  # noqa: E402, F401  (the moto Step Functions fixture)

@@ -78,3 +78,30 @@ def batch(*values: float) -> list[dict[str, Any]]:
         }
         for i, v in enumerate(values)
     ]
+
+
+#: How many times the failing Kotlin stand-in ran (tests reset it).
+KOTLIN_CALLS = 0
+
+
+def kotlin_like(data: Any, event: Any) -> Any:
+    """A Kotlin stand-in: echoes the one JSON document it read."""
+    assert event["currentStage"] == "Score"
+    return data
+
+
+def kotlin_failing(data: Any, event: Any) -> Any:
+    """A Kotlin stand-in whose stage returns FAILED."""
+    global KOTLIN_CALLS  # noqa: PLW0603 - a test probe
+    KOTLIN_CALLS += 1
+    raise ValueError("no candidates (simulated)")
+
+
+def jsonl_writer(event: dict[str, Any], lambda_context: Any) -> dict[str, Any]:
+    """A plain handler that ignores outputFormat and writes JSON Lines."""
+    store = store_from_url(os.environ["CEAP_STORE"])
+    key = f"executions/{event['executionId']}/{event['currentStage']}/output.json"
+    store.put(
+        event["workflowBucket"], key, b'{"id": 1}\n{"id": 2}\n', content_type="application/x-ndjson"
+    )
+    return {"status": "SUCCESS"}

@@ -31,6 +31,7 @@ EXAMPLES = [
     "examples/engagement/workflow.py",
     "examples/engagement/workflow_standard.py",
     "examples/engagement/workflow.yaml",
+    "examples/hybrid/workflow.py",
 ]
 
 

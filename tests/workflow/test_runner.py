@@ -351,8 +351,10 @@ def _glue_workflow(script: Path) -> WorkflowConfiguration:
 
 
 @pytest.mark.parametrize("mode", ["transient", "invalid"])
-def test_glue_scripts_run_in_process_and_their_contract_error_decides(tmp_path, monkeypatch, mode):
-    # A Python-shell Glue script (no Spark), run the way the runner runs every Glue script.
+def test_a_failed_glue_script_runs_once_whatever_its_error(tmp_path, monkeypatch, mode):
+    # A Python-shell Glue script (no Spark), run the way the runner runs every Glue script. As in
+    # AWS (no Step Functions retry of a failed job run), a failed script is not run again: the
+    # transient error the job's own S3 retries did not get past fails the run too.
     from ceap_stage.workflow import _glue_kind
 
     monkeypatch.setattr(_glue_kind, "_ensure_spark", lambda master: None)
@@ -364,22 +366,14 @@ def test_glue_scripts_run_in_process_and_their_contract_error_decides(tmp_path, 
         batch(1.0, 3.0), execution_id=f"run-{mode}"
     )
     shell = result.stages[1]
-    if mode == "transient":
-        assert result.succeeded, result.error
-        assert shell.attempts == 2
-        assert waits == [60.0]
-        assert shell.records == 2
-        final = _read(store, "ceap-runner-test", "executions/run-transient/Double/output.json")
-        assert final == [{"id": 0, "value": 2.0}, {"id": 1, "value": 6.0}]
-    else:
-        assert not result.succeeded
-        assert (shell.status, shell.error_type, shell.attempts) == (
-            "FAILED",
-            "InputValidationError",
-            1,
-        )
-        assert waits == []
-        assert store.list_keys("ceap-runner-test", "executions/run-invalid/Shell/") == []
+    expected = "TransientStorageError" if mode == "transient" else "InputValidationError"
+    assert not result.succeeded
+    assert (shell.status, shell.error_type, shell.attempts) == ("FAILED", expected, 1)
+    assert type(result.error).__name__ == expected
+    assert script.with_suffix(".attempts").read_text() == "1"
+    assert waits == []
+    assert store.list_keys("ceap-runner-test", f"executions/run-{mode}/Shell/") == []
+    assert result.stages[2].status == "NOT_RUN"
 
 
 def test_a_first_glue_step_reads_the_staged_batch(tmp_path, monkeypatch):

@@ -49,8 +49,9 @@ def _glue_first_arns() -> WorkflowConfiguration:
         load_workflow("examples/engagement/workflow.py").config,
         load_workflow("examples/engagement/workflow_standard.py").config,
         _glue_first_arns(),
+        load_workflow("examples/hybrid/workflow.py").config,
     ],
-    ids=["express", "standard", "glue-first-arns"],
+    ids=["express", "standard", "glue-first-arns", "hybrid-kotlin"],
 )
 def test_templates_pass_cfn_lint(config):
     assert _lint(build_template(config)) == []
