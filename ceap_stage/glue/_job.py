@@ -4,7 +4,10 @@
 a plain ``SparkSession`` elsewhere, reusing an active one), logs one JSON line when the stage starts
 and one when it finishes or fails, and on success calls ``Job.commit``. A failure is logged with
 its error class and turned into ``SystemExit(1)`` chained ``from`` the original exception, so Glue
-marks the run failed and an in-process caller finds the contract error in ``exc.__cause__``.
+marks the run failed and an in-process caller finds the contract error in ``exc.__cause__``. The
+exit's text is ``ErrorClass: message`` (``InputValidationError: ...``): what a failed job run's
+``ErrorMessage`` should name, and what the generated state machine names the execution's error
+after.
 """
 
 from __future__ import annotations
@@ -201,6 +204,17 @@ class _Spark:
             self.session.stop()
 
 
+class _JobFailed(SystemExit):
+    """Exit status 1, reading ``ErrorClass: message`` (the failure, without payload)."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(1)
+        self.summary = f"{type(error).__name__}: {error}"
+
+    def __str__(self) -> str:
+        return self.summary
+
+
 @contextlib.contextmanager
 def glue_job(
     argv: Sequence[str] | None = None,
@@ -284,7 +298,7 @@ def glue_job(
             facts["retryable"] = exc.retryable
         facts["duration_ms"] = _ms(started)
         logger.error("glue stage failed", extra={"ceap": facts})
-        raise SystemExit(1) from exc
+        raise _JobFailed(exc) from exc
     else:
         assert args is not None
         assert job is not None

@@ -59,6 +59,8 @@ if TYPE_CHECKING:
     from ._loader import LoadedWorkflow
 
 __all__ = [
+    "GLUE_JOB_FAILED",
+    "GLUE_JOB_FAILED_STATE",
     "GLUE_KIND",
     "GLUE_LOCAL_RETRY_ERRORS",
     "GLUE_RETRY_ERRORS",
@@ -82,6 +84,24 @@ GLUE_RETRY_ERRORS: Final = (
     "Glue.InternalServiceException",
     "Glue.OperationTimeoutException",
     "Glue.ThrottlingException",
+)
+#: The execution's error when a job run failed with an error that is not a contract error.
+GLUE_JOB_FAILED: Final = "GlueJobFailed"
+#: The Choice state a failed job run (``States.TaskFailed``) is caught into: it names the
+#: execution's error after the contract error class the job run's ``ErrorMessage`` names.
+GLUE_JOB_FAILED_STATE: Final = "Glue job failed"
+# The contract errors a job run's ErrorMessage is searched for, subclasses before their bases
+# ("TransientStorageError: " also ends in "StorageError: ").
+_CONTRACT_ERRORS: Final = (
+    "TransientStorageError",
+    "StorageError",
+    "ContextResolutionError",
+    "ConfigurationError",
+    "InputNotFoundError",
+    "InputValidationError",
+    "OutputConflictError",
+    "OutputValidationError",
+    "HandlerDefinitionError",
 )
 #: The errors a Glue step is retried on in a local run: the same rule as in AWS. A failed
 #: script is a failed job run, which is not retried; the service errors cannot occur locally.
@@ -205,7 +225,17 @@ class GlueKind(StepKind[GlueStep]):
             retry.glue_interval_seconds,
             retry.glue_backoff_rate,
         )
+        # A failed job run is named after the job's own error class (see job_failure_states).
+        state["Catch"].insert(
+            0,
+            {
+                "ErrorEquals": ["States.TaskFailed"],
+                "ResultPath": "$",
+                "Next": GLUE_JOB_FAILED_STATE,
+            },
+        )
         states[step.state_name] = chain(state, next_state)
+        states.update(job_failure_states())
         return states
 
     def policy_statements(
@@ -496,6 +526,54 @@ def _ensure_spark(master: str | None) -> Any:
     )
     session.sparkContext.setLogLevel("ERROR")
     return session
+
+
+def job_failure_states() -> dict[str, dict[str, Any]]:
+    """The states a failed job run goes through on its way to the Fail state.
+
+    Step Functions reports a failed job run as ``States.TaskFailed`` with the job run (as JSON,
+    its ``ErrorMessage`` included) as the cause. A Choice searches the cause for a contract error
+    class followed by ``": "`` (``InputValidationError: ...``, as the Glue helper's failure
+    reads; no identifier contains a space, so arguments cannot match) and a Pass state names
+    the execution's error after it, ``GlueJobFailed`` when none is found; the cause stays the
+    job run. Shared by every Glue step.
+
+    Example:
+        >>> states = job_failure_states()
+        >>> states[GLUE_JOB_FAILED_STATE]["Choices"][0]["StringMatches"]
+        '*TransientStorageError: *'
+    """
+    from ._kinds import FAIL_STATE
+
+    def naming(error: str) -> dict[str, Any]:
+        return {
+            "Type": "Pass",
+            "Comment": f"The failed job run's error: {error}",
+            "Parameters": {"Error": error, "Cause.$": "$.Cause"},
+            "Next": FAIL_STATE,
+        }
+
+    states: dict[str, dict[str, Any]] = {
+        GLUE_JOB_FAILED_STATE: {
+            "Type": "Choice",
+            "Comment": (
+                "A Glue job run failed (States.TaskFailed, not retried): name the execution's "
+                "error after the contract error class in the job run's ErrorMessage"
+            ),
+            "Choices": [
+                {
+                    "Variable": "$.Cause",
+                    "StringMatches": f"*{error}: *",
+                    "Next": f"{GLUE_JOB_FAILED_STATE}: {error}",
+                }
+                for error in _CONTRACT_ERRORS
+            ],
+            "Default": f"{GLUE_JOB_FAILED_STATE}: {GLUE_JOB_FAILED}",
+        }
+    }
+    for error in (*_CONTRACT_ERRORS, GLUE_JOB_FAILED):
+        states[f"{GLUE_JOB_FAILED_STATE}: {error}"] = naming(error)
+    return states
 
 
 def glue_parameters(config: WorkflowConfiguration, index: int) -> dict[str, Any]:

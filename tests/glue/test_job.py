@@ -67,6 +67,8 @@ def test_a_lazy_schema_mismatch_in_user_code_exits_with_input_validation(
 
     assert info.value.code == 1
     assert isinstance(info.value.__cause__, InputValidationError)
+    # What a failed job run's ErrorMessage names, and the state machine matches on.
+    assert str(info.value).startswith("InputValidationError: ")
     out = capsys.readouterr().out
     failed = log_lines(out)[-1]
     assert failed["error"] == "InputValidationError"
