@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "INITIAL_STAGE",
+    "OUTPUT_FORMATS",
     "ExecutionContext",
     "StageEvent",
     "output_key",
@@ -30,6 +31,9 @@ __all__ = [
 
 #: The pseudo-stage whose output a first stage that is a Glue job reads.
 INITIAL_STAGE = "initial"
+#: What the event's ``outputFormat`` may ask for (docs/contract.md section 9): ``json``, one JSON
+#: document, for a next stage that reads nothing else (a Kotlin CEAP stage).
+OUTPUT_FORMATS = frozenset({"json"})
 
 _MAX_IDENTIFIER = 80
 # Slash, backslash, any whitespace (Unicode too) and C0/C1 control characters.
@@ -126,6 +130,7 @@ class StageEvent:
     redrive_count: int = 0
     has_initial_data: bool = False
     initial_data: Any = None
+    output_format: str | None = None
 
 
 def _optional_str(event: Mapping[str, Any], name: str) -> str | None:
@@ -224,6 +229,12 @@ def parse_event(
         workflow_name = _optional_str(event, "workflowName")
         retry_count = _count(event, "retryCount")
         redrive_count = _count(event, "redriveCount")
+        output_format = _optional_str(event, "outputFormat")
+        if output_format is not None and output_format not in OUTPUT_FORMATS:
+            raise ContextResolutionError(
+                f"outputFormat must be one of {sorted(OUTPUT_FORMATS)} (what the next stage "
+                f"needs), not {output_format!r}"
+            )
     except ContextResolutionError as exc:
         exc.add_context(execution_id=execution_id, stage=current_stage)
         raise
@@ -238,6 +249,7 @@ def parse_event(
         redrive_count=redrive_count,
         has_initial_data="initialData" in event,
         initial_data=event.get("initialData"),
+        output_format=output_format,
     )
 
 

@@ -17,6 +17,7 @@ stage's behaviour (``handler``), or a recorded ``output.json`` (``recorded_outpu
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Final
 
@@ -52,16 +53,35 @@ STAGE_FAILED: Final = "StageFailed"
 KotlinStandIn = Callable[[Any, Mapping[str, Any]], Any]
 
 
-def failed_state_names(state_name: str) -> tuple[str, str, str]:
-    """The Choice, Fail and Succeed states that follow Kotlin step ``state_name``.
+_MAX_STATE_NAME: Final = 80
 
-    They contain a space, which no step name may, so they never collide with a step.
+
+def _derived(state_name: str, suffix: str) -> str:
+    """``state_name`` + ``suffix``, shortened (with a hash of the full name) to fit 80 chars."""
+    name = f"{state_name} {suffix}"
+    if len(name) <= _MAX_STATE_NAME:
+        return name
+    digest = hashlib.sha256(state_name.encode()).hexdigest()[:8]
+    keep = _MAX_STATE_NAME - len(suffix) - len(digest) - 2
+    return f"{state_name[:keep]}~{digest} {suffix}"
+
+
+def failed_state_names(state_name: str) -> tuple[str, str, str, str]:
+    """The Choice, Fail (with and without a message) and Succeed states after a Kotlin step.
+
+    They contain a space, which no step name may, so they never collide with a step; a long step
+    name is shortened (with a hash of it) to keep them within Step Functions' 80 characters.
 
     Example:
         >>> failed_state_names("Score")
-        ('Score status', 'Score failed', 'Score succeeded')
+        ('Score status', 'Score failed', 'Score failed (no message)', 'Score succeeded')
     """
-    return f"{state_name} status", f"{state_name} failed", f"{state_name} succeeded"
+    return (
+        _derived(state_name, "status"),
+        _derived(state_name, "failed"),
+        _derived(state_name, "failed (no message)"),
+        _derived(state_name, "succeeded"),
+    )
 
 
 class KotlinKind(LambdaKind):
@@ -106,7 +126,7 @@ class KotlinKind(LambdaKind):
         """The Lambda task, then a Choice on the returned ``status``: ``FAILED`` ends the
         execution in a Fail state (``StageFailed``, the ``errorMessage`` as cause)."""
         step = require_kind(config, index, self, "KotlinKind.states")
-        choice, failed, succeeded = failed_state_names(step.state_name)
+        choice, failed, failed_bare, succeeded = failed_state_names(step.state_name)
         states = super().states(config, index, choice)
         states[step.state_name]["Comment"] = (
             f"Kotlin CEAP stage {step.state_name} (contract '{KOTLIN_CONTRACT}')"
@@ -132,7 +152,7 @@ class KotlinKind(LambdaKind):
                     ],
                     "Next": failed,
                 },
-                {"And": is_failed, "Next": f"{failed} without a message"},
+                {"And": is_failed, "Next": failed_bare},
             ],
             "Default": next_state if next_state is not None else succeeded,
         }
@@ -142,7 +162,7 @@ class KotlinKind(LambdaKind):
             "Error": STAGE_FAILED,
             "CausePath": message,
         }
-        states[f"{failed} without a message"] = {
+        states[failed_bare] = {
             "Type": "Fail",
             "Comment": f"Kotlin stage {step.state_name} returned status FAILED",
             "Error": STAGE_FAILED,
@@ -219,7 +239,11 @@ class KotlinKind(LambdaKind):
                         value = stand_in(data, event)
                     body = orjson.dumps(value)
                 except Exception as exc:  # the Kotlin base handler catches everything
-                    message = str(exc) or type(exc).__name__
+                    message = (
+                        exc.detail
+                        if isinstance(exc, StageFailed)
+                        else f"{type(exc).__name__}: {exc}"
+                    )
                     raise StageFailed(
                         message, execution_id=run.execution_id, stage=step.state_name
                     ) from exc

@@ -158,10 +158,14 @@ def test_retry_and_catch_follow_the_configuration():
             "BackoffRate": 3.0,
         }
     ]
-    for name in ("A", "G"):
-        assert states[name]["Catch"] == [
-            {"ErrorEquals": ["States.ALL"], "ResultPath": "$", "Next": "WorkflowFailed"}
-        ]
+    assert states["A"]["Catch"] == [
+        {"ErrorEquals": ["States.ALL"], "ResultPath": "$", "Next": "WorkflowFailed"}
+    ]
+    # A failed job run is named after its error class on its way to WorkflowFailed.
+    assert states["G"]["Catch"] == [
+        {"ErrorEquals": ["States.TaskFailed"], "ResultPath": "$", "Next": "Glue job failed"},
+        {"ErrorEquals": ["States.ALL"], "ResultPath": "$", "Next": "WorkflowFailed"},
+    ]
     assert states["WorkflowFailed"]["Type"] == "Fail"
     assert states["WorkflowFailed"]["ErrorPath"] == "$.Error"
     assert states["WorkflowFailed"]["CausePath"] == "$.Cause"
@@ -285,7 +289,12 @@ def configurations(draw):
         if standard and draw(st.booleans()):
             steps.append(GlueStep(state_name=name, job_name=f"job-{index}"))
         else:
-            steps.append(LambdaStep(state_name=name, function_name=f"fn-{index}"))
+            # A Kotlin step cannot follow a Glue step (that is refused).
+            after_glue = bool(steps) and isinstance(steps[-1], GlueStep)
+            contract = "ceap-kotlin" if not after_glue and draw(st.booleans()) else "ceap"
+            steps.append(
+                LambdaStep(state_name=name, function_name=f"fn-{index}", contract=contract)
+            )
     retry = RetryConfiguration(
         lambda_max_attempts=draw(st.integers(0, 10)),
         lambda_interval_seconds=draw(st.integers(1, 3600)),
@@ -325,6 +334,10 @@ def test_generated_configurations_give_valid_definitions_and_consistent_argument
                 event = lambda_event(config, index, execution_id="run-1", state_input=[])
                 assert event["currentStage"] == step.state_name
                 assert ("initialData" in event) == (index == 0)
-            assert state["Catch"][0]["Next"] == "WorkflowFailed"
+            assert state["Catch"][-1] == {
+                "ErrorEquals": ["States.ALL"],
+                "ResultPath": "$",
+                "Next": "WorkflowFailed",
+            }
     with tempfile.TemporaryDirectory() as directory:
         assert validate_definitions(definitions, Path(directory)) == {}

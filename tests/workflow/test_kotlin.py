@@ -151,7 +151,7 @@ def test_a_kotlin_task_is_followed_by_a_choice_on_its_status():
     assert choice["Type"] == "Choice"
     assert choice["Default"] == "Publish"
     targets = [rule["Next"] for rule in choice["Choices"]]
-    assert targets == ["Score failed", "Score failed without a message"]
+    assert targets == ["Score failed", "Score failed (no message)"]
     assert {"Variable": "$.result.status", "StringEquals": "FAILED"} in choice["Choices"][0]["And"]
     assert states["Score failed"] == {
         "Type": "Fail",
@@ -159,7 +159,7 @@ def test_a_kotlin_task_is_followed_by_a_choice_on_its_status():
         "Error": "StageFailed",
         "CausePath": "$.result.errorMessage",
     }
-    assert states["Score failed without a message"]["Error"] == "StageFailed"
+    assert states["Score failed (no message)"]["Error"] == "StageFailed"
 
 
 def test_a_last_kotlin_step_succeeds_through_a_succeed_state():
@@ -291,7 +291,7 @@ def test_a_failing_stand_in_is_stage_failed_and_not_retried(tmp_path: Path):
     score = result.stages[1]
     assert (score.status, score.error_type, score.attempts) == ("FAILED", "StageFailed", 1)
     assert isinstance(result.error, StageFailed)
-    assert "no candidates (simulated)" in str(result.error)
+    assert "ValueError: no candidates (simulated)" in str(result.error)
     assert result.error.stage == "Score"
     assert waits == []
     assert handlers.KOTLIN_CALLS == 1
@@ -385,3 +385,25 @@ def test_the_hybrid_example_replays_its_recorded_kotlin_output(tmp_path: Path):
     final = store.get(config.workflow_bucket, "executions/run-rec/DeliveryStage/output.json")
     assert final is not None
     assert [d["customerId"] for d in json.loads(final.body)] == ["c-002", "c-013"]
+
+
+@pytest.mark.node
+def test_kotlin_states_of_a_long_step_name_fit_state_name_limits(tmp_path: Path):
+    from ._asl_tools import validate_definitions
+
+    long_a, long_b = "K" * 79 + "a", "K" * 79 + "b"
+    config = WorkflowConfiguration(
+        workflow_name="long",
+        steps=[
+            LambdaStep(state_name="Load", function_name="load-fn"),
+            LambdaStep(state_name=long_a, function_name="fa", contract="ceap-kotlin"),
+            LambdaStep(state_name=long_b, function_name="fb", contract="ceap-kotlin"),
+        ],
+        workflow_bucket=_BUCKET,
+        source_queue="in",
+    )
+    definition = build_definition(config)
+    names = list(definition["States"])
+    assert all(len(name) <= 80 for name in names)
+    assert len(names) == len(set(names)) == 3 + 3 + 4 + 1  # tasks, Choice/Fail x2, Succeed, Fail
+    assert validate_definitions([definition], tmp_path) == {}
