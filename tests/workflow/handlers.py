@@ -99,7 +99,9 @@ def kotlin_failing(data: Any, event: Any) -> Any:
 
 def jsonl_writer(event: dict[str, Any], lambda_context: Any) -> dict[str, Any]:
     """A plain handler that ignores outputFormat and writes JSON Lines."""
-    store = store_from_url(os.environ["CEAP_STORE"])
+    from ceap_stage._store import store_from_url
+
+    store = store_from_url(resolve_settings().store_url)
     key = f"executions/{event['executionId']}/{event['currentStage']}/output.json"
     store.put(
         event["workflowBucket"], key, b'{"id": 1}\n{"id": 2}\n', content_type="application/x-ndjson"
