@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, overload
 
 from ._context import ExecutionContext, validate_identifier
 from ._errors import ContextResolutionError, HandlerDefinitionError
-from ._io import DEFAULT_MAX_SINGLE_OBJECT_BYTES, DEFAULT_PART_BYTES
+from ._io import DEFAULT_MAX_DOCUMENT_BYTES, DEFAULT_MAX_SINGLE_OBJECT_BYTES, DEFAULT_PART_BYTES
 from ._models import UNSET, StageSpec, resolve
 from ._observability import Observer, default_observer
 from ._runtime import OutputFormat, StageRuntime
@@ -49,10 +49,13 @@ def _check_options(spec: StageSpec, name: str | None, output_format: str, where:
         )
 
 
-def _check_sizes(max_single_object_bytes: object, part_bytes: object, where: str) -> None:
+def _check_sizes(
+    max_single_object_bytes: object, part_bytes: object, max_document_bytes: object, where: str
+) -> None:
     for option, value in (
         ("max_single_object_bytes", max_single_object_bytes),
         ("part_bytes", part_bytes),
+        ("max_document_bytes", max_document_bytes),
     ):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise HandlerDefinitionError(f"{where}: {option} must be a positive number of bytes")
@@ -101,6 +104,7 @@ def stage(
     logger: Logger | None = None,
     max_single_object_bytes: int = DEFAULT_MAX_SINGLE_OBJECT_BYTES,
     part_bytes: int = DEFAULT_PART_BYTES,
+    max_document_bytes: int = DEFAULT_MAX_DOCUMENT_BYTES,
 ) -> Callable[[Callable[..., Any]], StageHandler]: ...
 
 
@@ -119,6 +123,7 @@ def stage(
     logger: Logger | None = None,
     max_single_object_bytes: int = DEFAULT_MAX_SINGLE_OBJECT_BYTES,
     part_bytes: int = DEFAULT_PART_BYTES,
+    max_document_bytes: int = DEFAULT_MAX_DOCUMENT_BYTES,
 ) -> StageHandler | Callable[[Callable[..., Any]], StageHandler]:
     """Turn a typed function into a Step Functions stage (a Lambda entry point).
 
@@ -143,6 +148,9 @@ def stage(
             64 MiB) is written as JSON Lines parts + a manifest; see docs/reliability.md.
         part_bytes: The size of each part (default 8 MiB); also the most an ``Iterator[X]``
             output buffers before it is written as parts.
+        max_document_bytes: When the event asks for one JSON document (``"outputFormat":
+            "json"``, sent to the stage before a Kotlin CEAP stage), the most it may hold
+            (default 256 MiB); a larger output is an :class:`OutputValidationError`.
 
     Raises:
         HandlerDefinitionError: The signature, a model or an option is unusable.
@@ -164,7 +172,7 @@ def stage(
         where = f"@stage {getattr(func, '__qualname__', func)!r}"
         spec = resolve(func, input_model=input_model, output_model=output_model, owner=where)
         _check_options(spec, name, output_format, where)
-        _check_sizes(max_single_object_bytes, part_bytes, where)
+        _check_sizes(max_single_object_bytes, part_bytes, max_document_bytes, where)
         runtime = StageRuntime(
             spec,
             name=name,
@@ -175,6 +183,7 @@ def stage(
             observer=_observer_option(observer, logger, where),
             max_single_object_bytes=max_single_object_bytes,
             part_bytes=part_bytes,
+            max_document_bytes=max_document_bytes,
         )
         return StageHandler(spec, runtime)
 
@@ -188,10 +197,10 @@ class WorkflowLambdaHandler(Generic[InT, OutT]):
 
     Subclass it with the input and output models as generic parameters and implement
     :meth:`process`. Class attributes ``name``, ``input_model``, ``output_model``,
-    ``output_format``, ``write_once``, ``max_single_object_bytes`` and ``part_bytes`` set
-    options; explicit models win over the generic parameters, which win over ``process``'s
-    annotations. Models are resolved when the subclass
-    is created; an unusable one raises :class:`HandlerDefinitionError` then.
+    ``output_format``, ``write_once``, ``max_single_object_bytes``, ``part_bytes`` and
+    ``max_document_bytes`` set options; explicit models win over the generic parameters, which
+    win over ``process``'s annotations. Models are resolved when the subclass is created; an
+    unusable one raises :class:`HandlerDefinitionError` then.
 
     Example:
         >>> from pydantic import BaseModel
@@ -215,6 +224,7 @@ class WorkflowLambdaHandler(Generic[InT, OutT]):
     write_once: ClassVar[bool] = False
     max_single_object_bytes: ClassVar[int] = DEFAULT_MAX_SINGLE_OBJECT_BYTES
     part_bytes: ClassVar[int] = DEFAULT_PART_BYTES
+    max_document_bytes: ClassVar[int] = DEFAULT_MAX_DOCUMENT_BYTES
     _spec: ClassVar[StageSpec | None] = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -233,7 +243,7 @@ class WorkflowLambdaHandler(Generic[InT, OutT]):
             owner=where,
         )
         _check_options(spec, cls.name, cls.output_format, where)
-        _check_sizes(cls.max_single_object_bytes, cls.part_bytes, where)
+        _check_sizes(cls.max_single_object_bytes, cls.part_bytes, cls.max_document_bytes, where)
         cls._spec = spec
 
     def __init__(
@@ -261,6 +271,7 @@ class WorkflowLambdaHandler(Generic[InT, OutT]):
             observer=_observer_option(observer, logger, type(self).__qualname__),
             max_single_object_bytes=self.max_single_object_bytes,
             part_bytes=self.part_bytes,
+            max_document_bytes=self.max_document_bytes,
         )
 
     @abstractmethod

@@ -76,6 +76,7 @@ from ._observability import InvocationStats
 from ._store import LocalStore, PutResult, Store, sha256_hex
 
 __all__ = [
+    "DEFAULT_MAX_DOCUMENT_BYTES",
     "DEFAULT_MAX_SINGLE_OBJECT_BYTES",
     "DEFAULT_PART_BYTES",
     "ByteRange",
@@ -100,6 +101,10 @@ __all__ = [
 
 #: A list output whose encoding is larger than this is written as JSON Lines parts + manifest.
 DEFAULT_MAX_SINGLE_OBJECT_BYTES: Final = 64 * 1024 * 1024
+#: The most one JSON document may hold when the next stage reads nothing else (``outputFormat:
+#: json``, a Kotlin CEAP stage): that reader parses it whole (a Jackson tree takes several times
+#: its size in the reader's Lambda memory, 10 GB at most), and the writer holds it in memory too.
+DEFAULT_MAX_DOCUMENT_BYTES: Final = 256 * 1024 * 1024
 #: The size of each part of a partitioned output, and the most a streamed output buffers.
 DEFAULT_PART_BYTES: Final = 8 * 1024 * 1024
 # A manifest is small; an output.json larger than this is not one (no need to read it).

@@ -35,6 +35,7 @@ from ._errors import (
 )
 from ._formats import CONTENT_TYPES, Format, Manifest, encode_jsonl
 from ._io import (
+    DEFAULT_MAX_DOCUMENT_BYTES,
     DEFAULT_MAX_SINGLE_OBJECT_BYTES,
     DEFAULT_PART_BYTES,
     OutputRef,
@@ -140,9 +141,12 @@ class StageRuntime:
         part_bytes: The size of each part, and the most a streamed output buffers (default
             8 MiB).
         settings: Fixed settings (default: resolved from the environment, see the module).
-        single_document: Write nothing but one JSON document (``outputFormat: json`` for
-            readers that take no manifest): an output larger than ``max_single_object_bytes``
-            is an :class:`OutputValidationError`.
+        single_document: Write nothing but one JSON document, whatever the event says (an
+            event with ``"outputFormat": "json"`` asks the same of one invocation, for a next
+            stage that reads nothing else): never JSON Lines or parts, whatever
+            ``max_single_object_bytes`` says; an output larger than ``max_document_bytes`` is
+            an :class:`OutputValidationError`, and nothing is written.
+        max_document_bytes: The most one JSON document written so may hold (default 256 MiB).
     """
 
     def __init__(
@@ -159,9 +163,11 @@ class StageRuntime:
         part_bytes: int = DEFAULT_PART_BYTES,
         settings: Settings | None = None,
         single_document: bool = False,
+        max_document_bytes: int = DEFAULT_MAX_DOCUMENT_BYTES,
     ) -> None:
         self.spec = spec
         self.single_document = single_document
+        self.max_document_bytes = max_document_bytes
         self._schema_label = meta_value(model_name(spec.output_model))
         self._schema_fingerprint: str | None = None
         self.name = name
@@ -317,7 +323,10 @@ class StageRuntime:
                 stats.process_ms = _ms(t)
             with observer.span("write_output", ctx):
                 t = time.perf_counter()
-                pointer = self._write_output(resolved.io, ctx, result, stats)
+                # A next stage that reads one JSON document only (a Kotlin CEAP stage) asks
+                # for it through the event (docs/contract.md section 9).
+                single = self.single_document or ev.output_format == "json"
+                pointer = self._write_output(resolved.io, ctx, result, stats, single)
                 stats.write_ms = _ms(t)
         except CeapStageError as exc:
             if ctx is not None:
@@ -433,16 +442,22 @@ class StageRuntime:
     # -- output -----------------------------------------------------------------------------
 
     def _write_output(
-        self, io: StageIO, ctx: ExecutionContext, result: Any, stats: InvocationStats
+        self,
+        io: StageIO,
+        ctx: ExecutionContext,
+        result: Any,
+        stats: InvocationStats,
+        single_document: bool,
     ) -> dict[str, Any]:
         spec = self.spec
         adapter = spec.output_adapter
         ref = OutputRef(ctx.workflow_bucket, ctx.execution_id, ctx.current_stage)
         if self._out_item is not None:
-            return self._write_stream(io, ctx, ref, result, stats)
+            return self._write_stream(io, ctx, ref, result, stats, single_document=single_document)
+        output_format: Format = "json" if single_document else self.output_format
         try:
             value = adapter.validate_python(result)
-            if self.output_format == "jsonl":
+            if output_format == "jsonl":
                 body = encode_jsonl(adapter.dump_python(value, mode="json", by_alias=True))
             else:
                 body = adapter.dump_json(value, by_alias=True)
@@ -462,35 +477,36 @@ class StageRuntime:
             ) from None
         records = len(value) if isinstance(value, (list, tuple, set, frozenset)) else 1
         metadata = self._metadata(ref, records)
-        if len(body) > self.max_single_object_bytes:
-            if self.single_document:
+        if single_document:
+            if len(body) > self.max_document_bytes:
                 raise OutputValidationError(
-                    f"the output is larger than {self.max_single_object_bytes} bytes and this "
-                    "stage writes one JSON document (outputFormat json allows no manifest)",
+                    f"the output is {len(body)} bytes, larger than the {self.max_document_bytes} "
+                    "bytes one JSON document may hold, and this stage writes one JSON document "
+                    "(outputFormat json: the next stage reads no JSON Lines or manifest)",
                     bucket=ref.bucket,
                     key=ref.key,
                 )
-            if isinstance(value, (list, tuple)):
-                # Too large for one object: JSON Lines parts, then the manifest.
-                writer = PartWriter(io.store, ref, part_bytes=self.part_bytes)
-                try:
-                    for record in adapter.dump_python(value, mode="json", by_alias=True):
-                        writer.add(dumps_line(record))
-                except BaseException:
-                    writer.abort()
-                    raise
-                put = writer.commit(records, metadata=metadata, write_once=self.write_once)
-                return self._pointer(ctx, stats, put, "manifest", records)
+        elif len(body) > self.max_single_object_bytes and isinstance(value, (list, tuple)):
+            # Too large for one object: JSON Lines parts, then the manifest.
+            writer = PartWriter(io.store, ref, part_bytes=self.part_bytes)
+            try:
+                for record in adapter.dump_python(value, mode="json", by_alias=True):
+                    writer.add(dumps_line(record))
+            except BaseException:
+                writer.abort()
+                raise
+            put = writer.commit(records, metadata=metadata, write_once=self.write_once)
+            return self._pointer(ctx, stats, put, "manifest", records)
         put = put_output(
             io.store,
             ref.bucket,
             ref.key,
             body,
-            content_type=CONTENT_TYPES[self.output_format],
+            content_type=CONTENT_TYPES[output_format],
             metadata=metadata,
             write_once=self.write_once,
         )
-        return self._pointer(ctx, stats, put, self.output_format, records)
+        return self._pointer(ctx, stats, put, output_format, records)
 
     def _fingerprint(self) -> str:
         # Computed at the first write (a JSON Schema is not free), then kept.
@@ -513,6 +529,8 @@ class StageRuntime:
         ref: OutputRef,
         result: Any,
         stats: InvocationStats,
+        *,
+        single_document: bool,
     ) -> dict[str, Any]:
         assert self._out_item is not None
         label = model_name(self.spec.output_model)
@@ -528,11 +546,11 @@ class StageRuntime:
                 io.store,
                 ref,
                 encode_records(result, self._out_item, label),
-                as_document=self.output_format == "json",
+                as_document=single_document or self.output_format == "json",
                 part_bytes=self.part_bytes,
                 metadata=lambda count: self._metadata(ref, count),
                 write_once=self.write_once,
-                max_document_bytes=self.max_single_object_bytes if self.single_document else None,
+                max_document_bytes=self.max_document_bytes if single_document else None,
             )
         except OutputValidationError as exc:
             exc.add_context(bucket=ref.bucket, key=ref.key)

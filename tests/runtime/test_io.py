@@ -347,7 +347,7 @@ def test_a_single_document_stage_refuses_an_output_too_large(tmp_path: Path) -> 
 
     runtime: StageRuntime = big.runtime
     only_json = StageRuntime(
-        runtime.spec, name="Big", store=store, single_document=True, max_single_object_bytes=64
+        runtime.spec, name="Big", store=store, single_document=True, max_document_bytes=64
     )
     event = {"executionId": RUN, "currentStage": "Big", "workflowBucket": "wf-bucket"}
     with pytest.raises(OutputValidationError, match="writes one JSON document") as info:

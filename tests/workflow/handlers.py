@@ -86,7 +86,7 @@ KOTLIN_CALLS = 0
 
 def kotlin_like(data: Any, event: Any) -> Any:
     """A Kotlin stand-in: echoes the one JSON document it read."""
-    assert event["currentStage"] == "Score"
+    assert event["executionId"]  # the event the state machine sends
     return data
 
 
@@ -107,3 +107,9 @@ def jsonl_writer(event: dict[str, Any], lambda_context: Any) -> dict[str, Any]:
         event["workflowBucket"], key, b'{"id": 1}\n{"id": 2}\n', content_type="application/x-ndjson"
     )
     return {"status": "SUCCESS"}
+
+
+@stage(max_single_object_bytes=64, part_bytes=32)
+def small_objects(records: list[dict[str, Any]], ctx: ExecutionContext) -> list[Item]:
+    """``first`` with tiny size limits: any output of more than a record or two is a manifest."""
+    return [Item(id=r["id"], value=float(r["value"])) for r in records]

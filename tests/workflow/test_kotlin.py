@@ -278,6 +278,46 @@ def test_the_stand_in_reads_one_document_and_its_output_feeds_the_next_step(tmp_
     assert json.loads(final.body) == [{"id": 1, "value": 5.0}, {"id": 2, "value": 8.0}]
 
 
+def test_the_step_before_a_kotlin_step_writes_one_document_not_a_manifest(tmp_path: Path):
+    batch = [
+        {"messageId": f"m-{i}", "body": json.dumps({"id": i, "value": i / 2})} for i in range(10)
+    ]
+    records = [{"id": i, "value": i / 2} for i in range(10)]
+    steps = [
+        LambdaStep(state_name="Load", function_name="load-fn", handler=f"{_H}:small_objects"),
+        LambdaStep(state_name="Next", function_name="next-fn", handler=f"{_H}:double"),
+    ]
+    plain = WorkflowConfiguration(
+        workflow_name="plain", steps=steps, workflow_bucket=_BUCKET, source_queue="in"
+    )
+    store = LocalStore(tmp_path)
+    assert LocalRunner(plain, store=store).run(batch, execution_id="run-plain").succeeded
+    manifest = store.get(_BUCKET, "executions/run-plain/Load/output.json")
+    assert manifest is not None
+    assert b"manifest/1" in manifest.body  # what the Kotlin stage would have read as its data
+
+    steps[1] = LambdaStep(
+        state_name="Next",
+        function_name="next-kt",
+        contract="ceap-kotlin",
+        handler=f"{_H}:kotlin_like",
+    )
+    hybrid = WorkflowConfiguration(
+        workflow_name="hybrid", steps=steps, workflow_bucket=_BUCKET, source_queue="in"
+    )
+    result = LocalRunner(hybrid, store=store).run(batch, execution_id="run-doc")
+    assert result.succeeded, result.error
+    assert store.list_keys(_BUCKET, "executions/run-doc/Load/") == [
+        "executions/run-doc/Load/output.json"
+    ]
+    document = store.get(_BUCKET, "executions/run-doc/Load/output.json")
+    assert document is not None
+    assert json.loads(document.body) == records
+    echoed = store.get(_BUCKET, "executions/run-doc/Next/output.json")
+    assert echoed is not None
+    assert json.loads(echoed.body) == json.loads(document.body)
+
+
 def test_a_failing_stand_in_is_stage_failed_and_not_retried(tmp_path: Path):
     from tests.workflow import handlers
 
