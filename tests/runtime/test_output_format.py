@@ -130,7 +130,7 @@ def test_an_output_larger_than_a_document_may_be_fails_and_writes_nothing(
     else:
 
         @stage(name="Big", **options)
-        def big(n: int) -> list[Candidate]:  # type: ignore[misc]
+        def big(n: int) -> list[Candidate]:
             return _candidates(n)
 
     with pytest.raises(OutputValidationError) as caught:
