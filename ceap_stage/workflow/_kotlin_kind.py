@@ -31,6 +31,7 @@ from ._kinds import Attempt, LocalStepRun, WorkflowDraft, kind_of, require_kind
 from ._lambda_kind import KOTLIN_CONTRACT, LambdaKind, LambdaStep, lambda_event
 
 if TYPE_CHECKING:
+    from ._compat import StageContract
     from ._config import WorkflowConfiguration
     from ._loader import LoadedWorkflow
 
@@ -175,6 +176,23 @@ class KotlinKind(LambdaKind):
                 "Comment": f"Kotlin stage {step.state_name}, the last step, succeeded",
             }
         return states
+
+    def contract(self, step: LambdaStep, workflow: LoadedWorkflow) -> StageContract:
+        """Nothing is known of a Kotlin stage's models here (they are Kotlin classes): its edges
+        are UNCHECKED, saying so, whatever its local stand-in declares."""
+        from ._compat import ContractSide, StageContract
+
+        why = (
+            f"{step.state_name} is a Kotlin CEAP stage (contract '{KOTLIN_CONTRACT}'): its models "
+            "are Kotlin classes"
+        )
+        return StageContract(
+            ContractSide.unknown_because(
+                f"{why}; it reads one JSON document, which the step before writes "
+                "(outputFormat json)"
+            ),
+            ContractSide.unknown_because(f"{why}; it writes one JSON document"),
+        )
 
     # -- local runs ---------------------------------------------------------------------------
 

@@ -447,3 +447,19 @@ def test_kotlin_states_of_a_long_step_name_fit_state_name_limits(tmp_path: Path)
     assert all(len(name) <= 80 for name in names)
     assert len(names) == len(set(names)) == 3 + 3 + 4 + 1  # tasks, Choice/Fail x2, Succeed, Fail
     assert validate_definitions([definition], tmp_path) == {}
+
+
+def test_check_leaves_the_edges_of_a_kotlin_stage_unchecked_and_says_why():
+    from ceap_stage.workflow import check_workflow
+
+    report = check_workflow(load_workflow("examples/hybrid/workflow.py"))
+    verdicts = [(edge.writer, edge.reader, edge.verdict) for edge in report.edges]
+    assert verdicts[1:] == [
+        ("CandidatesStage", "ScoreStage", "UNCHECKED"),
+        ("ScoreStage", "DeliveryStage", "UNCHECKED"),
+    ]
+    into, out_of = report.edges[1].detail, report.edges[2].detail
+    assert "Kotlin CEAP stage (contract 'ceap-kotlin')" in into
+    assert "outputFormat json" in into
+    assert "writes one JSON document" in out_of
+    assert report.problems == ()
