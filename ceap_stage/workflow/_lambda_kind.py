@@ -77,7 +77,7 @@ LAMBDA_SERVICE_ERRORS: Final = (
 #: What a Lambda step is retried on: the service errors and the contract's one retryable error.
 LAMBDA_RETRY_ERRORS: Final = (*LAMBDA_SERVICE_ERRORS, "TransientStorageError")
 _LAMBDA_TIMEOUT_MS: Final = 900_000
-#: The contract of a stage that is a Kotlin CEAP handler (CONTRACT section 9).
+#: The contract of a stage that is a Kotlin CEAP handler (docs/contract.md section 9).
 KOTLIN_CONTRACT: Final = "ceap-kotlin"
 #: What a Lambda step's ``contract`` may say: ``ceap`` (a ceap-stage handler, the default) or
 #: ``ceap-kotlin`` (a Kotlin CEAP stage during a migration).
@@ -501,7 +501,7 @@ def lambda_payload(config: WorkflowConfiguration, index: int) -> dict[str, Any]:
     ``initialData`` is the state input (the EventBridge Pipes batch) and only the first step
     gets it; ``redriveCount`` exists only in STANDARD executions, which can be redriven. A step
     followed by one that needs a given format (a Kotlin CEAP stage reads one JSON document) gets
-    ``"outputFormat"`` (CONTRACT section 9).
+    ``"outputFormat"`` (docs/contract.md section 9).
 
     Raises:
         StepKindError: Step ``index`` is not a Lambda step.

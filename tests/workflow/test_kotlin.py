@@ -1,4 +1,4 @@
-"""Kotlin CEAP stages in a ceap-stage workflow (CONTRACT section 9).
+"""Kotlin CEAP stages in a ceap-stage workflow (docs/contract.md section 9).
 
 The configuration (``contract``), the event of the step before (``outputFormat``), the Choice
 that turns ``status: FAILED`` into ``StageFailed`` (shape, moto's interpreter), and local runs
