@@ -399,6 +399,8 @@ def package(
         if isinstance(step, LambdaStep):
             if step.function_name.startswith("arn:") or ":function:" in step.function_name:
                 continue  # an existing function, referenced as it is
+            if step.contract == "ceap-kotlin":
+                continue  # a Kotlin CEAP function, deployed with CEAP; its handler is a stand-in
             if step.handler is None:
                 raise PackagingError(
                     f"step {step.state_name}: give it a handler ('package.module:name') to "

@@ -1,4 +1,4 @@
-"""Kotlin CEAP stages in a ceap-stage workflow (docs/contract.md section 9): a variant of the Lambda kind.
+"""Kotlin CEAP stages in a workflow (docs/contract.md section 9): a variant of the Lambda kind.
 
 A Lambda step with ``contract="ceap-kotlin"`` names a function built on CEAP's Kotlin base
 handler. Two of its habits shape the workflow around it:
