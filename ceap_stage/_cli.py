@@ -180,7 +180,7 @@ def _parse_store(url: str) -> tuple[Store, str | None]:
             except ContextResolutionError as exc:
                 raise _UsageError(str(exc)) from None
         return store_from_url("s3://"), bucket
-    if not url.startswith(("file:", "/", ".")) and "://" in url:
+    if url.startswith("s3:") or (not url.startswith(("file:", "/", ".")) and "://" in url):
         raise _UsageError(f"--store must be file://DIR or s3://BUCKET, not {url!r}")
     return store_from_url(url), None
 

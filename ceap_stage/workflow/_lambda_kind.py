@@ -355,9 +355,10 @@ class LambdaKind(StepKind[LambdaStep]):
             handler = load_handler(step.handler)
         except Exception as exc:  # the loader's message, or the module's own import-time error
             message = str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
+            if step.handler not in message:  # the loader's messages already name the handler
+                message = f"handler {step.handler}: {message}"
             return StageContract.unknown(
-                f"handler {step.handler} does not import",
-                (("import", f"handler {step.handler}: {message}"),),
+                f"handler {step.handler} does not import", (("import", message),)
             )
         runtime = getattr(handler, "runtime", None)
         spec, pinned = getattr(runtime, "spec", None), getattr(runtime, "name", None)

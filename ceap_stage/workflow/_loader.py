@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import importlib.util
 import sys
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from pydantic import ValidationError
 
 from ceap_stage._handler import WorkflowLambdaHandler
 
@@ -99,6 +101,18 @@ def _load_module(path: Path) -> Any:
     return module
 
 
+def _construction_message(source: Path, exc: ValidationError) -> str:
+    """What is wrong with an object a workflow module builds, one line per field."""
+    lines = [f"invalid workflow configuration in {source}:"]
+    for error in exc.errors(include_url=False):
+        where = ".".join([exc.title, *(str(p) for p in error["loc"])])
+        message = error["msg"].removeprefix("Value error, ")
+        got = error.get("input")
+        suffix = f" (got {got!r})" if isinstance(got, str | int | float) else ""
+        lines.append(f"  - {where}: {message}{suffix}")
+    return "\n".join(lines)
+
+
 def _load_data(path: Path) -> Any:
     text = path.read_bytes()
     if path.suffix.lower() == ".json":
@@ -144,7 +158,10 @@ def load_workflow(path: str | Path) -> LoadedWorkflow:
     suffix = source.suffix.lower()
     sample: Callable[[], Any] | None = None
     if suffix == ".py":
-        module = _load_module(source)
+        try:
+            module = _load_module(source)
+        except ValidationError as exc:  # a step or model built with invalid fields
+            raise WorkflowConfigurationError(_construction_message(source, exc)) from None
         found = [getattr(module, n) for n in _CONFIG_NAMES if hasattr(module, n)]
         configs = [c for c in found if isinstance(c, WorkflowConfiguration)]
         if not configs:
@@ -189,7 +206,9 @@ def load_handler(reference: str) -> Callable[..., Any]:
         ) from exc
     for part in attribute.split("."):
         if not hasattr(target, part):
-            raise WorkflowConfigurationError(f"handler {reference!r}: no attribute {part!r}")
+            close = difflib.get_close_matches(part, [n for n in dir(target) if n[:1] != "_"], 1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise WorkflowConfigurationError(f"handler {reference!r}: no attribute {part!r}{hint}")
         target = getattr(target, part)
     if isinstance(target, type) and issubclass(target, WorkflowLambdaHandler):
         target = target()  # the class named instead of its instance: make the instance

@@ -146,6 +146,7 @@ def test_a_transient_failure_is_retried_and_the_retry_is_shown(in_tmp, capsys):
         (["run", "{wf}", "--input", "nope.json"], "--input: no file at nope.json"),
         (["run", "{wf}"], "has no sample_input()"),
         (["run", "{wf}", "--store", "ftp://x"], "--store must be file://DIR or s3://BUCKET"),
+        (["run", "{wf}", "--store", "s3:/bkt", "--input", "{input}"], "not 's3:/bkt'"),
         (["run", "{wf}", "--store", "s3://Bad_Bucket", "--input", "{input}"], "not a valid S3"),
         (["run", "{wf}", "--input", "{input}", "--execution-id", "a/b"], "executionId"),
         (["asl", "{express_glue}"], "cannot run Glue steps"),
@@ -266,7 +267,7 @@ def test_invoke_refuses_a_target_that_is_not_a_stage_handler(in_tmp, capsys, ref
     [
         ("tests.workflow.handlerz:first", "No module named 'tests.workflow.handlerz'"),
         ("nosuchpackage.stages:first", "No module named 'nosuchpackage'"),
-        ("tests.workflow.handlers:frist", "no attribute 'frist'"),
+        ("tests.workflow.handlers:frist", "no attribute 'frist' (did you mean 'first'?)"),
         ("tests.workflow.handlers:EVENTS", "is not callable"),
         ("tests.workflow.handlers", "must look like 'package.module:attribute'"),
     ],

@@ -206,6 +206,23 @@ def test_load_from_a_python_module_finds_workflow_and_sample_input(tmp_path):
     assert loaded.sample_input() == [1, 2]
 
 
+def test_a_step_with_an_invalid_field_in_a_python_module_is_a_configuration_error(tmp_path):
+    module = tmp_path / "typo_flow.py"
+    module.write_text(
+        "from ceap_stage.workflow import LambdaStep, WorkflowConfiguration\n"
+        "workflow = WorkflowConfiguration(workflow_name='w', workflow_bucket='bkt-1',\n"
+        "    source_queue='q', steps=[LambdaStep(state_name='A', function_name='fa',\n"
+        "    handler='pkg.stages.score')])\n"
+    )
+    with pytest.raises(WorkflowConfigurationError) as caught:
+        load_workflow(module)
+    message = str(caught.value)
+    assert message.splitlines()[0] == f"invalid workflow configuration in {module}:"
+    assert "LambdaStep.handler: handler must look like 'package.module:attribute'" in message
+    assert "(got 'pkg.stages.score')" in message
+    assert "errors.pydantic.dev" not in message
+
+
 def test_the_example_modules_load_as_package_modules():
     loaded = load_workflow("examples/engagement/workflow.py")
     assert loaded.config.state_names == [
