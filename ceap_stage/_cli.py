@@ -559,12 +559,21 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("workflow", help="a .py module exposing `workflow`, or a .yaml/.json file")
     check.set_defaults(func=_cmd_check)
 
-    asl = commands.add_parser("asl", help="print the state machine definition (ASL JSON)")
+    asl = commands.add_parser(
+        "asl",
+        help="print the state machine definition (ASL JSON)",
+        description="Print the workflow's Amazon States Language definition on stdout.",
+    )
     asl.add_argument("workflow", help="a .py module exposing `workflow`, or a .yaml/.json file")
     asl.add_argument("--compact", action="store_true", help="one line, no indentation")
     asl.set_defaults(func=_cmd_asl)
 
-    template = commands.add_parser("template", help="print the CloudFormation template (JSON)")
+    template = commands.add_parser(
+        "template",
+        help="print the CloudFormation template (JSON)",
+        description="Print the workflow's CloudFormation template on stdout (no artifacts are "
+        "built: `package` writes the deployable one).",
+    )
     template.add_argument(
         "workflow", help="a .py module exposing `workflow`, or a .yaml/.json file"
     )
@@ -572,7 +581,10 @@ def _parser() -> argparse.ArgumentParser:
     template.set_defaults(func=_cmd_template)
 
     invoke = commands.add_parser(
-        "invoke", help="invoke one Lambda handler with an event file and a fake context"
+        "invoke",
+        help="invoke one Lambda handler with an event file and a fake context",
+        description="Call one stage handler as Lambda would, with the event in FILE, on the "
+        "store --store names, and print the result pointer. Exit 1 when the stage fails.",
     )
     invoke.add_argument("handler", help="the handler as package.module:attribute")
     invoke.add_argument("--event", required=True, metavar="FILE", help="the event (JSON)")
@@ -590,6 +602,11 @@ def _parser() -> argparse.ArgumentParser:
             help="build the workflow's code zips, layer, Glue artifacts and template"
             if name == "package"
             else "package, upload and create or update the workflow's stack",
+            description="Build the code zips, the ceap-stage layer, the Glue artifacts and a "
+            "complete CloudFormation template into --out, without uploading anything."
+            if name == "package"
+            else "Check the contracts, package, upload the artifacts and create or update the "
+            "stack through a change set, printing its changes and events.",
         )
         sub.add_argument("workflow", help="a .py module exposing `workflow`, or a .yaml/.json file")
         if name == "deploy":
@@ -640,7 +657,10 @@ def _parser() -> argparse.ArgumentParser:
         sub.set_defaults(func=_cmd_package if name == "package" else _cmd_deploy)
 
     init = commands.add_parser(
-        "init", help="create a new project: one stage, its test and a workflow"
+        "init",
+        help="create a new project: one stage, its test and a workflow",
+        description="Create DIRECTORY with a package holding one stage, its pytest test and "
+        "a workflow.py that `ceap-stage run` runs as it is.",
     )
     init.add_argument("directory", help="the project folder (created; must be new or empty)")
     init.set_defaults(func=_cmd_init)

@@ -387,3 +387,20 @@ def test_version_prints_the_installed_version(capsys):
         main(["--version"])
     assert exit_info.value.code == 0
     assert capsys.readouterr().out.strip() == f"ceap-stage {ceap_stage.__version__}"
+
+
+def test_every_command_help_says_what_the_command_does(capsys):
+    import argparse
+
+    from ceap_stage._cli import _parser
+
+    [commands] = [a for a in _parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    assert "deploy" in commands.choices
+    for name in commands.choices:
+        with pytest.raises(SystemExit) as exited:
+            main([name, "--help"])
+        assert exited.value.code == 0
+        out = capsys.readouterr().out
+        paragraphs = out.split("\n\n")
+        assert paragraphs[0].startswith(f"usage: ceap-stage {name}")
+        assert not paragraphs[1].startswith(("positional arguments:", "options:")), name
