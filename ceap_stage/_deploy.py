@@ -17,6 +17,7 @@ and ``profile`` override the first two.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -34,6 +35,8 @@ __all__ = ["DeployOptions", "deploy", "parse_parameters"]
 
 #: The largest template CloudFormation takes inline (a bigger one is read from S3).
 MAX_TEMPLATE_BODY: Final = 51_200
+#: A CloudFormation stack name: a letter, then letters, digits and hyphens (128 at most).
+_STACK_NAME: Final = re.compile(r"[A-Za-z][-A-Za-z0-9]{0,127}")
 _CAPABILITIES: Final = ["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM"]
 _DONE: Final = frozenset({"CREATE_COMPLETE", "UPDATE_COMPLETE"})
 _FAILED_END: Final = frozenset(
@@ -118,6 +121,22 @@ def _session(options: DeployOptions) -> Any:
             "AWS_SECRET_ACCESS_KEY"
         )
     return session
+
+
+def _check_options(result: PackageResult, options: DeployOptions) -> None:
+    """Refuse a stack name or parameters CloudFormation would refuse, before asking AWS."""
+    if not _STACK_NAME.fullmatch(options.stack_name):
+        raise ConfigurationError(
+            f"stack name {options.stack_name!r} is not valid: a letter, then letters, digits "
+            "and hyphens, 128 characters at most"
+        )
+    declared = result.template.get("Parameters", {})
+    unknown = sorted(set(options.parameters) - set(declared))
+    if unknown:
+        raise ConfigurationError(
+            f"unknown --parameter {', '.join(unknown)}; the template declares "
+            f"{', '.join(sorted(declared))}"
+        )
 
 
 def _check_bucket(s3: Any, bucket: str) -> None:
@@ -266,6 +285,7 @@ def deploy(
         >>> deploy(result, DeployOptions("engagement-dev", "my-artifacts"))  # doctest: +SKIP
         {'StateMachineArn': 'arn:aws:states:...', ...}
     """
+    _check_options(result, options)
     session = session or _session(options)
     s3 = session.client("s3")
     cfn = session.client("cloudformation")
@@ -297,13 +317,6 @@ def deploy(
             "delete it and rerun"
         )
     name = f"ceap-stage-{int(time.time() * 1000)}"
-    declared = result.template.get("Parameters", {})
-    unknown = sorted(set(options.parameters) - set(declared))
-    if unknown:
-        raise ConfigurationError(
-            f"unknown --parameter {', '.join(unknown)}; the template declares "
-            f"{', '.join(sorted(declared))}"
-        )
     try:
         cfn.create_change_set(
             StackName=stack,

@@ -425,3 +425,26 @@ def test_deploy_refuses_an_incompatible_workflow_before_any_upload(
     assert aws.keys() == []  # nothing uploaded
     assert not (tmp_path / "out").exists()  # nothing packaged
     assert stack not in {s["StackName"] for s in aws.cfn.list_stacks()["StackSummaries"]}
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        ("ok-stack", "Nope=1", "unknown --parameter Nope; the template declares "),
+        ("my_flow", "Environment=dev", "stack name 'my_flow' is not valid: a letter, then"),
+    ],
+)
+def test_an_option_cloudformation_would_refuse_exits_2_before_any_upload(
+    tmp_path: Path, cli: CliRunner, layer_cache: Path, aws: Aws, case: tuple[str, str, str]
+) -> None:
+    stack, parameter, expected = case
+    result = cli(
+        "deploy", EXAMPLE, "--stack-name", stack, "--artifacts-bucket", aws.bucket,
+        "--out", tmp_path / "out", "--cache-dir", layer_cache, "--parameter", parameter,
+    )  # fmt: skip
+
+    assert result.status == 2
+    assert result.err.startswith(f"ceap-stage deploy: error: {expected}")
+    assert len(result.err.strip().splitlines()) == 1
+    assert aws.keys() == []
+    assert stack not in {s["StackName"] for s in aws.cfn.list_stacks()["StackSummaries"]}
