@@ -66,9 +66,11 @@ def test_check_usage_errors_exit_2(in_tmp, capsys):  # noqa: F811
     status = main(["check", _workflow(in_tmp, f"{H}:make_orders", "tests.nowhere:handler")])
     err = capsys.readouterr().err
     assert status == 2
-    assert (
-        "ceap-stage check: error: cannot check the workflow: handler tests.nowhere:handler" in err
+    assert err.startswith(
+        "ceap-stage check: error: cannot check the workflow: cannot import the module of "
+        "handler 'tests.nowhere:handler': No module named 'tests.nowhere'"
     )
+    assert err.count("tests.nowhere:handler") == 1
 
 
 def test_run_refuses_an_incompatible_workflow_before_any_stage_runs(in_tmp, capsys):  # noqa: F811
