@@ -123,6 +123,13 @@ class Observer:
     #: The logger handed to stages as ``ExecutionContext.logger`` (None: no logger).
     logger: Any = None
 
+    def prepare(self) -> None:
+        """Load now what the first invocation would otherwise load (e.g. a tracer).
+
+        Called before a SnapStart snapshot (where what it loads costs nothing on restore), never
+        outside Lambda. Best effort: an exception here is ignored.
+        """
+
     def bind(self, ctx: ExecutionContext, lambda_context: Any) -> ExecutionContext:
         """Called first; returns the context handed to the stage (e.g. with a bound logger)."""
         return ctx
@@ -398,6 +405,10 @@ class StageObserver(Observer):
         self.logger = logs.logger if logs is not None else None
 
     # -- the hooks ------------------------------------------------------------------------
+
+    def prepare(self) -> None:
+        if self.tracing is not None:
+            self.tracing.prepare()
 
     def bind(self, ctx: ExecutionContext, lambda_context: Any) -> ExecutionContext:
         invocation = _Invocation()

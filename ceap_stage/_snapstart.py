@@ -106,6 +106,7 @@ def prime(runtime: StageRuntime) -> list[str]:
         ("logger", lambda: _prime_logger(getattr(resolved.observer, "logger", None))),
         ("metrics", lambda: _prime_metrics(runtime)),
         ("models", lambda: _prime_models(runtime)),
+        ("tracer", lambda: _prime_tracer(resolved.observer)),
     ]
     done = []
     for name, step in steps:
@@ -198,6 +199,15 @@ def _sample(adapter: TypeAdapter[Any]) -> Any:
 
 
 # -- renewing ------------------------------------------------------------------------------
+
+
+def _prime_tracer(observer: Any) -> bool:
+    # E.g. the X-Ray provider builds Powertools' Tracer (imports the X-Ray SDK, patches botocore).
+    tracing = getattr(observer, "tracing", None)
+    if tracing is None or not hasattr(tracing, "prepare"):
+        return False
+    observer.prepare()
+    return True
 
 
 def _reset_cold_start() -> None:

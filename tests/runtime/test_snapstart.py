@@ -391,3 +391,42 @@ def test_prime_refuses_no_snapshot_when_the_configuration_fails(monkeypatch):
 
     with pytest.raises(ContextResolutionError, match="configured workflow bucket is not a valid"):
         handler(make_event())
+
+
+XRAY_PRIME = """
+import json, sys
+from ceap_stage import LocalStore, _snapstart, stage
+
+@stage(name="Score", store=LocalStore(sys.argv[1]))
+def handler(data: dict) -> dict:
+    return data
+
+before = "aws_xray_sdk" in sys.modules
+done = _snapstart.prime(handler.runtime)
+tracing = handler.runtime._resolved.observer.tracing
+print(json.dumps({"before": before, "done": done, "after": "aws_xray_sdk" in sys.modules,
+                  "built": tracing._recorder is not None}))
+"""
+
+
+def test_prime_builds_the_x_ray_tracer_before_the_snapshot(tmp_path):
+    # Building Powertools' Tracer imports the X-Ray SDK (about 0.2 s of CPU): in the snapshot it
+    # costs nothing on restore. A fresh process, since building it patches botocore.
+    env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("AWS_LAMBDA")}
+    env.update({"CEAP_TRACER": "xray", "POWERTOOLS_METRICS_DISABLED": "true"})
+    done = subprocess.run(
+        [sys.executable, "-c", XRAY_PRIME, str(tmp_path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report == {
+        "before": False,
+        "done": ["logger", "models", "tracer"],
+        "after": True,
+        "built": True,
+    }
