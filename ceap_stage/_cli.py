@@ -447,7 +447,7 @@ def _cmd_package(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 def _cmd_deploy(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from ceap_stage._deploy import DeployOptions, deploy, parse_parameters
+    from ceap_stage._deploy import DeployOptions, deploy, parse_parameters, preflight
     from ceap_stage._errors import ConfigurationError, DeployError, LayerBuildError, PackagingError
 
     try:
@@ -460,13 +460,6 @@ def _cmd_deploy(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     except _Refused as exc:
         print(exc, file=err)
         return EXIT_STAGE_FAILED
-    try:
-        result = _package(args, out, loaded)
-    except LayerBuildError as exc:
-        print(f"ceap-stage deploy: error: {exc}", file=err)
-        return EXIT_STAGE_FAILED
-    except PackagingError as exc:
-        raise _UsageError(str(exc)) from None
     options = DeployOptions(
         stack_name=args.stack_name,
         artifacts_bucket=args.artifacts_bucket,
@@ -476,7 +469,27 @@ def _cmd_deploy(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         profile=args.profile,
     )
     try:
-        deploy(result, options, say=lambda line: print(line, file=out, flush=True))
+        # Region, credentials and the bucket first: not after a layer build.
+        session = preflight(options)
+    except ConfigurationError as exc:
+        raise _UsageError(str(exc)) from None
+    except DeployError as exc:
+        print(f"ceap-stage deploy: error: {exc}", file=err)
+        return EXIT_STAGE_FAILED
+    try:
+        result = _package(args, out, loaded)
+    except LayerBuildError as exc:
+        print(f"ceap-stage deploy: error: {exc}", file=err)
+        return EXIT_STAGE_FAILED
+    except PackagingError as exc:
+        raise _UsageError(str(exc)) from None
+    try:
+        deploy(
+            result,
+            options,
+            say=lambda line: print(line, file=out, flush=True),
+            session=session,
+        )
     except ConfigurationError as exc:
         raise _UsageError(str(exc)) from None
     except DeployError as exc:

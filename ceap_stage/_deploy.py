@@ -123,13 +123,40 @@ def _session(options: DeployOptions) -> Any:
     return session
 
 
-def _check_options(result: PackageResult, options: DeployOptions) -> None:
-    """Refuse a stack name or parameters CloudFormation would refuse, before asking AWS."""
+def preflight(options: DeployOptions) -> Any:
+    """What ``deploy`` needs from AWS before anything is built: a session and the bucket.
+
+    ``ceap-stage deploy`` calls it before it packages, so a missing region, missing credentials
+    or an artifacts bucket that does not exist are reported at once, not after the layer build.
+
+    Returns:
+        The boto3 session to hand to :func:`deploy`.
+
+    Raises:
+        ConfigurationError: No region, no credentials, an unknown profile, or an invalid stack
+            name; nothing was asked of AWS.
+        DeployError: The artifacts bucket does not exist or may not be written.
+
+    Example:
+        >>> session = preflight(DeployOptions("engagement-dev", "my-artifacts"))  # doctest: +SKIP
+    """
+    _check_stack_name(options)
+    session = _session(options)
+    _check_bucket(session.client("s3"), options.artifacts_bucket)
+    return session
+
+
+def _check_stack_name(options: DeployOptions) -> None:
     if not _STACK_NAME.fullmatch(options.stack_name):
         raise ConfigurationError(
             f"stack name {options.stack_name!r} is not valid: a letter, then letters, digits "
             "and hyphens, 128 characters at most"
         )
+
+
+def _check_options(result: PackageResult, options: DeployOptions) -> None:
+    """Refuse a stack name or parameters CloudFormation would refuse, before asking AWS."""
+    _check_stack_name(options)
     declared = result.template.get("Parameters", {})
     unknown = sorted(set(options.parameters) - set(declared))
     if unknown:

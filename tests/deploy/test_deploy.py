@@ -318,6 +318,7 @@ def test_an_artifacts_bucket_that_does_not_exist_exits_1_before_any_upload(
         "or name another with --artifacts-bucket"
     )
     assert stack not in {s["StackName"] for s in aws.cfn.list_stacks()["StackSummaries"]}
+    assert not (tmp_path / "out").exists()  # told before anything was built
 
 
 def test_missing_credentials_exit_2_with_one_line(
@@ -341,6 +342,7 @@ def test_missing_credentials_exit_2_with_one_line(
     assert result.err.startswith("ceap-stage deploy: error: no AWS credentials: set AWS_PROFILE")
     assert len(result.err.strip().splitlines()) == 1
     assert aws.keys() == []
+    assert not (tmp_path / "out").exists()  # told before anything was built
 
 
 def test_a_failed_upload_says_what_was_uploaded_before_it(
