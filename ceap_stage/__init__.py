@@ -21,6 +21,7 @@ when the handler is created inside Lambda, and at its first invocation elsewhere
 
 from typing import TYPE_CHECKING
 
+from ._batch import SqsMessageAttribute, SqsRecord
 from ._context import ExecutionContext
 from ._errors import (
     CeapStageError,
@@ -60,6 +61,8 @@ __all__ = [
     "RetryPolicy",
     "S3Store",
     "Settings",
+    "SqsMessageAttribute",
+    "SqsRecord",
     "StageFailed",
     "StageHandler",
     "StorageError",

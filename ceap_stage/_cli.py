@@ -108,8 +108,9 @@ class ConsoleReporter:
                 records = "? records"
             else:
                 records = f"{outcome.records} record{'' if outcome.records == 1 else 's'}"
+            rejected = f", {outcome.rejected} rejected" if outcome.rejected is not None else ""
             self._print(
-                f"{prefix} succeeded: {records}, {_human_bytes(outcome.bytes)}, "
+                f"{prefix} succeeded: {records}{rejected}, {_human_bytes(outcome.bytes)}, "
                 f"{_seconds(outcome.seconds)}{retries}"
             )
         else:
@@ -143,6 +144,9 @@ class ConsoleReporter:
             self._print(f"Execution {result.execution_id} succeeded in {_seconds(total)}.")
             self._print(f"Outputs: {result.execution_location}")
             self._print(f"Final output: {result.final_output}")
+            if result.batch_item_failures is not None:
+                ids = ", ".join(f["itemIdentifier"] for f in result.batch_item_failures) or "none"
+                self._print(f"Returned to the queue (batchItemFailures): {ids}")
         else:
             failed = result.failed_stage
             assert failed is not None

@@ -9,6 +9,7 @@ from abc import abstractmethod
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, overload
 
+from ._batch import ON_INVALID_RECORD, OnInvalidRecord
 from ._context import ExecutionContext, validate_identifier
 from ._errors import ContextResolutionError, HandlerDefinitionError
 from ._io import DEFAULT_MAX_DOCUMENT_BYTES, DEFAULT_MAX_SINGLE_OBJECT_BYTES, DEFAULT_PART_BYTES
@@ -46,6 +47,13 @@ def _check_options(spec: StageSpec, name: str | None, output_format: str, where:
         raise HandlerDefinitionError(
             f"{where}: output_format='jsonl' writes one record per line and needs a list-like "
             "output model"
+        )
+
+
+def _check_on_invalid_record(value: object, where: str) -> None:
+    if value not in ON_INVALID_RECORD:
+        raise HandlerDefinitionError(
+            f"{where}: on_invalid_record must be one of {ON_INVALID_RECORD}, not {value!r}"
         )
 
 
@@ -105,6 +113,7 @@ def stage(
     max_single_object_bytes: int = DEFAULT_MAX_SINGLE_OBJECT_BYTES,
     part_bytes: int = DEFAULT_PART_BYTES,
     max_document_bytes: int = DEFAULT_MAX_DOCUMENT_BYTES,
+    on_invalid_record: OnInvalidRecord = "fail",
 ) -> Callable[[Callable[..., Any]], StageHandler]: ...
 
 
@@ -124,6 +133,7 @@ def stage(
     max_single_object_bytes: int = DEFAULT_MAX_SINGLE_OBJECT_BYTES,
     part_bytes: int = DEFAULT_PART_BYTES,
     max_document_bytes: int = DEFAULT_MAX_DOCUMENT_BYTES,
+    on_invalid_record: OnInvalidRecord = "fail",
 ) -> StageHandler | Callable[[Callable[..., Any]], StageHandler]:
     """Turn a typed function into a Step Functions stage (a Lambda entry point).
 
@@ -151,6 +161,9 @@ def stage(
         max_document_bytes: When the event asks for one JSON document (``"outputFormat":
             "json"``, sent to the stage before a Kotlin CEAP stage), the most it may hold
             (default 256 MiB); a larger output is an :class:`OutputValidationError`.
+        on_invalid_record: For a first stage fed a queue batch: ``"fail"`` (default; one
+            invalid record fails the batch) or ``"reject"`` (invalid records are left out,
+            listed in ``rejected.jsonl`` and returned to the queue); see docs/batches.md.
 
     Raises:
         HandlerDefinitionError: The signature, a model or an option is unusable.
@@ -173,6 +186,7 @@ def stage(
         spec = resolve(func, input_model=input_model, output_model=output_model, owner=where)
         _check_options(spec, name, output_format, where)
         _check_sizes(max_single_object_bytes, part_bytes, max_document_bytes, where)
+        _check_on_invalid_record(on_invalid_record, where)
         runtime = StageRuntime(
             spec,
             name=name,
@@ -184,6 +198,7 @@ def stage(
             max_single_object_bytes=max_single_object_bytes,
             part_bytes=part_bytes,
             max_document_bytes=max_document_bytes,
+            on_invalid_record=on_invalid_record,
         )
         return StageHandler(spec, runtime)
 
@@ -197,10 +212,10 @@ class WorkflowLambdaHandler(Generic[InT, OutT]):
 
     Subclass it with the input and output models as generic parameters and implement
     :meth:`process`. Class attributes ``name``, ``input_model``, ``output_model``,
-    ``output_format``, ``write_once``, ``max_single_object_bytes``, ``part_bytes`` and
-    ``max_document_bytes`` set options; explicit models win over the generic parameters, which
-    win over ``process``'s annotations. Models are resolved when the subclass is created; an
-    unusable one raises :class:`HandlerDefinitionError` then.
+    ``output_format``, ``write_once``, ``max_single_object_bytes``, ``part_bytes``,
+    ``max_document_bytes`` and ``on_invalid_record`` set options; explicit models win over the
+    generic parameters, which win over ``process``'s annotations. Models are resolved when the
+    subclass is created; an unusable one raises :class:`HandlerDefinitionError` then.
 
     Example:
         >>> from pydantic import BaseModel
@@ -225,6 +240,7 @@ class WorkflowLambdaHandler(Generic[InT, OutT]):
     max_single_object_bytes: ClassVar[int] = DEFAULT_MAX_SINGLE_OBJECT_BYTES
     part_bytes: ClassVar[int] = DEFAULT_PART_BYTES
     max_document_bytes: ClassVar[int] = DEFAULT_MAX_DOCUMENT_BYTES
+    on_invalid_record: ClassVar[OnInvalidRecord] = "fail"
     _spec: ClassVar[StageSpec | None] = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -244,6 +260,7 @@ class WorkflowLambdaHandler(Generic[InT, OutT]):
         )
         _check_options(spec, cls.name, cls.output_format, where)
         _check_sizes(cls.max_single_object_bytes, cls.part_bytes, cls.max_document_bytes, where)
+        _check_on_invalid_record(cls.on_invalid_record, f"{cls.__qualname__}")
         cls._spec = spec
 
     def __init__(
@@ -272,6 +289,7 @@ class WorkflowLambdaHandler(Generic[InT, OutT]):
             max_single_object_bytes=self.max_single_object_bytes,
             part_bytes=self.part_bytes,
             max_document_bytes=self.max_document_bytes,
+            on_invalid_record=self.on_invalid_record,
         )
 
     @abstractmethod

@@ -65,6 +65,7 @@ from ._formats import (
     Manifest,
     ManifestPart,
     decode,
+    encode_jsonl,
     format_of_content_type,
     iter_jsonl,
     iter_jsonl_numbered,
@@ -800,6 +801,30 @@ class StageIO:
             metadata=metadata,
             write_once=write_once,
         )
+
+    def write_rejected(self, ref: OutputRef, entries: Sequence[Mapping[str, Any]]) -> PutResult:
+        """Write the records a batch stage left out as ``rejected.jsonl`` (contract section 8).
+
+        Each entry names a record (``messageId``, ``index``, ``error``), never its payload.
+        Written even when empty, so that a stage run under ``on_invalid_record="reject"`` is
+        told apart from one that rejects nothing because it cannot.
+        """
+        return put_output(
+            self.store,
+            ref.bucket,
+            ref.rejected_key,
+            encode_jsonl(entries),
+            content_type=CONTENT_TYPES["jsonl"],
+            metadata={"records": str(len(entries))},
+            write_once=False,
+        )
+
+    def rejected(self, ref: OutputRef) -> list[dict[str, Any]] | None:
+        """The entries of ``ref``'s ``rejected.jsonl``; None when the stage wrote none."""
+        stored = self.store.get(ref.bucket, ref.rejected_key)
+        if stored is None:
+            return None
+        return [orjson.loads(line) for line in stored.body.splitlines() if line.strip()]
 
     def write_document(
         self,

@@ -26,6 +26,7 @@ import orjson
 from pydantic import ValidationError
 from pydantic_core import PydanticSerializationError
 
+from ._batch import OnInvalidRecord, QueueBatch, decode_batch, is_queue_batch, item_model
 from ._context import ExecutionContext, StageEvent, parse_event, validate_bucket
 from ._errors import (
     CeapStageError,
@@ -96,20 +97,6 @@ class _Resolved:
     observer: Observer
 
 
-def _is_pipes_batch(value: object) -> bool:
-    """An EventBridge Pipes batch: a list of SQS records whose ``body`` is a string."""
-    return (
-        isinstance(value, list)
-        and bool(value)
-        and all(
-            isinstance(r, dict)
-            and isinstance(r.get("body"), str)
-            and (r.get("eventSource") == "aws:sqs" or "messageId" in r)
-            for r in value
-        )
-    )
-
-
 def read_manifest_parts(
     store: Store, bucket: str, execution_id: str, stage: str, manifest: Manifest
 ) -> list[Any]:
@@ -147,6 +134,9 @@ class StageRuntime:
             ``max_single_object_bytes`` says; an output larger than ``max_document_bytes`` is
             an :class:`OutputValidationError`, and nothing is written.
         max_document_bytes: The most one JSON document written so may hold (default 256 MiB).
+        on_invalid_record: For a queue batch (contract section 8): ``"fail"`` (a record that
+            fails the model fails the batch) or ``"reject"`` (it is left out and listed in
+            ``rejected.jsonl``; the pointer carries ``rejected`` and ``batchItemFailures``).
     """
 
     def __init__(
@@ -164,8 +154,11 @@ class StageRuntime:
         settings: Settings | None = None,
         single_document: bool = False,
         max_document_bytes: int = DEFAULT_MAX_DOCUMENT_BYTES,
+        on_invalid_record: OnInvalidRecord = "fail",
     ) -> None:
         self.spec = spec
+        self.on_invalid_record: OnInvalidRecord = on_invalid_record
+        self._validate_record = adapter_for(item_model(spec)).validate_python
         self.single_document = single_document
         self.max_document_bytes = max_document_bytes
         self._schema_label = meta_value(model_name(spec.output_model))
@@ -315,7 +308,7 @@ class StageRuntime:
             observer.started(ctx)
             with observer.span("read_input", ctx):
                 t = time.perf_counter()
-                data = self._read_input(resolved.io, ev, ctx, stats)
+                data, batch = self._read_input(resolved.io, ev, ctx, stats)
                 stats.read_ms = _ms(t)
             with observer.span("process", ctx):
                 t = time.perf_counter()
@@ -326,7 +319,12 @@ class StageRuntime:
                 # A next stage that reads one JSON document only (a Kotlin CEAP stage) asks
                 # for it through the event (docs/contract.md section 9).
                 single = self.single_document or ev.output_format == "json"
+                if batch is not None and batch.reject:
+                    self._write_rejected(resolved.io, ctx, batch, stats)
                 pointer = self._write_output(resolved.io, ctx, result, stats, single)
+                if batch is not None and batch.reject:
+                    pointer["rejected"] = len(batch.rejected)
+                    pointer["batchItemFailures"] = batch.batch_item_failures
                 stats.write_ms = _ms(t)
         except CeapStageError as exc:
             if ctx is not None:
@@ -360,17 +358,32 @@ class StageRuntime:
 
     def _read_input(
         self, io: StageIO, ev: StageEvent, ctx: ExecutionContext, stats: InvocationStats
-    ) -> Any:
+    ) -> tuple[Any, QueueBatch | None]:
+        """The validated input, and the queue batch it came from (if it did)."""
         upstream = upstream_refs(ctx.workflow_bucket, ev.execution_id, ev.previous_stage)
         if not upstream:
             stats.input_format = "initialData"
+            batch = self._queue_batch(ev)
+            if batch is not None:
+                stats.input_format = "sqsBatch"
+                return self._batch_value(batch), batch
             if self._validate_item is not None:
                 return initial_records(
                     self._initial_value(ev),
                     self._validate_item,
                     model_name(self.spec.input_model),
-                )
-            return self._validate_input(self._initial_value(ev), ctx, None)
+                ), None
+            return self._validate_input(self._initial_value(ev), ctx, None), None
+        return self._read_upstream(io, ev, ctx, stats, upstream), None
+
+    def _read_upstream(
+        self,
+        io: StageIO,
+        ev: StageEvent,
+        ctx: ExecutionContext,
+        stats: InvocationStats,
+        upstream: tuple[OutputRef, ...],
+    ) -> Any:
         (ref,) = upstream  # one upstream on the wire today (previousStage)
         stats.input_key = ref.key
         missing = f"the previous stage {ref.stage!r} has no output"
@@ -419,25 +432,52 @@ class StageRuntime:
                 raise InputValidationError(
                     f"initialData is a string but not JSON ({exc.msg})"
                 ) from None
-        if _is_pipes_batch(data):
-            bodies = []
-            for index, record in enumerate(data):
-                try:
-                    bodies.append(orjson.loads(record["body"]))
-                except orjson.JSONDecodeError as exc:
-                    raise InputValidationError(
-                        f"SQS record {index} (messageId {record.get('messageId')!s}) has a body "
-                        f"that is not JSON ({exc.msg})"
-                    ) from None
-            if spec.accepts_records:
-                return bodies
-            if len(bodies) == 1:
-                return bodies[0]
+        return data
+
+    def _queue_batch(self, ev: StageEvent) -> QueueBatch | None:
+        """The SQS records of ``initialData``, decoded and validated one by one (section 8)."""
+        if not ev.has_initial_data:
+            return None
+        data = ev.initial_data
+        if isinstance(data, str) and self.spec.input_model is not str:
+            try:
+                data = orjson.loads(data)
+            except orjson.JSONDecodeError:
+                return None  # _initial_value reports it
+        if not is_queue_batch(data):
+            return None
+        batch = decode_batch(
+            data, self.spec, self._validate_record, reject=self.on_invalid_record == "reject"
+        )
+        spec = self.spec
+        if not spec.accepts_records and len(batch.values) + len(batch.rejected) != 1:
             raise InputValidationError(
-                f"initialData is a batch of {len(bodies)} SQS records but the input model "
+                f"initialData is a batch of {len(data)} SQS records but the input model "
                 f"{model_name(spec.input_model)} takes one record; use a list model"
             )
-        return data
+        return batch
+
+    def _batch_value(self, batch: QueueBatch) -> Any:
+        """What the stage function receives: the valid records as its model wants them."""
+        spec = self.spec
+        if spec.input_item is not UNSET:
+            return iter(batch.values)
+        if spec.input_is_list:
+            return spec.input_adapter.validate_python(batch.values)
+        if not batch.values:  # the one record was rejected: nothing to call the stage with
+            (rejected,) = batch.rejected
+            raise InputValidationError(
+                f"SQS record 0 (messageId {rejected.message_id}) {rejected.error}; the input "
+                f"model {model_name(spec.input_model)} takes one record, so nothing is left"
+            )
+        return batch.values[0]
+
+    def _write_rejected(
+        self, io: StageIO, ctx: ExecutionContext, batch: QueueBatch, stats: InvocationStats
+    ) -> None:
+        ref = OutputRef(ctx.workflow_bucket, ctx.execution_id, ctx.current_stage)
+        io.write_rejected(ref, [r.as_json() for r in batch.rejected])
+        stats.extra["rejected"] = len(batch.rejected)
 
     # -- output -----------------------------------------------------------------------------
 

@@ -11,6 +11,11 @@ Shape of the generated machine today::
 
     [StageInitialInput]      only when the first step is a Glue job: S3 putObject of the batch
     Step 1 .. Step n         Lambda (lambda:invoke) or Glue (glue:startJobRun.sync) tasks
+    QueueBatchOutcome        EXPRESS with a Lambda first step: a Choice after the last step;
+    ReturnBatchItemFailures    when the first stage's pointer has ``batchItemFailures`` (it
+    WorkflowSucceeded          ran with on_invalid_record="reject") the execution returns
+                               ``{"batchItemFailures": [...]}`` to the pipe, else it succeeds
+                               with the last step's result
     WorkflowFailed           Fail state every task's Catch leads to; records Error and Cause
 
 Each task keeps only a small result (the stage's pointer, or the Glue job run id and state)
@@ -31,7 +36,14 @@ from ._glue_kind import (
     initial_input_object,
     initial_input_parameters,
 )
-from ._kinds import context_object, kind_of
+from ._kinds import (
+    BATCH_FAILURES_STATE,
+    BATCH_OUTCOME_STATE,
+    QUEUE_BATCH_VARIABLE,
+    SUCCEED_STATE,
+    context_object,
+    kind_of,
+)
 from ._lambda_kind import LAMBDA_RETRY_ERRORS, LAMBDA_SERVICE_ERRORS, lambda_event, lambda_payload
 
 __all__ = [
@@ -40,6 +52,7 @@ __all__ = [
     "LAMBDA_RETRY_ERRORS",
     "LAMBDA_SERVICE_ERRORS",
     "build_definition",
+    "returns_batch_item_failures",
     "context_object",
     "definition_json",
     "glue_arguments",
@@ -62,8 +75,8 @@ def build_definition(config: WorkflowConfiguration) -> dict[str, Any]:
         >>> wf = WorkflowConfiguration(workflow_name="w", workflow_bucket="bkt-1",
         ...     source_queue="q", steps=[LambdaStep(state_name="A", function_name="fa")])
         >>> asl = build_definition(wf)
-        >>> asl["StartAt"], asl["TimeoutSeconds"], sorted(asl["States"])
-        ('A', 300, ['A', 'WorkflowFailed'])
+        >>> asl["StartAt"], asl["TimeoutSeconds"], sorted(asl["States"])[:2]
+        ('A', 300, ['A', 'QueueBatchOutcome'])
     """
     kinds = [kind_of(step) for step in config.steps]
     entries = [kind.entry_state(config, index) for index, kind in enumerate(kinds)]
@@ -71,6 +84,8 @@ def build_definition(config: WorkflowConfiguration) -> dict[str, Any]:
     for index, kind in enumerate(kinds):
         next_state = entries[index + 1] if index + 1 < len(entries) else None
         states.update(kind.states(config, index, next_state))
+    if _assigns_queue_batch(states[entries[0]]):
+        _end_with_batch_outcome(states)
     states[FAIL_STATE] = {
         "Type": "Fail",
         "Comment": "A stage failed after its retries; the error class and message are kept",
@@ -88,6 +103,48 @@ def build_definition(config: WorkflowConfiguration) -> dict[str, Any]:
     if config.workflow_type is WorkflowType.EXPRESS:
         definition["TimeoutSeconds"] = EXPRESS_TIMEOUT_SECONDS
     return definition
+
+
+def _assigns_queue_batch(state: dict[str, Any]) -> bool:
+    return f"{QUEUE_BATCH_VARIABLE}.$" in state.get("Assign", {})
+
+
+def _end_with_batch_outcome(states: dict[str, Any]) -> None:
+    """Send every state that ends the execution to the Choice that answers the pipe."""
+    for state in states.values():
+        if state.pop("End", False):
+            state["Next"] = BATCH_OUTCOME_STATE
+    failures = f"${QUEUE_BATCH_VARIABLE}.batchItemFailures"
+    states[BATCH_OUTCOME_STATE] = {
+        "Type": "Choice",
+        "Comment": "Did the first stage reject queue messages (on_invalid_record='reject')?",
+        "Choices": [{"Variable": failures, "IsPresent": True, "Next": BATCH_FAILURES_STATE}],
+        "Default": SUCCEED_STATE,
+    }
+    states[BATCH_FAILURES_STATE] = {
+        "Type": "Pass",
+        "Comment": "What the pipe returns to the queue: only these messages are retried",
+        "Parameters": {"batchItemFailures.$": failures},
+        "End": True,
+    }
+    states[SUCCEED_STATE] = {"Type": "Succeed"}
+
+
+def returns_batch_item_failures(config: WorkflowConfiguration) -> bool:
+    """Whether the generated machine answers its pipe with the first stage's rejected messages.
+
+    True for an EXPRESS workflow whose first step is a Lambda stage (see docs/batches.md).
+
+    Example:
+        >>> from ceap_stage.workflow import LambdaStep, WorkflowConfiguration
+        >>> wf = WorkflowConfiguration(workflow_name="w", workflow_bucket="bkt-1",
+        ...     source_queue="q", steps=[LambdaStep(state_name="A", function_name="fa")])
+        >>> returns_batch_item_failures(wf)
+        True
+    """
+    first = kind_of(config.steps[0])
+    entry = first.entry_state(config, 0)
+    return _assigns_queue_batch(first.states(config, 0, None).get(entry, {}))
 
 
 def definition_json(config: WorkflowConfiguration, *, indent: bool = True) -> str:

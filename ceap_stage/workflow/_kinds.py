@@ -54,10 +54,14 @@ if TYPE_CHECKING:
     from ._resources import DeployedTarget, StackArtifacts
 
 __all__ = [
+    "BATCH_FAILURES_STATE",
+    "BATCH_OUTCOME_STATE",
     "EXECUTION_NAME",
     "FAIL_STATE",
+    "QUEUE_BATCH_VARIABLE",
     "RESERVED_STATE_NAMES",
     "STAGE_INITIAL_INPUT_STATE",
+    "SUCCEED_STATE",
     "LocalRetry",
     "LocalStepRun",
     "StepKind",
@@ -83,8 +87,25 @@ __all__ = [
 FAIL_STATE: Final = "WorkflowFailed"
 #: The state that stages the initial input for a workflow whose first step is a Glue job.
 STAGE_INITIAL_INPUT_STATE: Final = "StageInitialInput"
+#: The state variable an EXPRESS workflow's first Lambda step assigns its pointer to.
+QUEUE_BATCH_VARIABLE: Final = "queueBatch"
+#: The Choice after the last step of an EXPRESS workflow: did the first stage report rejects?
+BATCH_OUTCOME_STATE: Final = "QueueBatchOutcome"
+#: The Pass state returning ``{"batchItemFailures": [...]}`` to the pipe.
+BATCH_FAILURES_STATE: Final = "ReturnBatchItemFailures"
+#: The Succeed state that ends an execution whose first stage reports no batch outcome.
+SUCCEED_STATE: Final = "WorkflowSucceeded"
 #: Names a step may not take: the generated states, and the initial input's pseudo-stage.
-RESERVED_STATE_NAMES: Final = frozenset({FAIL_STATE, STAGE_INITIAL_INPUT_STATE, INITIAL_STAGE})
+RESERVED_STATE_NAMES: Final = frozenset(
+    {
+        FAIL_STATE,
+        STAGE_INITIAL_INPUT_STATE,
+        INITIAL_STAGE,
+        BATCH_OUTCOME_STATE,
+        BATCH_FAILURES_STATE,
+        SUCCEED_STATE,
+    }
+)
 #: The execution's name (the contract's execution id) in a JSONPath template.
 EXECUTION_NAME: Final = "$$.Execution.Name"
 

@@ -16,6 +16,7 @@ from pydantic import AliasChoices, Field, field_validator, model_validator
 from ._compat import ContractSide, StageContract
 from ._kinds import (
     EXECUTION_NAME,
+    QUEUE_BATCH_VARIABLE,
     Attempt,
     LocalRetry,
     LocalStepRun,
@@ -257,6 +258,10 @@ class LambdaKind(StepKind[LambdaStep]):
             "ResultSelector": {"stage": step.state_name, "result.$": "$.Payload"},
             "ResultPath": "$",
         }
+        if index == 0 and config.workflow_type is WorkflowType.EXPRESS:
+            # The first stage's pointer says which queue messages it rejected (docs/batches.md);
+            # kept in a variable for the states that end the execution (_asl.py).
+            state["Assign"] = {f"{QUEUE_BATCH_VARIABLE}.$": "$.Payload"}
         guarded(
             state,
             LAMBDA_RETRY_ERRORS,

@@ -37,6 +37,7 @@ from ceap_stage._models import drift
 from ceap_stage._settings import Settings, resolve_settings, using_settings
 from ceap_stage._store import LocalStore, Store
 
+from ._asl import returns_batch_item_failures
 from ._config import Step, WorkflowConfiguration
 from ._glue_kind import GLUE_LOCAL_RETRY_ERRORS
 from ._kinds import LocalStepRun, kind_of, registered_kinds
@@ -87,6 +88,8 @@ class StageOutcome:
         output: Where its ``output.json`` is (a local path or an ``s3://`` URL).
         error_type: The class name of the error it failed with.
         error_message: That error's message (contract errors carry no payload).
+        rejected: Queue records it left out under ``on_invalid_record="reject"`` (None when
+            it wrote no ``rejected.jsonl``).
 
     Example:
         >>> StageOutcome("ScoreStage", "lambda").status
@@ -103,6 +106,7 @@ class StageOutcome:
     output: str | None = None
     error_type: str | None = None
     error_message: str | None = None
+    rejected: int | None = None
 
 
 @dataclass
@@ -116,6 +120,9 @@ class RunResult:
         store: The store that holds them.
         stages: One :class:`StageOutcome` per step, in order.
         error: The exception the failed step raised (None when all succeeded).
+        batch_item_failures: What the generated EXPRESS machine returns to its pipe when the
+            first stage rejected queue records, ``[{"itemIdentifier": messageId}, ...]``; None
+            when it returns the last step's result (see docs/batches.md).
 
     Example:
         >>> from ceap_stage import LocalStore
@@ -131,6 +138,7 @@ class RunResult:
     store: Store
     stages: list[StageOutcome] = field(default_factory=list)
     error: BaseException | None = None
+    batch_item_failures: list[dict[str, str]] | None = None
 
     @property
     def succeeded(self) -> bool:
@@ -358,7 +366,19 @@ class LocalRunner:
                 if error is not None:
                     result.error = error
                     break
+        if result.succeeded and returns_batch_item_failures(config):
+            rejected = self._rejected(execution_id, config.steps[0].state_name)
+            if rejected is not None:
+                result.batch_item_failures = [
+                    {"itemIdentifier": str(entry.get("messageId"))} for entry in rejected
+                ]
         return result
+
+    def _rejected(self, execution_id: str, stage: str) -> list[dict[str, Any]] | None:
+        """The entries of a stage's ``rejected.jsonl``, read through the stage I/O layer."""
+        return StageIO(self.store).rejected(
+            OutputRef(self.config.workflow_bucket, execution_id, stage)
+        )
 
     def _stage_scope(self) -> contextlib.AbstractContextManager[Settings]:
         """Stage code run in this process resolves the run's settings (and so its store)."""
@@ -402,6 +422,8 @@ class LocalRunner:
             outcome.output = _display(
                 self.store, self.config.workflow_bucket, output_key(execution_id, step.state_name)
             )
+            rejected = self._rejected(execution_id, step.state_name)
+            outcome.rejected = None if rejected is None else len(rejected)
             outcome.seconds = time.perf_counter() - started
             return None
 

@@ -8,9 +8,11 @@ and S3 backends. Three small adjustments, all in this file:
   function error whose ``errorType`` is the class name, as the Lambda Python runtime reports it
   (that is what ``Retry``/``Catch`` match).
 - Retry waits: moto really sleeps ``IntervalSeconds``; the waits are recorded instead.
-- Two moto 5.2 gaps: its context object has no ``$$.Execution.RedriveCount`` (AWS has it, 0 until
-  a redrive), and its ``glue:startJobRun.sync`` crashes on a missing callback endpoint unless the
-  task also declares the callback pattern. Both are patched for the test.
+- Three moto 5.2 gaps: its context object has no ``$$.Execution.RedriveCount`` (AWS has it, 0
+  until a redrive); its ``glue:startJobRun.sync`` crashes on a missing callback endpoint unless
+  the task also declares the callback pattern; and it reads a state variable (``$name.path``,
+  which JSONPath states may use) only through a JSONata engine it does not ship. All three are
+  patched for the test: the variable is read from moto's own variable store.
 """
 
 from __future__ import annotations
@@ -167,10 +169,24 @@ class StepFunctionsHarness:
         )
 
 
+def _sample_variable(self: Any, env: Any) -> None:
+    """``$name`` or ``$name.path`` in a JSONPath state: the variable, then the path in it."""
+    import copy
+
+    from moto.stepfunctions.parser.asl.utils.json_path import extract_json
+
+    name, dot, rest = self.expression[1:].partition(".")
+    value = env.variable_store.get(name)
+    env.stack.append(copy.deepcopy(extract_json(f"${dot}{rest}", value) if rest else value))
+
+
 @pytest.fixture
 def sfn(monkeypatch: pytest.MonkeyPatch) -> Iterator[StepFunctionsHarness]:
     from moto import mock_aws
     from moto.awslambda_simple.models import LambdaSimpleBackend
+    from moto.stepfunctions.parser.asl.component.common.string.string_expression import (
+        StringVariableSample,
+    )
     from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
     from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
         resource,
@@ -203,6 +219,7 @@ def sfn(monkeypatch: pytest.MonkeyPatch) -> Iterator[StepFunctionsHarness]:
         return env
 
     monkeypatch.setattr(ExecutionWorker, "_get_evaluation_environment", with_redrive_count)
+    monkeypatch.setattr(StringVariableSample, "_eval_body", _sample_variable)
     monkeypatch.setattr(
         state_task_service_glue,
         "_SUPPORTED_INTEGRATION_PATTERNS",

@@ -1,0 +1,240 @@
+"""Queue batches (contract section 8): the SQS records an EventBridge Pipe sends a first stage.
+
+A record's ``body`` is decoded as JSON when it is JSON; a ``str`` item model receives a body that
+is plain text as text; an item model that is :class:`SqsRecord` (or a subclass) receives the
+records themselves. Each record is validated on its own, so that an error names its
+``messageId``; with ``on_invalid_record="reject"`` a record that fails is left out and listed
+(:class:`RejectedRecord`) instead of failing the batch.
+"""
+
+from __future__ import annotations
+
+import types
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Final, Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ._errors import InputValidationError
+from ._models import UNSET, StageSpec, describe_validation_error, model_name
+
+__all__ = [
+    "ON_INVALID_RECORD",
+    "OnInvalidRecord",
+    "QueueBatch",
+    "RejectedRecord",
+    "SqsMessageAttribute",
+    "SqsRecord",
+    "decode_batch",
+    "is_queue_batch",
+    "item_model",
+]
+
+OnInvalidRecord = Literal["fail", "reject"]
+#: The values ``on_invalid_record`` takes.
+ON_INVALID_RECORD: Final = ("fail", "reject")
+
+
+class SqsMessageAttribute(BaseModel):
+    """One SQS message attribute, as a queue batch carries it.
+
+    Example:
+        >>> SqsMessageAttribute.model_validate({"stringValue": "eu", "dataType": "String"})
+        SqsMessageAttribute(string_value='eu', binary_value=None, data_type='String')
+    """
+
+    model_config = ConfigDict(populate_by_name=True, extra="allow", frozen=True)
+
+    string_value: str | None = Field(None, alias="stringValue")
+    binary_value: str | None = Field(None, alias="binaryValue")
+    data_type: str = Field("String", alias="dataType")
+
+
+class SqsRecord(BaseModel):
+    """An SQS record of a queue batch: its body and metadata (docs/batches.md).
+
+    Use it as the input model (``list[SqsRecord]``, or a subclass of it) of a first stage fed
+    by a queue to receive the records themselves rather than their decoded bodies. Fields keep
+    the SQS names as aliases, so a record dumps back to the shape the queue sent; the FIFO
+    attributes are properties.
+
+    Example:
+        >>> record = SqsRecord.model_validate({
+        ...     "messageId": "5f1c9a2e-0b7d-4c1e-9a55-3f0e6d1b2c44", "body": "hello",
+        ...     "attributes": {"MessageGroupId": "customer-17", "SequenceNumber": "18"},
+        ...     "eventSource": "aws:sqs"})
+        >>> record.message_id[:8], record.body, record.message_group_id, record.sequence_number
+        ('5f1c9a2e', 'hello', 'customer-17', '18')
+    """
+
+    model_config = ConfigDict(populate_by_name=True, extra="allow", frozen=True)
+
+    message_id: str = Field(alias="messageId")
+    receipt_handle: str = Field("", alias="receiptHandle")
+    body: str
+    attributes: dict[str, str] = Field(default_factory=dict)
+    message_attributes: dict[str, SqsMessageAttribute] = Field(
+        default_factory=dict, alias="messageAttributes"
+    )
+    md5_of_body: str | None = Field(None, alias="md5OfBody")
+    event_source: str = Field("aws:sqs", alias="eventSource")
+    event_source_arn: str | None = Field(None, alias="eventSourceARN")
+    aws_region: str | None = Field(None, alias="awsRegion")
+
+    @property
+    def message_group_id(self) -> str | None:
+        """The FIFO message group (``attributes.MessageGroupId``), None on a standard queue."""
+        return self.attributes.get("MessageGroupId")
+
+    @property
+    def message_deduplication_id(self) -> str | None:
+        """The FIFO deduplication id (``attributes.MessageDeduplicationId``)."""
+        return self.attributes.get("MessageDeduplicationId")
+
+    @property
+    def sequence_number(self) -> str | None:
+        """The FIFO sequence number (``attributes.SequenceNumber``)."""
+        return self.attributes.get("SequenceNumber")
+
+    @property
+    def approximate_receive_count(self) -> int | None:
+        """How many times the queue has delivered this message (``ApproximateReceiveCount``)."""
+        value = self.attributes.get("ApproximateReceiveCount")
+        return int(value) if value is not None and value.isdigit() else None
+
+
+@dataclass(frozen=True, slots=True)
+class RejectedRecord:
+    """A record left out of a batch: its ``messageId``, index and error (never its payload)."""
+
+    message_id: str
+    index: int
+    error: str
+
+    def as_json(self) -> dict[str, Any]:
+        """The line written to ``rejected.jsonl``."""
+        return {"messageId": self.message_id, "index": self.index, "error": self.error}
+
+
+@dataclass(frozen=True, slots=True)
+class QueueBatch:
+    """What decoding a queue batch gave: the valid records' values and the rejected ones."""
+
+    values: list[Any]
+    rejected: list[RejectedRecord]
+    reject: bool
+
+    @property
+    def batch_item_failures(self) -> list[dict[str, str]]:
+        """``[{"itemIdentifier": messageId}, ...]``: what a Pipe returns to the queue."""
+        return [{"itemIdentifier": r.message_id} for r in self.rejected]
+
+
+def is_queue_batch(value: object) -> bool:
+    """An EventBridge Pipes batch: a non-empty list of SQS records whose ``body`` is a string.
+
+    Example:
+        >>> is_queue_batch([{"messageId": "m-1", "body": "{}"}]), is_queue_batch([{"a": 1}])
+        (True, False)
+    """
+    return (
+        isinstance(value, list)
+        and bool(value)
+        and all(
+            isinstance(r, dict)
+            and isinstance(r.get("body"), str)
+            and (r.get("eventSource") == "aws:sqs" or "messageId" in r)
+            for r in value
+        )
+    )
+
+
+def _unwrap(model: Any) -> Any:
+    while typing.get_origin(model) is typing.Annotated:
+        model = typing.get_args(model)[0]
+    return model
+
+
+def item_model(spec: StageSpec) -> Any:
+    """The model one record is validated with: a list model's item, a stream's item, or the
+    model itself (a single-record model)."""
+    if spec.input_item is not UNSET:
+        return spec.input_item
+    if spec.input_is_list:
+        args = typing.get_args(_unwrap(spec.input_model))
+        return args[0] if args else Any
+    return spec.input_model
+
+
+def _takes_records(item: Any) -> bool:
+    item = _unwrap(item)
+    return isinstance(item, type) and issubclass(item, SqsRecord)
+
+
+def _takes_text(item: Any) -> bool:
+    """A ``str`` item model (or a union with ``str``) receives plain-text bodies as text."""
+    item = _unwrap(item)
+    if item is str:
+        return True
+    if typing.get_origin(item) in (typing.Union, types.UnionType):
+        return any(_unwrap(arg) is str for arg in typing.get_args(item))
+    return False
+
+
+def _body_value(record: dict[str, Any], text: bool) -> Any:
+    """A record's body decoded as JSON; for a text model a body that is not a JSON string is
+    kept as the text itself."""
+    body: str = record["body"]
+    try:
+        value = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        if text:
+            return body
+        raise ValueError(f"its body is not JSON ({exc.msg})") from None
+    if text and not isinstance(value, str):
+        return body
+    return value
+
+
+def decode_batch(
+    records: list[dict[str, Any]],
+    spec: StageSpec,
+    validate: Callable[[Any], Any],
+    *,
+    reject: bool,
+) -> QueueBatch:
+    """Decode and validate each record of a queue batch with the item model.
+
+    Args:
+        records: The SQS records (:func:`is_queue_batch` holds).
+        spec: The stage's models.
+        validate: Validates one decoded record with the item model.
+        reject: Leave out (and list) a record that fails, instead of raising.
+
+    Raises:
+        InputValidationError: A record fails and ``reject`` is False; the message names its
+            index and ``messageId``.
+    """
+    item = item_model(spec)
+    whole, text = _takes_records(item), _takes_text(item)
+    label = model_name(item)
+    values: list[Any] = []
+    rejected: list[RejectedRecord] = []
+    for index, record in enumerate(records):
+        message_id = str(record.get("messageId", ""))
+        try:
+            values.append(validate(record if whole else _body_value(record, text)))
+            continue
+        except ValidationError as exc:
+            error = f"fails the model {label}: {describe_validation_error(exc)}"
+        except ValueError as exc:
+            error = str(exc)
+        if not reject:
+            raise InputValidationError(
+                f"SQS record {index} (messageId {message_id}) {error}"
+            ) from None
+        rejected.append(RejectedRecord(message_id, index, error))
+    return QueueBatch(values, rejected, reject)
