@@ -108,11 +108,16 @@ def test_states_chain_in_order_keep_a_small_result_and_end_at_the_last_step():
     for name, following in itertools.pairwise(names):
         assert states[name]["Next"] == following
         assert "End" not in states[name]
-    assert states[names[-1]]["End"] is True
+    # EXPRESS: the last step goes on to the Choice that answers the pipe (docs/batches.md).
+    assert states[names[-1]]["Next"] == "QueueBatchOutcome"
+    assert "End" not in states[names[-1]]
+    assert states["ReturnBatchItemFailures"]["End"] is True
+    assert states["WorkflowSucceeded"] == {"Type": "Succeed"}
     for name in names:
         assert states[name]["ResultSelector"] == {"stage": name, "result.$": "$.Payload"}
         assert states[name]["ResultPath"] == "$"
-    assert set(states) == {*names, "WorkflowFailed"}
+    batch = {"QueueBatchOutcome", "ReturnBatchItemFailures", "WorkflowSucceeded"}
+    assert set(states) == {*names, *batch, "WorkflowFailed"}
 
 
 def test_retry_and_catch_follow_the_configuration():
@@ -276,7 +281,10 @@ def test_asl_validator_catches_a_broken_definition(tmp_path):
 
 _NAME_CHARS = string.ascii_letters + string.digits + "-_.'{}:()$@"
 _names = st.text(_NAME_CHARS, min_size=1, max_size=40).filter(
-    lambda s: s not in (".", "..", "initial", "WorkflowFailed", "StageInitialInput")
+    lambda s: (
+        s not in (".", "..", "initial", "WorkflowFailed", "StageInitialInput", "QueueBatchOutcome")
+        and s not in ("ReturnBatchItemFailures", "WorkflowSucceeded")
+    )
 )
 
 

@@ -393,9 +393,17 @@ def test_a_variant_serves_the_steps_it_applies_to_and_the_base_kind_the_rest(
     )
     assert [kind_of(step).name for step in config.steps] == ["lambda", "traced-lambda"]
     asl = build_definition(config)
-    assert list(asl["States"]) == ["Plain", "WatchedNote", "Watched", "WorkflowFailed"]
+    assert list(asl["States"]) == [
+        "Plain",
+        "WatchedNote",
+        "Watched",
+        "QueueBatchOutcome",
+        "ReturnBatchItemFailures",
+        "WorkflowSucceeded",
+        "WorkflowFailed",
+    ]
     assert asl["States"]["Plain"]["Next"] == "WatchedNote"
-    assert asl["States"]["Watched"]["End"] is True
+    assert asl["States"]["Watched"]["Next"] == "QueueBatchOutcome"
     # A variant's steps are still served by the functions of the kind it refines.
     assert lambda_event(config, 1, execution_id="run-1")["currentStage"] == "Watched"
     with pytest.raises(StepKindError, match=r"Watched.*Lambda step"):
