@@ -8,13 +8,17 @@ The three-line test::
         run = run_stage(score, store=local_store, previous_output=[{"id": "a", "amount": 12}])
         assert run.output[0].score > 0
 
+:func:`run_glue_stage` does the same for a Glue script or a ``@glue_stage`` function.
+
 The pytest plugin (installed with the package, entry point ``pytest11``) provides the fixtures
-``lambda_context``, ``local_store``, ``s3_store`` (moto) and ``stage_event``.
+``lambda_context``, ``local_store``, ``s3_store`` (moto), ``spark`` (local PySpark, one per
+session) and ``stage_event``.
 """
 
 from ceap_stage._observability import Capture
 
 from ._events import DEFAULT_BUCKET, DEFAULT_EXECUTION_ID, build_event
+from ._glue import GlueRun, run_glue_stage
 from ._lambda import FakeCognitoIdentity, FakeLambdaContext
 from ._moto import MotoS3Store, mock_s3_store
 from ._run import StageRun, capture_logs, run_stage
@@ -25,10 +29,12 @@ __all__ = [
     "DEFAULT_EXECUTION_ID",
     "FakeCognitoIdentity",
     "FakeLambdaContext",
+    "GlueRun",
     "MotoS3Store",
     "StageRun",
     "build_event",
     "capture_logs",
     "mock_s3_store",
+    "run_glue_stage",
     "run_stage",
 ]

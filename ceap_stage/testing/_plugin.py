@@ -8,13 +8,16 @@ Installed with the package; its fixtures are available in every test without an 
 - ``s3_store``: a :class:`~ceap_stage.testing.MotoS3Store` on moto's in-process S3 with a fresh
   bucket (its name is ``s3_store.bucket``); needs ``moto[s3]``.
 - ``stage_event``: :func:`~ceap_stage.testing.build_event`, to build events in a test.
+- ``spark``: one local PySpark session for the whole test session (skipped when PySpark is not
+  installed), for :func:`~ceap_stage.testing.run_glue_stage` and Glue code.
 """
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -24,7 +27,10 @@ from ._events import build_event
 from ._lambda import FakeLambdaContext
 from ._moto import MotoS3Store, mock_s3_store
 
-__all__ = ["lambda_context", "local_store", "s3_store", "stage_event"]
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+__all__ = ["lambda_context", "local_store", "s3_store", "spark", "stage_event"]
 
 
 @pytest.fixture
@@ -81,3 +87,34 @@ def stage_event() -> Callable[..., dict[str, Any]]:
             event = stage_event(current_stage="Score", previous_stage="Filter")
     """
     return build_event
+
+
+@pytest.fixture(scope="session")
+def spark() -> Iterator[SparkSession]:
+    """One local PySpark session for the test session: ``local[1]``, no UI, 2 shuffle partitions.
+
+    Skipped, with the reason, when PySpark is not installed. Glue code run by the test (a
+    ``glue_job``, ``@glue_stage``, :func:`~ceap_stage.testing.run_glue_stage`) reuses it.
+
+    Example::
+
+        def test_enrich(spark, local_store):
+            run = run_glue_stage(enrich, store=local_store, previous_output=[...])
+    """
+    if importlib.util.find_spec("pyspark") is None:
+        pytest.skip("the spark fixture needs PySpark, which is not installed: pip install pyspark")
+    from pyspark.sql import SparkSession
+
+    session = (
+        SparkSession.builder.master("local[1]")
+        .appName("ceap-stage-tests")
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.sql.shuffle.partitions", "2")
+        .config("spark.default.parallelism", "2")
+        .config("spark.sql.session.timeZone", "UTC")
+        .getOrCreate()
+    )
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()
