@@ -184,10 +184,10 @@ def _sample_variable(self: Any, env: Any) -> None:
 def sfn(monkeypatch: pytest.MonkeyPatch) -> Iterator[StepFunctionsHarness]:
     from moto import mock_aws
     from moto.awslambda_simple.models import LambdaSimpleBackend
+    from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
     from moto.stepfunctions.parser.asl.component.common.string.string_expression import (
         StringVariableSample,
     )
-    from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
     from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
         resource,
         state_task_service_glue,
