@@ -171,7 +171,8 @@ def test_the_record_model_receives_the_records_themselves(tmp_path):
     assert first.body == "plain text, not JSON"
     assert first.receipt_handle == batch[0]["receiptHandle"]
     assert first.md5_of_body == batch[0]["md5OfBody"]
-    assert first.event_source_arn.endswith("engagement-events.fifo")
+    assert first.event_source_arn == batch[0]["eventSourceARN"]
+    assert batch[0]["eventSourceARN"].endswith("engagement-events.fifo")
     assert first.aws_region == "eu-west-1"
     assert first.message_attributes["tenant"].string_value == "marketplace-eu"
     assert first.message_group_id == "customer-0"

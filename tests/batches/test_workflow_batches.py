@@ -45,6 +45,13 @@ def _workflow(
     )
 
 
+def _in_lambda(runtime: Any) -> Any:
+    def handler(payload: dict[str, Any]) -> Any:
+        return runtime.invoke(payload, FakeLambdaContext())
+
+    return handler
+
+
 def _run_in_moto(
     sfn: StepFunctionsHarness, config: WorkflowConfiguration, store: LocalStore, name: str
 ) -> Any:
@@ -52,10 +59,7 @@ def _run_in_moto(
         assert isinstance(step, LambdaStep)
         assert step.handler is not None
         runtime = load_handler(step.handler).runtime  # type: ignore[attr-defined]
-        local = runtime.using_store(store)
-        sfn.lambdas.behaviours[step.function_name] = lambda payload, local=local: local.invoke(
-            payload, FakeLambdaContext()
-        )
+        sfn.lambdas.behaviours[step.function_name] = _in_lambda(runtime.using_store(store))
     return sfn.execute(sfn.deploy(config), name, batch_of_50())
 
 
