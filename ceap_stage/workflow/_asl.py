@@ -110,9 +110,14 @@ def _assigns_queue_batch(state: dict[str, Any]) -> bool:
 
 
 def _end_with_batch_outcome(states: dict[str, Any]) -> None:
-    """Send every state that ends the execution to the Choice that answers the pipe."""
+    """Send every state that ends the execution successfully to the Choice that answers the
+    pipe: an ``End`` goes on to it, and a step's own Succeed state (a Kotlin step's) becomes a
+    Pass that does, leaving the state's data as it is."""
     for state in states.values():
         if state.pop("End", False):
+            state["Next"] = BATCH_OUTCOME_STATE
+        elif state.get("Type") == "Succeed":
+            state["Type"] = "Pass"
             state["Next"] = BATCH_OUTCOME_STATE
     failures = f"${QUEUE_BATCH_VARIABLE}.batchItemFailures"
     states[BATCH_OUTCOME_STATE] = {
