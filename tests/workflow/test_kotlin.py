@@ -163,9 +163,15 @@ def test_a_kotlin_task_is_followed_by_a_choice_on_its_status():
 
 
 def test_a_last_kotlin_step_succeeds_through_a_succeed_state():
-    states = build_definition(_hybrid(last=True))["States"]
+    states = build_definition(_hybrid(last=True, workflow_type="STANDARD"))["States"]
     assert states["Score status"]["Default"] == "Score succeeded"
     assert states["Score succeeded"]["Type"] == "Succeed"
+    # EXPRESS: it goes on to the Choice that answers the pipe (docs/batches.md), data unchanged.
+    states = build_definition(_hybrid(last=True))["States"]
+    assert states["Score status"]["Default"] == "Score succeeded"
+    assert states["Score succeeded"]["Type"] == "Pass"
+    assert states["Score succeeded"]["Next"] == "QueueBatchOutcome"
+    assert "Parameters" not in states["Score succeeded"]
 
 
 def test_the_kotlin_function_may_be_invoked_by_the_role():
@@ -229,7 +235,8 @@ def test_a_last_kotlin_step_that_succeeds_ends_the_execution(sfn: StepFunctionsH
     sfn.lambdas.behaviours["score-kotlin"] = lambda payload: {"status": "SUCCESS"}
     execution = sfn.execute(sfn.deploy(_hybrid(kotlin={}, last=True)), "exec-kotlin-last", BATCH)
     assert execution.status == "SUCCEEDED", execution.cause
-    assert execution.entered()[-1] == "Score succeeded"
+    # EXPRESS: then the Choice that answers the pipe, which finds no batchItemFailures.
+    assert execution.entered()[-3:] == ["Score succeeded", "QueueBatchOutcome", "WorkflowSucceeded"]
     assert execution.output == {"stage": "Score", "result": {"status": "SUCCESS"}}
 
 
@@ -445,7 +452,8 @@ def test_kotlin_states_of_a_long_step_name_fit_state_name_limits(tmp_path: Path)
     definition = build_definition(config)
     names = list(definition["States"])
     assert all(len(name) <= 80 for name in names)
-    assert len(names) == len(set(names)) == 3 + 3 + 4 + 1  # tasks, Choice/Fail x2, Succeed, Fail
+    # tasks, Choice/Fail x2, Succeed, Fail, and the EXPRESS batch outcome states
+    assert len(names) == len(set(names)) == 3 + 3 + 4 + 1 + 3
     assert validate_definitions([definition], tmp_path) == {}
 
 
