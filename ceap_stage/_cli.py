@@ -5,6 +5,12 @@ Commands::
     ceap-stage check WORKFLOW         can every stage read what the one before writes?
     ceap-stage run WORKFLOW [--input FILE] [--store file://DIR | s3://BUCKET] [--execution-id ID]
                             [--no-check]
+    ceap-stage run WORKFLOW --resume EXECUTION [--from STAGE]     continue an execution
+    ceap-stage run WORKFLOW --only STAGE --execution-id ID         one step alone
+    ceap-stage executions [--store URL] [--bucket B] [--limit N]  executions, newest first
+    ceap-stage show EXECUTION [STAGE] [--head N] [--format table|jsonl|json]
+    ceap-stage replay WORKFLOW EXECUTION STAGE --from-store s3://BUCKET [--store URL] [--pdb]
+    ceap-stage event WORKFLOW STAGE [--execution-id ID]           what a step receives
     ceap-stage asl WORKFLOW           print the state machine definition (ASL JSON)
     ceap-stage template WORKFLOW      print the CloudFormation template (JSON)
     ceap-stage invoke module:handler --event FILE [--store URL]
@@ -92,41 +98,41 @@ class ConsoleReporter:
     def attempt_failed(
         self, step: Step, attempt: int, error: BaseException, retry_in: float | None
     ) -> None:
-        what = f"{type(error).__name__}: {error}"
         if retry_in is None:
-            self._print(f"      attempt {attempt} failed with {what}")
-        else:
-            self._print(
-                f"      attempt {attempt} failed with {what}; retrying in {_seconds(retry_in)}"
-            )
+            return  # failed for good: reported once, at the end
+        self._print(
+            f"      attempt {attempt} failed with {type(error).__name__}; "
+            f"retrying in {_seconds(retry_in)}"
+        )
 
     def stage_finished(self, index: int, outcome: StageOutcome) -> None:
         prefix = f"[{index + 1}/{self.total}] {outcome.stage}"
         retries = f", {outcome.attempts} attempts" if outcome.attempts > 1 else ""
-        if outcome.status == "SUCCEEDED":
-            if outcome.records is None:
-                records = "? records"
-            else:
-                records = f"{outcome.records} record{'' if outcome.records == 1 else 's'}"
+        if outcome.status == "REUSED":
+            self._print(
+                f"{prefix} REUSED: {_records(outcome.records)}, {_human_bytes(outcome.bytes)}"
+            )
+        elif outcome.status == "SUCCEEDED":
             rejected = f", {outcome.rejected} rejected" if outcome.rejected is not None else ""
             self._print(
-                f"{prefix} succeeded: {records}{rejected}, {_human_bytes(outcome.bytes)}, "
+                f"{prefix} succeeded: {_records(outcome.records)}{rejected}, "
+                f"{_human_bytes(outcome.bytes)}, "
                 f"{_seconds(outcome.seconds)}{retries}"
             )
         else:
-            self._print(f"{prefix} FAILED with {outcome.error_type}{retries}")
+            self._print(f"{prefix} FAILED{retries}")
 
     def summary(self, result: RunResult) -> None:
         rows = [("STAGE", "STATUS", "RECORDS", "BYTES", "TIME", "OUTPUT")]
         for s in result.stages:
-            done = s.status == "SUCCEEDED"
+            done = s.status in ("SUCCEEDED", "REUSED")
             rows.append(
                 (
                     s.stage,
-                    s.status if s.status != "FAILED" else f"FAILED ({s.error_type})",
+                    s.status,
                     "-" if s.records is None else str(s.records),
                     _human_bytes(s.bytes),
-                    _seconds(s.seconds) if s.status != "NOT_RUN" else "-",
+                    _seconds(s.seconds) if s.status not in ("NOT_RUN", "REUSED") else "-",
                     (s.output or "-") if done else "-",
                 )
             )
@@ -147,14 +153,14 @@ class ConsoleReporter:
             if result.batch_item_failures is not None:
                 ids = ", ".join(f["itemIdentifier"] for f in result.batch_item_failures) or "none"
                 self._print(f"Returned to the queue (batchItemFailures): {ids}")
-        else:
-            failed = result.failed_stage
-            assert failed is not None
-            self._print(
-                f"Execution {result.execution_id} FAILED at stage {failed.stage} with "
-                f"{failed.error_type}: {failed.error_message}"
-            )
+        elif result.outputs_exist:
             self._print(f"Outputs of the stages that succeeded: {result.execution_location}")
+
+
+def _records(count: int | None) -> str:
+    if count is None:
+        return "? records"
+    return f"{count} record{'' if count == 1 else 's'}"
 
 
 def _describe_store(store: Store) -> str:
@@ -246,7 +252,7 @@ def _quiet_logs(verbose: bool) -> Settings:
 
     if verbose:
         return resolve_settings(defaults=Settings(log_level="INFO"))
-    settings = resolve_settings(defaults=Settings(log_level="WARNING", metrics_enabled=False))
+    settings = resolve_settings(defaults=Settings(log_level="CRITICAL", metrics_enabled=False))
     import logging
 
     glue_logger = logging.getLogger("ceap_stage.glue")
@@ -316,10 +322,47 @@ def _cmd_check(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return EXIT_OK if report.ok else EXIT_STAGE_FAILED
 
 
+def _initial_input(args: argparse.Namespace, loaded: Any, *, required: bool) -> Any:
+    """The execution input: ``--input FILE``, else the module's ``sample_input()``."""
+    if getattr(args, "input", None) is not None:
+        return _read_json(args.input, "--input")
+    if loaded.sample_input is not None:
+        return loaded.sample_input()
+    if required:
+        raise _UsageError(
+            f"{args.workflow} has no sample_input(); give the execution input with --input FILE"
+        )
+    return None
+
+
+def _store_option(store: Store, bucket: str, explicit: str | None) -> str:
+    """The ``--store`` option that names ``store`` again in a suggested command."""
+    from ceap_stage._store import LocalStore
+
+    if isinstance(store, LocalStore):
+        if explicit is None or explicit == DEFAULT_STORE:
+            return ""
+        return f" --store {explicit}"
+    return f" --store s3://{bucket}"
+
+
+def _check_run_options(args: argparse.Namespace) -> None:
+    if args.from_stage is not None and args.resume is None:
+        raise _UsageError("--from needs --resume EXECUTION")
+    if args.only is not None and args.resume is not None:
+        raise _UsageError("--only and --resume do not go together")
+    if args.only is not None and args.execution_id is None:
+        raise _UsageError("--only needs --execution-id ID (the execution whose input it reads)")
+    if args.resume is not None and args.execution_id is not None:
+        raise _UsageError("--resume names the execution; leave --execution-id out")
+
+
 def _cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from ceap_stage._errors import CeapStageError
+    from ceap_stage.workflow._inspect import InspectError
     from ceap_stage.workflow._runner import LocalRunError, LocalRunner
 
+    _check_run_options(args)
     settings = _quiet_logs(args.verbose)
     loaded = _load(args.workflow)
     try:
@@ -328,14 +371,10 @@ def _cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         print(exc, file=err)
         return EXIT_STAGE_FAILED
     store, bucket = _parse_store(args.store)
-    if args.input is not None:
-        initial = _read_json(args.input, "--input")
-    elif loaded.sample_input is not None:
-        initial = loaded.sample_input()
-    else:
-        raise _UsageError(
-            f"{args.workflow} has no sample_input(); give the execution input with --input FILE"
-        )
+    continuing = args.resume is not None or args.only is not None
+    initial = _initial_input(args, loaded, required=not continuing)
+    if args.only is not None and loaded.config.steps[0].state_name == args.only:
+        initial = _initial_input(args, loaded, required=True)
     reporter = ConsoleReporter(out)
     try:
         runner = LocalRunner(
@@ -346,8 +385,15 @@ def _cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             reporter=reporter,
             settings=settings,
         )
-        result = runner.run(initial, execution_id=args.execution_id)
-    except LocalRunError as exc:
+        if args.resume is not None:
+            result = runner.resume(args.resume, from_stage=args.from_stage, initial_input=initial)
+        elif args.only is not None:
+            result = runner.run_only(
+                args.only, execution_id=args.execution_id, initial_input=initial
+            )
+        else:
+            result = runner.run(initial, execution_id=args.execution_id)
+    except (LocalRunError, InspectError) as exc:
         raise _UsageError(str(exc)) from None
     except (ValueError, CeapStageError) as exc:  # a bad --execution-id, bucket or store
         raise _UsageError(str(exc)) from None
@@ -356,11 +402,342 @@ def _cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         return EXIT_OK
     failed = result.failed_stage
     assert failed is not None
+    _report_failure(args, result, failed.stage, store, err)
+    if args.verbose and result.error is not None:
+        import traceback
+
+        traceback.print_exception(result.error, file=err)
+    return EXIT_STAGE_FAILED
+
+
+def _report_failure(
+    args: argparse.Namespace, result: RunResult, stage: str, store: Store, err: TextIO
+) -> None:
+    """The one report of a failed stage: its error, and the commands that continue from it."""
+    import shlex
+
+    failed = result.failed_stage
+    assert failed is not None
+    print(
+        f"error: stage {stage} failed with {failed.error_type}: {failed.error_message}",
+        file=err,
+    )
+    workflow = shlex.quote(args.workflow)
+    option = _store_option(store, result.bucket, args.store)
+    print(
+        f"  fix it, then resume: ceap-stage run {workflow} --resume {result.execution_id}{option}",
+        file=err,
+    )
+    from ceap_stage._store import LocalStore
+
+    if isinstance(store, LocalStore):
+        print(
+            f"  or run it alone:     ceap-stage run {workflow} --only {stage} "
+            f"--execution-id {result.execution_id}{option}",
+            file=err,
+        )
+    else:
+        print(
+            f"  or replay it here:   ceap-stage replay {workflow} {result.execution_id} {stage} "
+            f"--from-store s3://{result.bucket}",
+            file=err,
+        )
+
+
+def _inspect_target(args: argparse.Namespace) -> tuple[Store, str]:
+    """The store and bucket of ``executions`` and ``show``: ``--store``, ``--bucket``."""
+    from ceap_stage._settings import resolve_settings
+    from ceap_stage._store import LocalStore
+
+    settings = resolve_settings()
+    url = args.store or settings.store_url or DEFAULT_STORE
+    store, bucket = _parse_store(url)
+    if args.bucket is not None:
+        if bucket is not None and bucket != args.bucket:
+            raise _UsageError(f"--store names bucket {bucket} and --bucket names {args.bucket}")
+        bucket = args.bucket
+    bucket = bucket or settings.workflow_bucket
+    if bucket is None and isinstance(store, LocalStore):
+        found = (
+            sorted(p.name for p in store.root.iterdir() if p.is_dir())
+            if store.root.is_dir()
+            else []
+        )
+        if len(found) == 1:
+            bucket = found[0]
+        elif not found:
+            raise _UsageError(f"no bucket in {store.root}: nothing was run with this store")
+        else:
+            raise _UsageError(
+                f"{store.root} holds several buckets ({', '.join(found)}): name one with --bucket"
+            )
+    if bucket is None:
+        raise _UsageError("name the bucket: --store s3://BUCKET or --bucket B")
+    return store, bucket
+
+
+def _when(value: Any) -> str:
+    return "-" if value is None else value.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _table(rows: list[tuple[str, ...]], right: tuple[int, ...], out: TextIO) -> None:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        cells = [
+            cell.rjust(w) if i in right else cell.ljust(w)
+            for i, (cell, w) in enumerate(zip(row, widths, strict=True))
+        ]
+        print("  ".join(cells).rstrip(), file=out)
+
+
+def _cmd_executions(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    import orjson
+
+    from ceap_stage.workflow._inspect import list_executions
+
+    if args.limit is not None and args.limit < 1:
+        raise _UsageError("--limit must be at least 1")
+    store, bucket = _inspect_target(args)
+    summaries = list_executions(store, bucket, limit=args.limit)
+    if args.format != "table":
+        rows = [
+            {
+                "executionId": s.execution_id,
+                "writtenAt": None if s.written_at is None else s.written_at.isoformat(),
+                "stages": list(s.stages),
+                "withoutOutput": list(s.pending),
+            }
+            for s in summaries
+        ]
+        if args.format == "json":
+            print(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode(), file=out)
+        else:
+            for row in rows:
+                print(orjson.dumps(row).decode(), file=out)
+        return EXIT_OK
+    if not summaries:
+        print(f"no executions in bucket {bucket}", file=err)
+        return EXIT_OK
+    table: list[tuple[str, ...]] = [("EXECUTION", "LAST OUTPUT", "STAGES")]
+    for s in summaries:
+        stages = [*s.stages, *(f"{name} (no output)" for name in s.pending)]
+        table.append((s.execution_id, _when(s.written_at), ", ".join(stages) or "-"))
+    _table(table, (), out)
+    return EXIT_OK
+
+
+def _stage_row(output: Any) -> dict[str, Any]:
+    return {
+        "stage": output.name,
+        "format": output.format,
+        "records": output.count_records(),
+        "bytes": output.size,
+        "schema": output.schema,
+        "writtenAt": None if output.written_at is None else output.written_at.isoformat(),
+        "parts": output.parts,
+        "output": output.ref.key if output.exists else None,
+    }
+
+
+def _count(value: int | None) -> str:
+    return "-" if value is None else str(value)
+
+
+def _cmd_show(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    import itertools
+
+    import orjson
+
+    from ceap_stage._errors import CeapStageError
+    from ceap_stage.workflow._inspect import Execution, InspectError
+
+    if args.head is not None and args.head < 0:
+        raise _UsageError("--head must not be negative")
+    store, bucket = _inspect_target(args)
+    try:
+        execution = Execution(store, bucket, args.execution)
+        if args.stage is None:
+            outputs = list(execution.stages.values())
+        else:
+            output = execution.stage(args.stage)
+            records = output.records(chunk_size=64 * 1024)
+    except (InspectError, CeapStageError) as exc:
+        raise _UsageError(str(exc)) from None
+    if args.stage is None:
+        rows = [_stage_row(o) for o in outputs]
+        if args.format == "json":
+            print(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode(), file=out)
+        elif args.format == "jsonl":
+            for row in rows:
+                print(orjson.dumps(row).decode(), file=out)
+        else:
+            table: list[tuple[str, ...]] = [
+                ("STAGE", "FORMAT", "RECORDS", "BYTES", "SCHEMA", "WRITTEN AT", "PARTS")
+            ]
+            for o in outputs:
+                table.append(
+                    (
+                        o.name,
+                        o.format or "no output",
+                        _count(o.count_records()),
+                        _human_bytes(o.size),
+                        o.schema or "-",
+                        _when(o.written_at),
+                        str(o.parts) if o.parts else "-",
+                    )
+                )
+            _table(table, (2, 3, 6), out)
+        return EXIT_OK
+    if args.head is not None:
+        records = itertools.islice(records, args.head)
+    try:
+        if args.format == "json":
+            out.write("[")
+            for number, record in enumerate(records):
+                out.write(("," if number else "") + "\n  " + orjson.dumps(record).decode())
+            out.write("\n]\n")
+        else:  # one record per line (a table of arbitrary records is one JSON line each)
+            for record in records:
+                out.write(orjson.dumps(record).decode() + "\n")
+    except CeapStageError as exc:
+        out.flush()
+        print(f"error: {type(exc).__name__}: {exc}", file=err)
+        return EXIT_STAGE_FAILED
+    finally:
+        close = getattr(records, "close", None)
+        if close is not None:
+            close()
+    out.flush()
+    return EXIT_OK
+
+
+def _step_index(loaded: Any, stage: str) -> int:
+    names = [step.state_name for step in loaded.config.steps]
+    if stage not in names:
+        raise _UsageError(
+            f"stage {stage} is not in workflow {loaded.config.workflow_name} "
+            f"(its stages: {', '.join(names)})"
+        )
+    return names.index(stage)
+
+
+def _cmd_event(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    import orjson
+
+    from ceap_stage._context import validate_execution_id
+    from ceap_stage._errors import ContextResolutionError
+    from ceap_stage.workflow._kinds import kind_of
+    from ceap_stage.workflow._runner import new_execution_id
+
+    loaded = _load(args.workflow)
+    index = _step_index(loaded, args.stage)
+    try:
+        execution_id = validate_execution_id(args.execution_id or new_execution_id())
+    except ContextResolutionError as exc:
+        raise _UsageError(str(exc)) from None
+    config = loaded.config
+    step = config.steps[index]
+    state_input = _initial_input(args, loaded, required=True) if index == 0 else None
+    try:
+        value = kind_of(step).step_input(
+            config, index, execution_id=execution_id, state_input=state_input
+        )
+    except ValueError as exc:  # StepKindError: a kind that does not say
+        raise _UsageError(str(exc)) from None
+    print(orjson.dumps(value, option=orjson.OPT_INDENT_2).decode(), file=out)
+    return EXIT_OK
+
+
+def _copy_input(source: Store, target: Store, ref: Any) -> int:
+    """Copy one stage output (a manifest's parts too) object by object; the bytes copied."""
+    from ceap_stage._io import StageIO
+
+    description = StageIO(source).describe(ref)
+    if description is None:
+        return -1
+    keys = [ref.key]
+    if description.manifest is not None:
+        keys.extend(part.key for part in description.manifest.parts)
+    copied = 0
+    for key in reversed(keys):  # parts first, the manifest (the commit marker) last
+        obj = source.get(ref.bucket, key)
+        if obj is None:
+            raise _UsageError(f"the output of stage {ref.stage} is missing {key}")
+        target.put(
+            ref.bucket,
+            key,
+            obj.body,
+            content_type=obj.content_type or "application/json",
+            metadata=obj.metadata,
+        )
+        copied += len(obj.body)
+    return copied
+
+
+def _cmd_replay(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from ceap_stage._errors import CeapStageError
+    from ceap_stage._io import OutputRef
+    from ceap_stage._store import LocalStore
+    from ceap_stage.workflow._inspect import Execution, InspectError
+    from ceap_stage.workflow._runner import LocalRunError, LocalRunner
+
+    settings = _quiet_logs(args.verbose)
+    loaded = _load(args.workflow)
+    index = _step_index(loaded, args.stage)
+    source, source_bucket = _parse_store(args.from_store)
+    target, target_bucket = _parse_store(args.store)
+    if not isinstance(target, LocalStore) or target_bucket is not None:
+        raise _UsageError("replay runs the stage here: --store must be a file://DIR")
+    bucket = source_bucket or loaded.config.workflow_bucket
+    config = loaded.config
+    previous = config.previous_stage(index)
+    try:
+        execution = Execution(source, bucket, args.execution)
+        if not execution.exists():
+            raise InspectError(f"no execution {args.execution} in {args.from_store}")
+        initial = None
+        if previous is not None:
+            ref = OutputRef(bucket, execution.execution_id, previous)
+            copied = _copy_input(source, target, ref)
+            if copied < 0:
+                raise InspectError(
+                    f"stage {args.stage} reads the output of stage {previous}, which execution "
+                    f"{args.execution} does not have"
+                )
+            print(
+                f"copied the input of {args.stage} (stage {previous}, {_human_bytes(copied)}) "
+                f"from {args.from_store} to {_describe_store(target)}",
+                file=out,
+            )
+        else:
+            initial = _initial_input(args, loaded, required=True)
+        runner = LocalRunner(
+            loaded,
+            store=target,
+            bucket=bucket,
+            retry_delay_scale=0.0,
+            reporter=ConsoleReporter(out),
+            settings=settings,
+        )
+        result = runner.run_only(args.stage, execution_id=args.execution, initial_input=initial)
+    except (LocalRunError, InspectError) as exc:
+        raise _UsageError(str(exc)) from None
+    except (ValueError, CeapStageError) as exc:
+        raise _UsageError(str(exc)) from None
+    if result.succeeded:
+        print(f"Output: {result.final_output}", file=out)
+        return EXIT_OK
+    failed = result.failed_stage
+    assert failed is not None
     print(
         f"error: stage {failed.stage} failed with {failed.error_type}: {failed.error_message}",
         file=err,
     )
-    if args.verbose and result.error is not None:
+    if args.pdb and result.error is not None:
+        import pdb
+
+        pdb.post_mortem(result.error.__traceback__)
+    elif args.verbose and result.error is not None:
         import traceback
 
         traceback.print_exception(result.error, file=err)
@@ -394,8 +771,12 @@ def _cmd_invoke(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     # The command's settings (store, quiet logs) go to the handler, not into the environment.
     handler = _load_stage_handler(args.handler).runtime.configured(settings=settings).invoke
     function_name = args.handler.partition(":")[2].replace(".", "-")[:64] or "handler"
+    import contextlib
+
     try:
-        result = handler(event, FakeLambdaContext(function_name=function_name))
+        # stdout is for the result pointer alone: the stage's logs and prints go to stderr.
+        with contextlib.redirect_stdout(err):
+            result = handler(event, FakeLambdaContext(function_name=function_name))
     except CeapStageError as exc:
         print(f"error: {type(exc).__name__}: {exc}", file=err)
         return EXIT_STAGE_FAILED
@@ -553,6 +934,24 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--execution-id", metavar="ID", help="default: a new local-... id")
     run.add_argument(
+        "--resume",
+        metavar="EXECUTION",
+        help="continue this execution: keep the outputs before the failed stage (REUSED), "
+        "run the rest with the same execution id",
+    )
+    run.add_argument(
+        "--from",
+        dest="from_stage",
+        metavar="STAGE",
+        help="with --resume: run again from this stage on",
+    )
+    run.add_argument(
+        "--only",
+        metavar="STAGE",
+        help="run this one step alone (with --execution-id: the execution whose input it "
+        "reads), with the event or arguments the state machine sends",
+    )
+    run.add_argument(
         "--retry-delay-scale",
         type=float,
         default=1.0,
@@ -575,6 +974,88 @@ def _parser() -> argparse.ArgumentParser:
     )
     check.add_argument("workflow", help="a .py module exposing `workflow`, or a .yaml/.json file")
     check.set_defaults(func=_cmd_check)
+
+    def store_options(command: argparse.ArgumentParser) -> None:
+        command.add_argument(
+            "--store",
+            metavar="URL",
+            help=f"file://DIR or s3://BUCKET (default: CEAP_STORE, else {DEFAULT_STORE})",
+        )
+        command.add_argument(
+            "--bucket",
+            metavar="B",
+            help="the workflow bucket (default: the s3://BUCKET of --store, "
+            "CEAP_WORKFLOW_BUCKET, or the only bucket of a local store)",
+        )
+
+    executions = commands.add_parser(
+        "executions",
+        help="list the executions in a store, newest first, with their stages",
+    )
+    store_options(executions)
+    executions.add_argument("--limit", type=int, metavar="N", help="show the newest N")
+    executions.add_argument(
+        "--format", choices=("table", "jsonl", "json"), default="table", help="default: table"
+    )
+    executions.set_defaults(func=_cmd_executions)
+
+    show = commands.add_parser(
+        "show",
+        help="show an execution's stages, or the records a stage wrote",
+        description="Without STAGE: a table of the execution's stages (format, records, "
+        "bytes, schema label, written at, parts). With STAGE: its records, streamed (a "
+        "manifest's parts in order), one JSON line each.",
+    )
+    show.add_argument("execution", metavar="EXECUTION", help="the execution id")
+    show.add_argument("stage", metavar="STAGE", nargs="?", help="the stage whose records to print")
+    store_options(show)
+    show.add_argument("--head", type=int, metavar="N", help="print the first N records only")
+    show.add_argument(
+        "--format",
+        choices=("table", "jsonl", "json"),
+        default="table",
+        help="table (default; records print one JSON line each), jsonl, or json",
+    )
+    show.set_defaults(func=_cmd_show)
+
+    replay = commands.add_parser(
+        "replay",
+        help="copy a stage's input from a store here and run the stage on it",
+        description="Copy the input of STAGE in EXECUTION from --from-store into the local "
+        "store, then run the stage locally on it. Nothing is written to the source.",
+    )
+    replay.add_argument("workflow", help="a .py module exposing `workflow`, or a .yaml/.json file")
+    replay.add_argument("execution", metavar="EXECUTION", help="the execution id")
+    replay.add_argument("stage", metavar="STAGE", help="the stage to run")
+    replay.add_argument(
+        "--from-store", required=True, metavar="URL", help="where the execution is: s3://BUCKET"
+    )
+    replay.add_argument(
+        "--store",
+        default=DEFAULT_STORE,
+        metavar="URL",
+        help=f"file://DIR (default: {DEFAULT_STORE})",
+    )
+    replay.add_argument(
+        "--input", metavar="FILE", help="the execution input, for a first stage (JSON)"
+    )
+    replay.add_argument("--pdb", action="store_true", help="stop in the debugger at the exception")
+    replay.add_argument("-v", "--verbose", action="store_true", help="show the stage's logs")
+    replay.set_defaults(func=_cmd_replay)
+
+    event = commands.add_parser(
+        "event",
+        help="print the event (or Glue arguments) a step receives, ready for invoke",
+    )
+    event.add_argument("workflow", help="a .py module exposing `workflow`, or a .yaml/.json file")
+    event.add_argument("stage", metavar="STAGE", help="the step's state name")
+    event.add_argument("--execution-id", metavar="ID", help="default: a new local-... id")
+    event.add_argument(
+        "--input",
+        metavar="FILE",
+        help="the execution input, for a first step (default: the module's sample_input())",
+    )
+    event.set_defaults(func=_cmd_event)
 
     asl = commands.add_parser(
         "asl",

@@ -277,14 +277,16 @@ def iter_jsonl_numbered(
             raise InputValidationError(f"JSON Lines line {number} {problem}") from None
 
 
-def open_stream(stream: BinaryIO, content_type: str | None) -> tuple[Format, Any]:
+def open_stream(
+    stream: BinaryIO, content_type: str | None, *, chunk_size: int = READ_CHUNK_BYTES
+) -> tuple[Format, Any]:
     """Recognise the format of a streamed ``output.json`` and decode it lazily where possible.
 
     Returns ``(format, value)``: for ``jsonl`` the value is an iterator of ``(line, record)``
     pairs that reads the stream as it goes; for ``json`` it is the whole document (a document
     is read whole); for ``manifest`` a :class:`Manifest`. An object without a known Content-Type
     is recognised exactly as :func:`decode` does, reading only its first line when it is JSON
-    Lines.
+    Lines. JSON Lines are read ``chunk_size`` bytes at a time.
 
     Raises:
         InputValidationError: The body is not valid in its format.
@@ -296,10 +298,10 @@ def open_stream(stream: BinaryIO, content_type: str | None) -> tuple[Format, Any
     """
     fmt = format_of_content_type(content_type)
     if fmt == "jsonl":
-        return "jsonl", iter_jsonl_numbered(iter_lines(stream))
+        return "jsonl", iter_jsonl_numbered(iter_lines(stream, chunk_size=chunk_size))
     if fmt is not None:
         return decode(stream.read(), content_type)
-    lines = iter_lines(stream)
+    lines = iter_lines(stream, chunk_size=chunk_size)
     first = next(lines, None)
     number = 1
     while first is not None and not first.strip():

@@ -61,6 +61,7 @@ from ._formats import (
     JSONL,
     MANIFEST,
     MANIFEST_VERSION,
+    READ_CHUNK_BYTES,
     Format,
     Manifest,
     ManifestPart,
@@ -662,11 +663,13 @@ class StageIO:
         label: str,
         stats: InvocationStats | None = None,
         missing: str | None = None,
+        chunk_size: int = READ_CHUNK_BYTES,
     ) -> Iterator[Any]:
         """Open an output and return its records, validated lazily with ``validate``.
 
         The object is opened (and a manifest read and checked) now; records are read, decoded
-        and validated as the returned iterator is consumed.
+        and validated as the returned iterator is consumed, JSON Lines ``chunk_size`` bytes at
+        a time (a reader that stops early, like ``ceap-stage show --head``, reads little).
 
         Raises:
             InputNotFoundError: The object does not exist.
@@ -683,7 +686,7 @@ class StageIO:
         if stats is not None:
             stats.input_bytes = opened.size or 0
         try:
-            fmt, value = open_stream(opened.stream, opened.content_type)
+            fmt, value = open_stream(opened.stream, opened.content_type, chunk_size=chunk_size)
             if stats is not None:
                 stats.input_format = fmt
             if fmt == "jsonl":
@@ -703,7 +706,11 @@ class StageIO:
             if isinstance(value, Manifest):
                 value.check_parts_under(ref.prefix)
                 return _validated(
-                    self._manifest_records(bucket, value), "line", validate, label, bucket=bucket
+                    self._manifest_records(bucket, value, chunk_size),
+                    "line",
+                    validate,
+                    label,
+                    bucket=bucket,
                 )
             if not isinstance(value, list):
                 raise InputValidationError(
@@ -726,7 +733,7 @@ class StageIO:
             raise
 
     def _manifest_records(
-        self, bucket: str, manifest: Manifest
+        self, bucket: str, manifest: Manifest, chunk_size: int = READ_CHUNK_BYTES
     ) -> Iterator[tuple[str | None, int, Any]]:
         """The records of a manifest's parts in order, each part streamed and its size checked."""
         count = 0
@@ -745,7 +752,9 @@ class StageIO:
                     )
                 counting = _CountingReader(opened.stream)
                 try:
-                    for number, record in iter_jsonl_numbered(iter_lines(counting)):  # type: ignore[arg-type]
+                    for number, record in iter_jsonl_numbered(
+                        iter_lines(counting, chunk_size=chunk_size)  # type: ignore[arg-type]
+                    ):
                         count += 1
                         yield part.key, number, record
                 except InputValidationError as exc:

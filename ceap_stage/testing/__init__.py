@@ -17,6 +17,7 @@ session) and ``stage_event``.
 
 from ceap_stage._observability import Capture
 
+from ._counting import CountingStore
 from ._events import DEFAULT_BUCKET, DEFAULT_EXECUTION_ID, build_event
 from ._glue import GlueRun, run_glue_stage
 from ._lambda import FakeCognitoIdentity, FakeLambdaContext
@@ -25,6 +26,7 @@ from ._run import StageRun, capture_logs, run_stage
 
 __all__ = [
     "Capture",
+    "CountingStore",
     "DEFAULT_BUCKET",
     "DEFAULT_EXECUTION_ID",
     "FakeCognitoIdentity",

@@ -20,7 +20,9 @@ exact events the state machine would send::
     asl = workflow.to_asl()                 # the Step Functions definition
     template = workflow.to_cloudformation() # the stack around it
 
-The local runner (:class:`LocalRunner`, ``ceap-stage run``) is imported on first use.
+The local runner (:class:`LocalRunner`, ``ceap-stage run``) and the client API that reads
+executions (:class:`Execution`, :func:`list_executions`; see docs/debugging.md) are imported
+on first use.
 """
 
 from __future__ import annotations
@@ -50,13 +52,17 @@ from ._loader import LoadedWorkflow, load_handler, load_workflow
 from ._template import build_template, template_json
 
 if TYPE_CHECKING:
+    from ._inspect import Execution, ExecutionSummary, InspectError, StageOutput, list_executions
     from ._runner import LocalRunner, RunResult, StageOutcome
 
 __all__ = [
     "CheckReport",
     "EdgeCheck",
+    "Execution",
+    "ExecutionSummary",
     "GLUE_RETRY_ERRORS",
     "GlueStep",
+    "InspectError",
     "LAMBDA_RETRY_ERRORS",
     "LambdaStep",
     "LoadedWorkflow",
@@ -64,6 +70,7 @@ __all__ = [
     "RetryConfiguration",
     "RunResult",
     "StageOutcome",
+    "StageOutput",
     "StageProblem",
     "Step",
     "StepKindError",
@@ -76,18 +83,26 @@ __all__ = [
     "definition_json",
     "glue_arguments",
     "lambda_event",
+    "list_executions",
     "load_handler",
     "load_workflow",
     "template_json",
 ]
 
 _RUNNER_NAMES = frozenset({"LocalRunner", "RunResult", "StageOutcome"})
+_INSPECT_NAMES = frozenset(
+    {"Execution", "ExecutionSummary", "InspectError", "StageOutput", "list_executions"}
+)
 
 
 def __getattr__(name: str) -> object:
-    # The runner is imported on first use: generating ASL needs none of it.
+    # The runner and the client API are imported on first use: generating ASL needs neither.
     if name in _RUNNER_NAMES:
         from . import _runner
 
         return getattr(_runner, name)
+    if name in _INSPECT_NAMES:
+        from . import _inspect
+
+        return getattr(_inspect, name)
     raise AttributeError(f"module 'ceap_stage.workflow' has no attribute {name!r}")

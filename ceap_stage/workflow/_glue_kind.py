@@ -324,6 +324,12 @@ class GlueKind(StepKind[GlueStep]):
             ]
         return []
 
+    def step_input(
+        self, config: WorkflowConfiguration, index: int, *, execution_id: str, state_input: Any
+    ) -> Any:
+        """The job arguments :func:`glue_arguments` builds."""
+        return glue_arguments(config, index, execution_id=execution_id)
+
     def local_retry(self, config: WorkflowConfiguration) -> LocalRetry:
         """The state's rule: retried on Glue service errors only (none occur locally), so a
         failed script, like a failed job run in AWS, runs once."""

@@ -359,6 +359,17 @@ class StepKind(ABC, Generic[S]):
         """The step's label for people: the kind's label and its target."""
         return f"{self.label} {self.target(step)}"
 
+    def step_input(
+        self, config: WorkflowConfiguration, index: int, *, execution_id: str, state_input: Any
+    ) -> Any:
+        """What the state machine sends step ``index`` (its :attr:`input_function`'s value):
+        ``ceap-stage event`` prints it, ready for ``ceap-stage invoke``.
+
+        Raises:
+            StepKindError: The kind does not say (the default).
+        """
+        raise StepKindError(f"{self.noun}s do not say what the state machine sends them")
+
     # -- the state machine --------------------------------------------------------------------
 
     def entry_state(self, config: WorkflowConfiguration, index: int) -> str:

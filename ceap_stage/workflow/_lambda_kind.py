@@ -298,6 +298,17 @@ class LambdaKind(StepKind[LambdaStep]):
             ]
         return []
 
+    def step_input(
+        self, config: WorkflowConfiguration, index: int, *, execution_id: str, state_input: Any
+    ) -> Any:
+        """The event :func:`lambda_event` builds (``initialData`` for a first step only)."""
+        return lambda_event(
+            config,
+            index,
+            execution_id=execution_id,
+            state_input=state_input if index == 0 else None,
+        )
+
     def local_retry(self, config: WorkflowConfiguration) -> LocalRetry:
         """Retried on the errors the state's ``Retry`` names (only ``TransientStorageError``
         can occur without AWS)."""

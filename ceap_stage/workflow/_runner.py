@@ -53,7 +53,7 @@ __all__ = [
     "new_execution_id",
 ]
 
-Status = Literal["SUCCEEDED", "FAILED", "NOT_RUN"]
+Status = Literal["SUCCEEDED", "FAILED", "NOT_RUN", "REUSED"]
 
 
 class LocalRunError(Exception):
@@ -80,7 +80,8 @@ class StageOutcome:
     Attributes:
         stage: The step's state name.
         kind: The step's kind (its ``type``: ``"lambda"``, ``"glue"``).
-        status: ``SUCCEEDED``, ``FAILED`` or ``NOT_RUN`` (after an earlier failure).
+        status: ``SUCCEEDED``, ``FAILED``, ``NOT_RUN`` (after an earlier failure, or left out
+            by ``run_only``) or ``REUSED`` (kept from the execution a ``resume`` continues).
         attempts: How many times it ran (retries included).
         records: Records in its output (None when unknown).
         bytes: Size of its output in bytes (data parts included; None when unknown).
@@ -123,6 +124,7 @@ class RunResult:
         batch_item_failures: What the generated EXPRESS machine returns to its pipe when the
             first stage rejected queue records, ``[{"itemIdentifier": messageId}, ...]``; None
             when it returns the last step's result (see docs/batches.md).
+        only: The one stage :meth:`LocalRunner.run_only` ran (None: a whole or resumed run).
 
     Example:
         >>> from ceap_stage import LocalStore
@@ -139,11 +141,15 @@ class RunResult:
     stages: list[StageOutcome] = field(default_factory=list)
     error: BaseException | None = None
     batch_item_failures: list[dict[str, str]] | None = None
+    only: str | None = None
 
     @property
     def succeeded(self) -> bool:
-        """True when every step succeeded."""
-        return all(s.status == "SUCCEEDED" for s in self.stages)
+        """True when no step failed and every step that was to run succeeded."""
+        ran = [s for s in self.stages if s.status != "REUSED"]
+        if self.only is not None:
+            ran = [s for s in ran if s.stage == self.only]
+        return all(s.status == "SUCCEEDED" for s in ran)
 
     @property
     def failed_stage(self) -> StageOutcome | None:
@@ -158,7 +164,16 @@ class RunResult:
     @property
     def final_output(self) -> str | None:
         """The last step's output location, when the run succeeded."""
-        return self.stages[-1].output if self.succeeded and self.stages else None
+        if not self.succeeded or not self.stages:
+            return None
+        if self.only is not None:
+            return next(s.output for s in self.stages if s.stage == self.only)
+        return self.stages[-1].output
+
+    @property
+    def outputs_exist(self) -> bool:
+        """True when some stage of the execution has an output (its directory exists)."""
+        return any(s.status in ("SUCCEEDED", "REUSED") for s in self.stages)
 
 
 class Reporter(Protocol):
@@ -329,6 +344,103 @@ class LocalRunner:
         """
         self.check()
         execution_id = validate_execution_id(execution_id or new_execution_id())
+        return self._run(initial_input, execution_id, start=0, stop=len(self.config.steps))
+
+    def resume(
+        self,
+        execution_id: str,
+        *,
+        from_stage: str | None = None,
+        initial_input: Any = None,
+    ) -> RunResult:
+        """Continue an execution: keep the outputs before the failed step, run the rest.
+
+        The steps before ``from_stage`` (default: before the first step without an output)
+        are kept, after checking their outputs (the object exists; a manifest's parts exist
+        with their sizes), and reported ``REUSED``; the rest run with the same execution id.
+
+        Args:
+            execution_id: The execution to continue.
+            from_stage: Run again from this stage on (default: from the first one without an
+                output).
+            initial_input: The execution input, needed only when the first step runs again.
+
+        Raises:
+            InspectError: The execution does not exist, ``from_stage`` is not in the workflow,
+                or a kept output is missing or damaged (nothing ran).
+            LocalRunError: A step cannot run locally (nothing ran).
+        """
+        from ._inspect import Execution, InspectError
+
+        self.check()
+        execution_id = validate_execution_id(execution_id)
+        names = [step.state_name for step in self.config.steps]
+        execution = Execution(
+            self.store, self.config.workflow_bucket, execution_id, stage_order=names
+        )
+        if not execution.exists():
+            raise InspectError(
+                f"no execution {execution_id} in bucket {self.config.workflow_bucket}"
+            )
+        if from_stage is not None:
+            start = self._index_of(from_stage, "--from stage")
+        else:
+            start = next(
+                (i for i, name in enumerate(names) if not execution.output(name).exists),
+                len(names),
+            )
+        for name in names[:start]:
+            output = execution.output(name)
+            if not output.exists:
+                raise InspectError(
+                    f"cannot keep stage {name} of execution {execution_id}: it has no output"
+                )
+            output.check()
+        return self._run(initial_input, execution_id, start=start, stop=len(names))
+
+    def run_only(self, stage: str, *, execution_id: str, initial_input: Any = None) -> RunResult:
+        """Run one step alone, on the input the execution's previous stage wrote.
+
+        It gets exactly the event (Lambda) or arguments (Glue) the state machine sends.
+
+        Args:
+            stage: The step's state name.
+            execution_id: The execution whose input it reads and where it writes.
+            initial_input: The execution input, for a first step.
+
+        Raises:
+            InspectError: ``stage`` is not in the workflow, or its input is missing.
+            LocalRunError: The step cannot run locally.
+        """
+        from ._inspect import Execution, InspectError
+
+        self.check()
+        execution_id = validate_execution_id(execution_id)
+        index = self._index_of(stage, "stage")
+        previous = self.config.previous_stage(index)
+        if index > 0 and previous is not None:
+            execution = Execution(self.store, self.config.workflow_bucket, execution_id)
+            if not execution.output(previous).exists:
+                raise InspectError(
+                    f"stage {stage} reads the output of stage {previous}, which execution "
+                    f"{execution_id} does not have"
+                )
+        result = self._run(initial_input, execution_id, start=index, stop=index + 1)
+        result.only = stage
+        return result
+
+    def _index_of(self, stage: str, what: str) -> int:
+        from ._inspect import InspectError
+
+        names = [step.state_name for step in self.config.steps]
+        if stage not in names:
+            raise InspectError(
+                f"{what} {stage} is not in workflow {self.config.workflow_name} "
+                f"(its stages: {', '.join(names)})"
+            )
+        return names.index(stage)
+
+    def _run(self, initial_input: Any, execution_id: str, *, start: int, stop: int) -> RunResult:
         config = self.config
         result = RunResult(
             workflow=config.workflow_name,
@@ -337,10 +449,19 @@ class LocalRunner:
             store=self.store,
             stages=[StageOutcome(step.state_name, step.type) for step in config.steps],
         )
+        for outcome in result.stages[:start]:
+            outcome.status = "REUSED"
+            outcome.records, outcome.bytes = self._measure(execution_id, outcome.stage)
+            outcome.output = _display(
+                self.store, config.workflow_bucket, output_key(execution_id, outcome.stage)
+            )
         self.reporter.run_started(result, config)
+        for index in range(start):
+            self.reporter.stage_finished(index, result.stages[index])
         shared: dict[str, Any] = {}
         with contextlib.ExitStack() as resources:  # e.g. the Spark session of the Glue steps
-            for index, step in enumerate(config.steps):
+            for index in range(start, stop):
+                step = config.steps[index]
                 run = LocalStepRun(
                     config=config,
                     workflow=self.workflow,

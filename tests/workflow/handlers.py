@@ -113,3 +113,16 @@ def jsonl_writer(event: dict[str, Any], lambda_context: Any) -> dict[str, Any]:
 def small_objects(records: list[dict[str, Any]], ctx: ExecutionContext) -> list[Item]:
     """``first`` with tiny size limits: any output of more than a record or two is a manifest."""
     return [Item(id=r["id"], value=float(r["value"])) for r in records]
+
+
+#: While True, ``fixable`` fails as a bug would (tests flip it to "fix" the stage).
+BUG = {"on": True}
+
+
+@stage
+def fixable(items: list[Item], ctx: ExecutionContext) -> list[Item]:
+    """Fails with a ValueError while ``BUG["on"]``; then adds one to every value."""
+    _note(ctx)
+    if BUG["on"]:
+        raise ValueError("the scoring rule divides by zero (simulated bug)")
+    return [Item(id=i.id, value=i.value + 1) for i in items]

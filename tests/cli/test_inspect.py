@@ -1,0 +1,401 @@
+"""The debugging loop: executions, show, run --resume/--only, replay, event; the client API.
+
+Each scenario runs a three-stage workflow whose middle stage fails, on a LocalStore and on
+moto's S3 server.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ceap_stage import LocalStore
+from ceap_stage._cli import main
+from ceap_stage._io import OutputRef, StageIO
+from ceap_stage.testing import CountingStore
+from ceap_stage.workflow import Execution, InspectError, list_executions
+from tests.workflow import handlers
+
+BUCKET = "ceap-inspect-test"
+
+
+def _workflow(tmp_path: Path, bucket: str = BUCKET) -> Path:
+    steps = [
+        {"stateName": "Load", "functionName": "load", "handler": "tests.workflow.handlers:first"},
+        {
+            "stateName": "Score",
+            "functionName": "score",
+            "handler": "tests.workflow.handlers:fixable",
+        },
+        {
+            "stateName": "Double",
+            "functionName": "double",
+            "handler": "tests.workflow.handlers:double",
+        },
+    ]
+    path = tmp_path / "wf.json"
+    path.write_text(
+        json.dumps(
+            {
+                "workflowName": "inspect-test",
+                "workflowBucket": bucket,
+                "sourceQueue": "in",
+                "steps": steps,
+            }
+        )
+    )
+    return path
+
+
+def _input(tmp_path: Path) -> Path:
+    path = tmp_path / "input.json"
+    path.write_text(json.dumps(handlers.batch(1.0, 2.5)))
+    return path
+
+
+@pytest.fixture
+def in_tmp(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("CEAP_STORE", raising=False)
+    handlers.BUG["on"] = True
+    handlers.ATTEMPTS.clear()
+    glue_logger = logging.getLogger("ceap_stage.glue")
+    saved = list(glue_logger.handlers), glue_logger.level
+    yield tmp_path
+    handlers.BUG["on"] = True
+    glue_logger.handlers[:] = saved[0]
+    glue_logger.setLevel(saved[1])
+
+
+@pytest.fixture(params=["local", "s3"])
+def where(request, in_tmp, monkeypatch) -> dict[str, Any]:
+    """The store of a scenario: a local directory, or a bucket on moto's server."""
+    if request.param == "local":
+        root = in_tmp / "store"
+        return {
+            "args": ["--store", f"file://{root}"],
+            "store": LocalStore(root),
+            "bucket": BUCKET,
+            "list": lambda: sorted(
+                str(p.relative_to(root / BUCKET)) for p in (root / BUCKET).rglob("*") if p.is_file()
+            ),
+        }
+    from tests.conftest import create_bucket, s3_client
+
+    endpoint = request.getfixturevalue("moto_server")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
+    client = s3_client(endpoint)
+    bucket = create_bucket(client)
+    from ceap_stage._store import store_from_url
+
+    def listing() -> list[tuple[str, str, int]]:
+        pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket)
+        return sorted(
+            (o["Key"], o["ETag"], o["Size"]) for page in pages for o in page.get("Contents", [])
+        )
+
+    return {
+        "args": ["--store", f"s3://{bucket}"],
+        "store": store_from_url("s3://"),
+        "bucket": bucket,
+        "list": listing,
+    }
+
+
+def _fail_first(in_tmp: Path, where: dict[str, Any], capsys, execution: str = "run-1") -> Path:
+    wf = _workflow(in_tmp)
+    status = main(
+        [
+            "run",
+            str(wf),
+            "--input",
+            str(_input(in_tmp)),
+            "--execution-id",
+            execution,
+            *where["args"],
+        ]
+    )
+    assert status == 1
+    return wf
+
+
+def test_a_failure_is_reported_once_with_the_commands_that_continue(in_tmp, where, capsys):
+    wf = _fail_first(in_tmp, where, capsys)
+    captured = capsys.readouterr()
+    message = "the scoring rule divides by zero (simulated bug)"
+    assert (captured.out + captured.err).count(message) == 1
+    assert f"error: stage Score failed with ValueError: {message}" in captured.err
+    assert f"ceap-stage run {wf} --resume run-1 {' '.join(where['args'])}" in captured.err
+    assert "attempt 1 failed" not in captured.out  # a ValueError is never retried
+    assert '"level"' not in captured.out  # no JSON log line without -v
+    assert "[2/3] Score FAILED" in captured.out
+    assert "Outputs of the stages that succeeded" in captured.out
+
+
+def test_executions_and_show_see_the_failed_execution(in_tmp, where, capsys):
+    _fail_first(in_tmp, where, capsys)
+    _fail_first(in_tmp, where, capsys, execution="run-2")
+    capsys.readouterr()
+    assert main(["executions", *where["args"]]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["EXECUTION", "LAST", "OUTPUT", "STAGES"]
+    assert [line.split()[0] for line in lines[1:]] == ["run-2", "run-1"]  # newest first
+    assert lines[1].endswith("Load")
+
+    assert main(["executions", *where["args"], "--limit", "1", "--format", "jsonl"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(r["executionId"], r["stages"]) for r in rows] == [("run-2", ["Load"])]
+
+    assert main(["show", "run-1", *where["args"]]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[0].split() == [
+        "STAGE", "FORMAT", "RECORDS", "BYTES", "SCHEMA", "WRITTEN", "AT", "PARTS"
+    ]  # fmt: skip
+    assert table[1].split()[:3] == ["Load", "json", "2"]
+    if where["args"][1].startswith("s3:"):  # a local JSON document keeps no metadata
+        assert "list[Item]" in table[1]
+
+    assert main(["show", "run-1", "Load", *where["args"], "--format", "jsonl"]) == 0
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert records == [{"id": 0, "value": 1.0}, {"id": 1, "value": 2.5}]
+    assert main(["show", "run-1", "Load", *where["args"], "--head", "1", "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out) == [{"id": 0, "value": 1.0}]
+
+
+def test_resume_runs_the_failed_stage_and_the_rest_and_keeps_the_first(in_tmp, where, capsys):
+    wf = _fail_first(in_tmp, where, capsys)
+    store, bucket = where["store"], where["bucket"]
+    load = OutputRef(bucket, "run-1", "Load")
+    before = store.get(bucket, load.key)
+    head_before = store.head(bucket, load.key)
+    handlers.BUG["on"] = False  # the fix
+    handlers.ATTEMPTS.clear()
+    capsys.readouterr()
+    assert main(["run", str(wf), "--resume", "run-1", *where["args"]]) == 0
+    out = capsys.readouterr().out
+    assert "[1/3] Load REUSED: 2 records" in out
+    assert "[2/3] Score succeeded" in out
+    assert "[3/3] Double succeeded" in out
+    assert set(handlers.ATTEMPTS) == {("run-1", "Score"), ("run-1", "Double")}
+    assert store.get(bucket, load.key) == before
+    assert store.head(bucket, load.key).last_modified == head_before.last_modified
+    final = StageIO(store).read(OutputRef(bucket, "run-1", "Double")).value
+    assert final == [{"id": 0, "value": 4.0}, {"id": 1, "value": 7.0}]
+
+    # --from: run again from Double; Load and Score kept.
+    handlers.ATTEMPTS.clear()
+    assert main(["run", str(wf), "--resume", "run-1", "--from", "Double", *where["args"]]) == 0
+    assert set(handlers.ATTEMPTS) == {("run-1", "Double")}
+
+
+def test_only_runs_one_step_with_the_input_the_execution_has(in_tmp, where, capsys):
+    wf = _fail_first(in_tmp, where, capsys)
+    handlers.BUG["on"] = False
+    handlers.ATTEMPTS.clear()
+    assert main(["run", str(wf), "--only", "Score", "--execution-id", "run-1", *where["args"]]) == 0
+    assert set(handlers.ATTEMPTS) == {("run-1", "Score")}
+    assert not Execution(where["store"], where["bucket"], "run-1").output("Double").exists
+    assert "Score" in capsys.readouterr().out
+
+
+def test_replay_copies_the_input_here_and_leaves_the_source_as_it_was(in_tmp, where, capsys):
+    wf = _fail_first(in_tmp, where, capsys)
+    before = where["list"]()
+    local = in_tmp / "here"
+    source = where["args"][1]
+    handlers.ATTEMPTS.clear()
+    status = main(
+        ["replay", str(wf), "run-1", "Score", "--from-store", source, "--store", f"file://{local}"]
+    )
+    captured = capsys.readouterr()
+    assert status == 1  # the bug is still there: replayed here, it fails the same way
+    assert "ValueError: the scoring rule divides by zero" in captured.err
+    assert "copied the input of Score (stage Load" in captured.out
+    assert where["list"]() == before
+    handlers.BUG["on"] = False
+    status = main(
+        ["replay", str(wf), "run-1", "Score", "--from-store", source, "--store", f"file://{local}"]
+    )
+    assert status == 0
+    assert where["list"]() == before
+    replayed = StageIO(LocalStore(local)).read(OutputRef(where["bucket"], "run-1", "Score"))
+    assert replayed.value == [{"id": 0, "value": 2.0}, {"id": 1, "value": 3.5}]
+
+
+def test_replay_with_pdb_stops_in_the_debugger_at_the_exception(in_tmp, capsys, monkeypatch):
+    wf = _fail_first(in_tmp, {"args": ["--store", f"file://{in_tmp / 'store'}"]}, capsys)
+    seen: list[Any] = []
+    import pdb
+
+    monkeypatch.setattr(pdb, "post_mortem", seen.append)
+    status = main(
+        [
+            "replay", str(wf), "run-1", "Score", "--from-store", f"file://{in_tmp / 'store'}",
+            "--store", f"file://{in_tmp / 'here'}", "--pdb",
+        ]
+    )  # fmt: skip
+    assert status == 1
+    assert len(seen) == 1
+    frames = [frame.f_code.co_name for frame, _ in __import__("traceback").walk_tb(seen[0])]
+    assert frames[-1] == "fixable"  # the debugger opens where the stage raised
+
+
+def test_event_output_fed_to_invoke_succeeds(in_tmp, where, capsys):
+    wf = _fail_first(in_tmp, where, capsys)
+    handlers.BUG["on"] = False
+    capsys.readouterr()
+    assert main(["event", str(wf), "Score", "--execution-id", "run-1"]) == 0
+    event = json.loads(capsys.readouterr().out)
+    assert event["currentStage"] == "Score"
+    assert event["previousStage"] == "Load"
+    path = in_tmp / "event.json"
+    path.write_text(json.dumps(event))
+    store_url = where["args"][1]
+    if store_url.startswith("s3://"):
+        event["workflowBucket"] = where["bucket"]
+        path.write_text(json.dumps(event))
+        store_url = "s3://"
+    assert main(["invoke", "tests.workflow.handlers:fixable", "--event", str(path),
+                 "--store", store_url]) == 0  # fmt: skip
+    pointer = json.loads(capsys.readouterr().out)  # stdout holds the pointer alone
+    assert pointer["output"]["key"] == "executions/run-1/Score/output.json"
+
+
+def test_event_of_a_first_step_carries_the_batch(in_tmp, capsys):
+    wf = _workflow(in_tmp)
+    assert main(["event", str(wf), "Load", "--input", str(_input(in_tmp))]) == 0
+    event = json.loads(capsys.readouterr().out)
+    assert event["initialData"] == handlers.batch(1.0, 2.5)
+    assert event["executionId"].startswith("local-")
+
+
+def test_show_streams_a_manifest_with_several_parts_in_order(where, in_tmp, capsys):
+    store, bucket = where["store"], where["bucket"]
+    ref = OutputRef(bucket, "run-m", "Big")
+    StageIO(store).write_jsonl(ref, ({"n": n} for n in range(500)), part_bytes=1000)
+    output = Execution(store, bucket, "run-m").stage("Big")
+    assert output.format == "manifest"
+    assert output.parts > 3
+    assert output.records_count == 500
+    assert main(["show", "run-m", *where["args"]]) == 0
+    row = capsys.readouterr().out.splitlines()[1].split()
+    assert row[:3] == ["Big", "manifest", "500"]
+    assert row[-1] == str(output.parts)
+    assert main(["show", "run-m", "Big", *where["args"], "--format", "jsonl"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [json.loads(line)["n"] for line in lines] == list(range(500))
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["show", "nope"], "no execution nope"),
+        (["show", "run-1", "Nope"], "execution run-1 has no stage Nope"),
+        (["run", "{wf}", "--resume", "nope"], "no execution nope"),
+        (["run", "{wf}", "--resume", "run-1", "--from", "Nope"], "--from stage Nope is not in"),
+        (["run", "{wf}", "--from", "Score"], "--from needs --resume"),
+        (["run", "{wf}", "--only", "Score"], "--only needs --execution-id"),
+        (["run", "{wf}", "--only", "Nope", "--execution-id", "run-1"], "stage Nope is not in"),
+        (["event", "{wf}", "Nope"], "stage Nope is not in workflow inspect-test"),
+        (["replay", "{wf}", "run-1", "Nope", "--from-store", "{store}"], "stage Nope is not in"),
+        (["replay", "{wf}", "nope", "Score", "--from-store", "{store}"], "no execution nope"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2_and_nothing_runs(in_tmp, capsys, argv, message):
+    store = f"file://{in_tmp / 'store'}"
+    wf = _fail_first(in_tmp, {"args": ["--store", store]}, capsys)
+    capsys.readouterr()
+    handlers.ATTEMPTS.clear()
+    filled = [a.replace("{wf}", str(wf)).replace("{store}", store) for a in argv]
+    if filled[0] in ("show", "run"):
+        filled += ["--store", store]
+    status = main(filled)
+    err = capsys.readouterr().err
+    assert status == 2
+    assert message in err
+    assert len(err.strip().splitlines()) == 1
+    assert handlers.ATTEMPTS == {}
+
+
+def test_a_stage_with_no_output_is_refused_by_show(in_tmp, capsys):
+    store = LocalStore(in_tmp / "store")
+    ref = OutputRef(BUCKET, "run-p", "Half")
+    store.put(BUCKET, f"{ref.parts_prefix}w/00000.jsonl", b'{"a": 1}\n')  # parts, no manifest
+    assert main(["show", "run-p", "Half", "--store", f"file://{store.root}"]) == 2
+    assert "stage Half of execution run-p has no output" in capsys.readouterr().err
+    assert main(["show", "run-p", "--store", f"file://{store.root}"]) == 0
+    assert "no output" in capsys.readouterr().out
+
+
+def test_resume_refuses_a_kept_output_missing_a_part(in_tmp, capsys):
+    store = LocalStore(in_tmp / "store")
+    wf = _workflow(in_tmp)
+    ref = OutputRef(BUCKET, "run-k", "Load")
+    StageIO(store).write_jsonl(ref, ({"id": n, "value": 1.0} for n in range(300)), part_bytes=1000)
+    part = Execution(store, BUCKET, "run-k").stage("Load").description.manifest.parts[1]
+    store.delete(BUCKET, [part.key])
+    handlers.ATTEMPTS.clear()
+    status = main(["run", str(wf), "--resume", "run-k", "--store", f"file://{store.root}"])
+    err = capsys.readouterr().err
+    assert status == 2
+    assert f"the output of stage Load is missing its part {part.key}" in err
+    assert handlers.ATTEMPTS == {}
+    assert not Execution(store, BUCKET, "run-k").output("Score").exists
+
+
+# -- the client API and its measures --------------------------------------------------------
+
+
+def test_the_client_api_lists_executions_and_reads_stages(tmp_path):
+    store = LocalStore(tmp_path)
+    io = StageIO(store)
+    io.write_document(OutputRef("bkt-1", "run-a", "ETL"), {"total": 3}, records=1)
+    io.write_jsonl(OutputRef("bkt-1", "run-b", "ETL"), [{"a": 1}, {"a": 2}])
+    os.utime(store.path("bkt-1", "executions/run-a/ETL/output.json"), (1, 1))
+    summaries = list_executions(store, "bkt-1")
+    assert [s.execution_id for s in summaries] == ["run-b", "run-a"]
+    run = Execution(store, "bkt-1", "run-b")
+    assert list(run.stages) == ["ETL"]
+    assert list(run.stage("ETL").records()) == [{"a": 1}, {"a": 2}]
+    assert Execution(store, "bkt-1", "run-a").stage("ETL").read() == {"total": 3}
+    assert list(Execution(store, "bkt-1", "run-a").stage("ETL").records()) == [{"total": 3}]
+    with pytest.raises(InspectError, match="no execution run-c in bucket bkt-1"):
+        Execution(store, "bkt-1", "run-c").stage("ETL")
+
+
+def test_show_head_reads_little_of_a_large_json_lines_output(tmp_path, capsys):
+    inner = LocalStore(tmp_path / "store")
+    ref = OutputRef("bkt-1", "run-big", "Big")
+    line = json.dumps({"id": 0, "text": "x" * 200}).encode() + b"\n"
+    size = 8 * 1024 * 1024  # the bench uses 1 GB; the count is what matters
+    body = line * (size // len(line))
+    inner.put("bkt-1", ref.key, body, content_type="application/x-ndjson")
+    store = CountingStore(inner)
+    output = Execution(store, "bkt-1", "run-big").stage("Big")
+    first = list(itertools.islice(output.records(chunk_size=64 * 1024), 10))
+    assert len(first) == 10
+    assert store.bytes_read < 1_000_000
+    assert store.bytes_read < len(body) / 8
+
+
+def test_listing_executions_makes_requests_per_execution_not_per_object(tmp_path):
+    def requests(parts_per_stage: int) -> int:
+        inner = LocalStore(tmp_path / f"p{parts_per_stage}")
+        io = StageIO(inner)
+        for n in range(30):
+            ref = OutputRef("bkt-1", f"run-{n:03d}", "ETL")
+            io.write_jsonl(ref, ({"n": i} for i in range(parts_per_stage * 10)), part_bytes=60)
+        store = CountingStore(inner)
+        summaries = list_executions(store, "bkt-1", limit=5)
+        assert len(summaries) == 5
+        return store.total_requests
+
+    few, many = requests(1), requests(20)
+    assert few == many  # the parts do not count
+    assert few == 1 + 30 * 2  # one listing, then per execution: its stages, one HEAD per stage
