@@ -338,7 +338,10 @@ def test_resume_refuses_a_kept_output_missing_a_part(in_tmp, capsys):
     wf = _workflow(in_tmp)
     ref = OutputRef(BUCKET, "run-k", "Load")
     StageIO(store).write_jsonl(ref, ({"id": n, "value": 1.0} for n in range(300)), part_bytes=1000)
-    part = Execution(store, BUCKET, "run-k").stage("Load").description.manifest.parts[1]
+    description = Execution(store, BUCKET, "run-k").stage("Load").description
+    assert description is not None
+    assert description.manifest is not None
+    part = description.manifest.parts[1]
     store.delete(BUCKET, [part.key])
     handlers.ATTEMPTS.clear()
     status = main(["run", str(wf), "--resume", "run-k", "--store", f"file://{store.root}"])
