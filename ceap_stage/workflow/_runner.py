@@ -425,7 +425,7 @@ class LocalRunner:
                     f"stage {stage} reads the output of stage {previous}, which execution "
                     f"{execution_id} does not have"
                 )
-        result = self._run(initial_input, execution_id, start=index, stop=index + 1)
+        result = self._run(initial_input, execution_id, start=index, stop=index + 1, keep=False)
         result.only = stage
         return result
 
@@ -440,7 +440,10 @@ class LocalRunner:
             )
         return names.index(stage)
 
-    def _run(self, initial_input: Any, execution_id: str, *, start: int, stop: int) -> RunResult:
+    def _run(
+        self, initial_input: Any, execution_id: str, *, start: int, stop: int, keep: bool = True
+    ) -> RunResult:
+        """Run steps ``start`` to ``stop``; those before ``start`` are ``REUSED`` when ``keep``."""
         config = self.config
         result = RunResult(
             workflow=config.workflow_name,
@@ -449,14 +452,15 @@ class LocalRunner:
             store=self.store,
             stages=[StageOutcome(step.state_name, step.type) for step in config.steps],
         )
-        for outcome in result.stages[:start]:
+        kept = start if keep else 0
+        for outcome in result.stages[:kept]:
             outcome.status = "REUSED"
             outcome.records, outcome.bytes = self._measure(execution_id, outcome.stage)
             outcome.output = _display(
                 self.store, config.workflow_bucket, output_key(execution_id, outcome.stage)
             )
         self.reporter.run_started(result, config)
-        for index in range(start):
+        for index in range(kept):
             self.reporter.stage_finished(index, result.stages[index])
         shared: dict[str, Any] = {}
         with contextlib.ExitStack() as resources:  # e.g. the Spark session of the Glue steps

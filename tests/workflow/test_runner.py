@@ -426,3 +426,44 @@ def test_a_handler_module_that_fails_to_import_is_reported(tmp_path, monkeypatch
     with pytest.raises(LocalRunError) as caught:
         LocalRunner(config, store=LocalStore(tmp_path / "store")).run([])
     assert "importing bad_stages:oops raised HandlerDefinitionError" in str(caught.value)
+
+
+def test_a_glue_step_resumes_and_runs_alone_with_the_arguments_it_gets(tmp_path, monkeypatch):
+    from ceap_stage.workflow import _glue_kind, glue_arguments
+    from ceap_stage.workflow._inspect import Execution
+
+    monkeypatch.setattr(_glue_kind, "_ensure_spark", lambda master: None)
+    script = tmp_path / "shell_job.py"
+    script.write_text(f"MODE = 'invalid'\n{_SHELL_SCRIPT}")
+    store = LocalStore(tmp_path / "store")
+    config = _glue_workflow(script)
+    failed = LocalRunner(config, store=store).run(batch(1.0, 3.0), execution_id="run-g")
+    assert failed.failed_stage is not None
+    assert failed.failed_stage.stage == "Shell"
+    load = store.path("ceap-runner-test", "executions/run-g/Load/output.json")
+    before = (load.read_bytes(), load.stat().st_mtime_ns)
+
+    script.write_text(f"MODE = 'fixed'\n{_SHELL_SCRIPT}")  # the fix
+    resumed = LocalRunner(config, store=store).resume("run-g")
+    assert resumed.succeeded, resumed.error
+    assert [s.status for s in resumed.stages] == ["REUSED", "SUCCEEDED", "SUCCEEDED"]
+    assert (load.read_bytes(), load.stat().st_mtime_ns) == before
+    final = _read(store, "ceap-runner-test", "executions/run-g/Double/output.json")
+    assert final == [{"id": 0, "value": 2.0}, {"id": 1, "value": 6.0}]
+
+    seen: list[list[str]] = []
+    real_run_path = _glue_kind.runpy.run_path
+
+    def recording(path: str, run_name: str) -> object:
+        seen.append(list(__import__("sys").argv[1:]))
+        return real_run_path(path, run_name=run_name)
+
+    monkeypatch.setattr(_glue_kind.runpy, "run_path", recording)
+    alone = LocalRunner(config, store=store).run_only("Shell", execution_id="run-g")
+    assert alone.succeeded, alone.error
+    assert [s.status for s in alone.stages] == ["NOT_RUN", "SUCCEEDED", "NOT_RUN"]
+    expected = ["--JOB_NAME", "shell-job"]
+    for name, value in glue_arguments(config, 1, execution_id="run-g").items():
+        expected += [name, value]
+    assert seen == [expected]  # exactly the arguments the state machine passes
+    assert Execution(store, "ceap-runner-test", "run-g").stage("Shell").count_records() == 2
