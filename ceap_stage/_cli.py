@@ -398,6 +398,8 @@ def _cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     except (ValueError, CeapStageError) as exc:  # a bad --execution-id, bucket or store
         raise _UsageError(str(exc)) from None
     reporter.summary(result)
+    for warning in result.warnings:
+        print(f"warning: {warning}", file=err)
     if result.succeeded:
         return EXIT_OK
     failed = result.failed_stage
@@ -539,6 +541,20 @@ def _stage_row(output: Any) -> dict[str, Any]:
     }
 
 
+def _warn_drift(workflow: str, outputs: list[Any], err: TextIO) -> None:
+    """Warn about outputs written by another model than ``workflow``'s code has now."""
+    from ceap_stage.workflow._runner import LocalRunner
+
+    loaded = _load(workflow)
+    probe = LocalRunner(loaded)
+    names = [step.state_name for step in loaded.config.steps]
+    for output in outputs:
+        if output.name in names:
+            changed = output.drift(probe.written_model(names.index(output.name)))
+            if changed:
+                print(f"warning: the output of stage {output.name} was {changed}", file=err)
+
+
 def _count(value: int | None) -> str:
     return "-" if value is None else str(value)
 
@@ -563,6 +579,8 @@ def _cmd_show(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             records = output.records(chunk_size=64 * 1024)
     except (InspectError, CeapStageError) as exc:
         raise _UsageError(str(exc)) from None
+    if args.workflow is not None:
+        _warn_drift(args.workflow, outputs if args.stage is None else [output], err)
     if args.stage is None:
         rows = [_stage_row(o) for o in outputs]
         if args.format == "json":
@@ -709,6 +727,12 @@ def _cmd_replay(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
                 f"from {args.from_store} to {_describe_store(target)}",
                 file=out,
             )
+            probe = LocalRunner(loaded, store=target, bucket=bucket, settings=settings)
+            changed = execution.output(previous).drift(probe.written_model(index - 1))
+            if changed:
+                print(
+                    f"warning: the input of {args.stage} (stage {previous}) was {changed}", file=err
+                )
         else:
             initial = _initial_input(args, loaded, required=True)
         runner = LocalRunner(
@@ -1010,6 +1034,11 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("stage", metavar="STAGE", nargs="?", help="the stage whose records to print")
     store_options(show)
     show.add_argument("--head", type=int, metavar="N", help="print the first N records only")
+    show.add_argument(
+        "--workflow",
+        metavar="WORKFLOW",
+        help="warn about outputs written by another model than this workflow's code has now",
+    )
     show.add_argument(
         "--format",
         choices=("table", "jsonl", "json"),

@@ -280,6 +280,19 @@ class StageOutput:
         self._require()
         return StageIO(self.store).read(self.ref).value
 
+    def drift(self, model: Any) -> str | None:
+        """Whether the output was written by another model than ``model`` (the code's now).
+
+        Compares the schema fingerprint stored with the output to ``model``'s
+        (:func:`ceap_stage._models.drift`); None when they agree, when the output carries no
+        fingerprint, or when there is no output.
+        """
+        from ceap_stage._models import drift
+
+        if model is None or self.description is None:
+            return None
+        return drift(self.description.metadata, model)
+
     def check(self) -> None:
         """Check that the output can be kept: it exists, and a manifest's parts exist with the
         sizes it says (one ``HEAD`` per part; no data read).

@@ -125,6 +125,8 @@ class RunResult:
             first stage rejected queue records, ``[{"itemIdentifier": messageId}, ...]``; None
             when it returns the last step's result (see docs/batches.md).
         only: The one stage :meth:`LocalRunner.run_only` ran (None: a whole or resumed run).
+        warnings: What the run found worth saying (a kept output written by another model
+            than the code has now).
 
     Example:
         >>> from ceap_stage import LocalStore
@@ -142,6 +144,7 @@ class RunResult:
     error: BaseException | None = None
     batch_item_failures: list[dict[str, str]] | None = None
     only: str | None = None
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def succeeded(self) -> bool:
@@ -389,14 +392,28 @@ class LocalRunner:
                 (i for i, name in enumerate(names) if not execution.output(name).exists),
                 len(names),
             )
-        for name in names[:start]:
+        warnings: list[str] = []
+        for index, name in enumerate(names[:start]):
             output = execution.output(name)
             if not output.exists:
                 raise InspectError(
                     f"cannot keep stage {name} of execution {execution_id}: it has no output"
                 )
             output.check()
-        return self._run(initial_input, execution_id, start=start, stop=len(names))
+            changed = output.drift(self.written_model(index))
+            if changed:
+                warnings.append(f"the kept output of stage {name} was {changed}")
+        result = self._run(initial_input, execution_id, start=start, stop=len(names))
+        result.warnings.extend(warnings)
+        return result
+
+    def written_model(self, index: int) -> Any:
+        """The model step ``index`` writes with as the code has it now (None: unknown)."""
+        step = self.config.steps[index]
+        try:
+            return kind_of(step).contract(step, self.workflow).writes.model
+        except Exception:  # a handler that does not import: no model to compare
+            return None
 
     def run_only(self, stage: str, *, execution_id: str, initial_input: Any = None) -> RunResult:
         """Run one step alone, on the input the execution's previous stage wrote.

@@ -402,3 +402,39 @@ def test_listing_executions_makes_requests_per_execution_not_per_object(tmp_path
     few, many = requests(1), requests(20)
     assert few == many  # the parts do not count
     assert few == 1 + 30 * 2  # one listing, then per execution: its stages, one HEAD per stage
+
+
+def test_show_resume_and_replay_warn_when_a_kept_output_was_written_by_another_model(
+    in_tmp, capsys
+):
+    root = in_tmp / "store"
+    wf = _fail_first(in_tmp, {"args": ["--store", f"file://{root}"]}, capsys)
+    store = LocalStore(root)
+    ref = OutputRef(BUCKET, "run-1", "Load")
+    # Load's output as an older version of its code wrote it: another schema fingerprint.
+    store.put(
+        BUCKET,
+        ref.key,
+        b'{"id": 0, "value": 1.0}\n{"id": 1, "value": 2.5}\n',
+        content_type="application/x-ndjson",
+        metadata={"ceap-schema": "list[OldItem]", "ceap-schema-fingerprint": "0123456789abcdef"},
+    )
+    capsys.readouterr()
+    assert main(["show", "run-1", "--store", f"file://{root}", "--workflow", str(wf)]) == 0
+    err = capsys.readouterr().err
+    assert "warning: the output of stage Load was written by model list[OldItem]" in err
+    assert "(fingerprint 0123456789abcdef); the code now has list[Item]" in err
+
+    status = main(
+        ["replay", str(wf), "run-1", "Score", "--from-store", f"file://{root}",
+         "--store", f"file://{in_tmp / 'here'}"]
+    )  # fmt: skip
+    assert status == 1
+    assert "warning: the input of Score (stage Load) was written by model list[OldItem]" in (
+        capsys.readouterr().err
+    )
+
+    handlers.BUG["on"] = False
+    assert main(["run", str(wf), "--resume", "run-1", "--store", f"file://{root}"]) == 0
+    err = capsys.readouterr().err
+    assert "warning: the kept output of stage Load was written by model list[OldItem]" in err

@@ -451,14 +451,16 @@ def test_a_glue_step_resumes_and_runs_alone_with_the_arguments_it_gets(tmp_path,
     final = _read(store, "ceap-runner-test", "executions/run-g/Double/output.json")
     assert final == [{"id": 0, "value": 2.0}, {"id": 1, "value": 6.0}]
 
+    import runpy
+
     seen: list[list[str]] = []
-    real_run_path = _glue_kind.runpy.run_path
+    real_run_path = runpy.run_path
 
     def recording(path: str, run_name: str) -> object:
         seen.append(list(__import__("sys").argv[1:]))
         return real_run_path(path, run_name=run_name)
 
-    monkeypatch.setattr(_glue_kind.runpy, "run_path", recording)
+    monkeypatch.setattr(runpy, "run_path", recording)
     alone = LocalRunner(config, store=store).run_only("Shell", execution_id="run-g")
     assert alone.succeeded, alone.error
     assert [s.status for s in alone.stages] == ["NOT_RUN", "SUCCEEDED", "NOT_RUN"]
