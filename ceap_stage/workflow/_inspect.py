@@ -160,7 +160,7 @@ class StageOutput:
         >>> from ceap_stage._io import OutputRef, StageIO
         >>> store = LocalStore(tempfile.mkdtemp())
         >>> ref = OutputRef("bkt-1", "run-1", "ETL")
-        >>> _ = StageIO(store).write_jsonl(ref, [{"a": 1}, {"a": 2}], records=2)
+        >>> _ = StageIO(store).write_jsonl(ref, [{"a": 1}, {"a": 2}])
         >>> out = Execution(store, "bkt-1", "run-1").stage("ETL")
         >>> out.format, out.records_count, list(out.records())
         ('jsonl', 2, [{'a': 1}, {'a': 2}])
