@@ -1015,6 +1015,8 @@ def _parser() -> argparse.ArgumentParser:
     executions = commands.add_parser(
         "executions",
         help="list the executions in a store, newest first, with their stages",
+        description="List the executions in the bucket, newest first (by their latest output), "
+        "with the stages that wrote an output; delimiter listings only.",
     )
     store_options(executions)
     executions.add_argument("--limit", type=int, metavar="N", help="show the newest N")
@@ -1075,6 +1077,8 @@ def _parser() -> argparse.ArgumentParser:
     event = commands.add_parser(
         "event",
         help="print the event (or Glue arguments) a step receives, ready for invoke",
+        description="Print the event a Lambda step receives (or a Glue step's job arguments), "
+        "exactly as the state machine builds it, ready for `ceap-stage invoke --event FILE`.",
     )
     event.add_argument("workflow", help="a .py module exposing `workflow`, or a .yaml/.json file")
     event.add_argument("stage", metavar="STAGE", help="the step's state name")
