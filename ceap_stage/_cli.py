@@ -4,7 +4,7 @@ Commands::
 
     ceap-stage check WORKFLOW         can every stage read what the one before writes?
     ceap-stage run WORKFLOW [--input FILE] [--store file://DIR | s3://BUCKET] [--execution-id ID]
-                            [--no-check]
+                            [--no-check] [--workers N]
     ceap-stage run WORKFLOW --resume EXECUTION [--from STAGE]     continue an execution
     ceap-stage run WORKFLOW --only STAGE --execution-id ID         one step alone
     ceap-stage executions [--store URL] [--bucket B] [--limit N]  executions, newest first
@@ -104,6 +104,15 @@ class ConsoleReporter:
             f"      attempt {attempt} failed with {type(error).__name__}; "
             f"retrying in {_seconds(retry_in)}"
         )
+
+    def shards_progress(self, step: Step, done: int, total: int) -> None:
+        # About twenty lines per fanned-out step, whatever its number of shards.
+        every = max(1, total // 20)
+        if done in (0, total) or done % every == 0:
+            self._print(f"      shards {done}/{total} done")
+
+    def shard_failed(self, step: Step, index: int, error: BaseException) -> None:
+        self._print(f"      shard {index} failed with {type(error).__name__}: {error}")
 
     def stage_finished(self, index: int, outcome: StageOutcome) -> None:
         prefix = f"[{index + 1}/{self.total}] {outcome.stage}"
@@ -384,6 +393,7 @@ def _cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             retry_delay_scale=args.retry_delay_scale,
             reporter=reporter,
             settings=settings,
+            workers=args.workers,
         )
         if args.resume is not None:
             result = runner.resume(args.resume, from_stage=args.from_stage, initial_input=initial)
@@ -928,6 +938,16 @@ def _cmd_layer(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return _layer.run(args, out, err)
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ceap-stage",
@@ -981,6 +1001,14 @@ def _parser() -> argparse.ArgumentParser:
         default=1.0,
         metavar="F",
         help="multiply the configured retry intervals by F (0: retry at once; default 1)",
+    )
+    run.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="run a fanned-out step's shards in N processes (default: the machine's cores, "
+        f"{os.cpu_count() or 1} here; 1: in this process)",
     )
     run.add_argument("-v", "--verbose", action="store_true", help="show the stages' JSON logs")
     run.add_argument(

@@ -84,6 +84,7 @@ __all__ = [
     "ByteRange",
     "OutputDescription",
     "OutputRef",
+    "PartBytes",
     "PartRange",
     "PartWriter",
     "RecordRange",
@@ -329,7 +330,20 @@ class ByteRange:
     kind: Literal["bytes"] = "bytes"
 
 
-Slice = PartRange | RecordRange | ByteRange
+@dataclass(frozen=True, slots=True)
+class PartBytes:
+    """Bytes ``start`` to ``stop`` of manifest part ``part``: the lines that begin in the range.
+
+    A part too large for one shard of a fan-out is read as several of these.
+    """
+
+    part: int
+    start: int
+    stop: int
+    kind: Literal["partBytes"] = "partBytes"
+
+
+Slice = PartRange | RecordRange | ByteRange | PartBytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -599,12 +613,21 @@ class StageIO:
             InputValidationError: The slice does not fit the output's format, or the data is bad.
         """
         if isinstance(part, ByteRange):
-            return self._byte_range(ref, part)
+            return self._byte_range(ref, ref.key, part.start, part.stop)
         description = self.describe(ref)
         if description is None:
             raise InputNotFoundError(
                 f"the stage {ref.stage!r} has no output", bucket=ref.bucket, key=ref.key
             )
+        if isinstance(part, PartBytes):
+            manifest = description.manifest
+            if manifest is None or not 0 <= part.part < len(manifest.parts):
+                raise InputValidationError(
+                    f"a byte range of part {part.part} needs a manifest with that part",
+                    bucket=ref.bucket,
+                    key=ref.key,
+                )
+            return self._byte_range(ref, manifest.parts[part.part].key, part.start, part.stop)
         if isinstance(part, PartRange):
             if description.manifest is None:
                 raise InputValidationError(
@@ -620,22 +643,26 @@ class StageIO:
             )
         return list(result.value[part.start : part.stop])
 
-    def _byte_range(self, ref: OutputRef, part: ByteRange) -> list[Any]:
-        """The lines of a JSON Lines object whose first byte lies in ``[start, stop)``."""
-        bucket, key = ref.bucket, ref.key
-        begin = max(part.start - 1, 0)
-        data = self.store.get_range(bucket, key, begin, part.stop)
+    def _byte_range(self, ref: OutputRef, key: str, start: int, stop: int) -> list[Any]:
+        """The lines of the JSON Lines object ``key`` whose first byte lies in ``[start, stop)``."""
+        bucket = ref.bucket
+        begin = max(start - 1, 0)
+        data = self.store.get_range(bucket, key, begin, stop)
         if data is None:
+            if key != ref.key:
+                raise InputValidationError(
+                    "the manifest names a part that does not exist", bucket=bucket, key=key
+                )
             raise InputNotFoundError(
                 f"the stage {ref.stage!r} has no output", bucket=bucket, key=key
             )
-        if part.start > 0:
+        if start > 0:
             cut = data.find(b"\n")  # the line in progress at start belongs to the range before
             data = b"" if cut < 0 else data[cut + 1 :]
         chunks = [data]
-        if data and not data.endswith(b"\n") and part.stop > part.start:
+        if data and not data.endswith(b"\n") and stop > start:
             # The last line starts in the range and runs past its end: read on to its newline.
-            position = part.stop
+            position = stop
             while True:
                 more = self.store.get_range(bucket, key, position, position + (1 << 16)) or b""
                 if not more:

@@ -242,6 +242,11 @@ class StageRuntime:
         return self._resolve().settings
 
     @property
+    def schema_label(self) -> str:
+        """The output model's label, as written to the ``ceap-schema`` metadata."""
+        return self._schema_label
+
+    @property
     def store(self) -> Store:
         """The store this handler uses (resolved now if not yet)."""
         return self._resolve().store
@@ -306,26 +311,35 @@ class StageRuntime:
                 lambda_context,
             )
             observer.started(ctx)
-            with observer.span("read_input", ctx):
-                t = time.perf_counter()
-                data, batch = self._read_input(resolved.io, ev, ctx, stats)
-                stats.read_ms = _ms(t)
-            with observer.span("process", ctx):
-                t = time.perf_counter()
-                result = self.spec.fn(data, ctx) if self.spec.pass_context else self.spec.fn(data)
-                stats.process_ms = _ms(t)
-            with observer.span("write_output", ctx):
-                t = time.perf_counter()
-                # A next stage that reads one JSON document only (a Kotlin CEAP stage) asks
-                # for it through the event (docs/contract.md section 9).
-                single = self.single_document or ev.output_format == "json"
-                if batch is not None and batch.reject:
-                    self._write_rejected(resolved.io, ctx, batch, stats)
-                pointer = self._write_output(resolved.io, ctx, result, stats, single)
-                if batch is not None and batch.reject:
-                    pointer["rejected"] = len(batch.rejected)
-                    pointer["batchItemFailures"] = batch.batch_item_failures
-                stats.write_ms = _ms(t)
+            if isinstance(event, Mapping) and "ceapPhase" in event:
+                # One phase of a fanned-out stage (docs/contract.md section 7).
+                from ._fanout import run_phase
+
+                with observer.span("fan_out", ctx):
+                    pointer = run_phase(self, resolved.io, event, ev=ev, ctx=ctx, stats=stats)
+            else:
+                with observer.span("read_input", ctx):
+                    t = time.perf_counter()
+                    data, batch = self._read_input(resolved.io, ev, ctx, stats)
+                    stats.read_ms = _ms(t)
+                with observer.span("process", ctx):
+                    t = time.perf_counter()
+                    result = (
+                        self.spec.fn(data, ctx) if self.spec.pass_context else self.spec.fn(data)
+                    )
+                    stats.process_ms = _ms(t)
+                with observer.span("write_output", ctx):
+                    t = time.perf_counter()
+                    # A next stage that reads one JSON document only (a Kotlin CEAP stage) asks
+                    # for it through the event (docs/contract.md section 9).
+                    single = self.single_document or ev.output_format == "json"
+                    if batch is not None and batch.reject:
+                        self._write_rejected(resolved.io, ctx, batch, stats)
+                    pointer = self._write_output(resolved.io, ctx, result, stats, single)
+                    if batch is not None and batch.reject:
+                        pointer["rejected"] = len(batch.rejected)
+                        pointer["batchItemFailures"] = batch.batch_item_failures
+                    stats.write_ms = _ms(t)
         except CeapStageError as exc:
             if ctx is not None:
                 exc.add_context(execution_id=ctx.execution_id, stage=ctx.current_stage)
@@ -339,8 +353,6 @@ class StageRuntime:
         stats.total_ms = _ms(started)
         observer.finished(ctx, stats)
         return pointer
-
-    # -- input ------------------------------------------------------------------------------
 
     def _validate_input(
         self, value: Any, ctx: ExecutionContext, key: str | None, *, text: bytes | None = None

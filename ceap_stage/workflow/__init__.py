@@ -39,6 +39,7 @@ from ._asl import (
 )
 from ._check import CheckReport, EdgeCheck, StageProblem, check_workflow
 from ._config import (
+    FanOut,
     GlueStep,
     LambdaStep,
     RetryConfiguration,
@@ -60,6 +61,7 @@ __all__ = [
     "EdgeCheck",
     "Execution",
     "ExecutionSummary",
+    "FanOut",
     "GLUE_RETRY_ERRORS",
     "GlueStep",
     "InspectError",

@@ -24,6 +24,7 @@ from pydantic import (
 from ceap_stage._context import INITIAL_STAGE, validate_bucket
 from ceap_stage._errors import ContextResolutionError
 
+from ._fanout_kind import FANOUT_KIND
 from ._glue_kind import GLUE_KIND, GlueStep
 from ._kinds import (
     FAIL_STATE,
@@ -41,12 +42,13 @@ from ._kinds import (
     registered_kinds,
 )
 from ._kotlin_kind import KOTLIN_KIND
-from ._lambda_kind import LAMBDA_KIND, LambdaStep
+from ._lambda_kind import LAMBDA_KIND, FanOut, LambdaStep
 
 __all__ = [
     "FAIL_STATE",
     "RESERVED_STATE_NAMES",
     "STAGE_INITIAL_INPUT_STATE",
+    "FanOut",
     "GlueStep",
     "LambdaStep",
     "RetryConfiguration",
@@ -62,6 +64,7 @@ __all__ = [
 register_kind(LAMBDA_KIND)
 register_kind(GLUE_KIND)
 register_kind(KOTLIN_KIND)  # a variant of the Lambda kind: LambdaStep(contract="ceap-kotlin")
+register_kind(FANOUT_KIND)  # a variant of the Lambda kind: LambdaStep(fan_out=FanOut(...))
 
 # State machine names: 1-80 of letters, digits, '-' and '_' (they also name AWS resources).
 _WORKFLOW_NAME = re.compile(r"[A-Za-z0-9_-]{1,80}")

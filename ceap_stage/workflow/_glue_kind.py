@@ -16,7 +16,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Final, Literal
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 
 from ceap_stage._context import INITIAL_STAGE
 from ceap_stage._settings import DEFAULT_SPARK_MASTER
@@ -140,6 +140,16 @@ class GlueStep(StepModel):
     number_of_workers: int = Field(2, ge=2, le=1_000)
     timeout_minutes: int = Field(60, ge=1, le=10_080)
     max_concurrent_runs: int = Field(5, ge=1, le=1_000)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_fan_out(cls, data: Any) -> Any:
+        if isinstance(data, Mapping) and ("fan_out" in data or "fanOut" in data):
+            raise ValueError(
+                "fan_out: a Glue step cannot be fanned out (a Glue job scales with its workers; "
+                "fan_out is for Lambda steps)"
+            )
+        return data
 
     @field_validator("job_name")
     @classmethod

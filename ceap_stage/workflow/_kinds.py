@@ -268,6 +268,11 @@ class LocalStepRun:
             settings and store (``using_settings``; the environment is never written).
         shared: Values shared by the run's steps (e.g. one Spark session), by kind-chosen key.
         resources: Closed when the run ends (register a session's ``stop`` here).
+        workers: How many processes a step may run its parts in (a fanned-out step's shards).
+        retry_delay_scale: Multiplies every retry wait (as the runner's own).
+        report_shards: Called with (done, total) as a fanned-out step's shards finish.
+        report_shard_failure: Called with a shard's index and error when it fails for good.
+        details: What the attempt wants shown beside its outcome (shards, workers, memory).
     """
 
     config: WorkflowConfiguration
@@ -281,6 +286,11 @@ class LocalStepRun:
     stage_scope: Callable[[], contextlib.AbstractContextManager[object]]
     shared: dict[str, Any] = field(default_factory=dict)
     resources: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
+    workers: int = 1
+    retry_delay_scale: float = 1.0
+    report_shards: Callable[[int, int], None] = lambda done, total: None
+    report_shard_failure: Callable[[int, BaseException], None] = lambda index, error: None
+    details: dict[str, Any] = field(default_factory=dict)
 
     @property
     def step(self) -> StepModel:
@@ -349,6 +359,11 @@ class StepKind(ABC, Generic[S]):
         Field rules belong on the model; this sees the workflow type and the other steps (the
         previous and next step of each). Return one message per problem; an empty list is fine.
         """
+        return []
+
+    def code_problems(self, step: S) -> list[str]:
+        """Problems of the step's code, found when it can be imported here (the workflow
+        loader asks; none by default). Code that cannot be imported is not a problem here."""
         return []
 
     @abstractmethod

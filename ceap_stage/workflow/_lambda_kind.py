@@ -23,6 +23,7 @@ from ._kinds import (
     StepKind,
     StepModel,
     WorkflowType,
+    _Model,
     chain,
     context_object,
     guarded,
@@ -60,8 +61,10 @@ __all__ = [
     "CONTRACTS",
     "KOTLIN_CONTRACT",
     "LAMBDA_KIND",
+    "MAX_FAN_OUT_CONCURRENCY",
     "LAMBDA_RETRY_ERRORS",
     "LAMBDA_SERVICE_ERRORS",
+    "FanOut",
     "LambdaKind",
     "LambdaStep",
     "lambda_event",
@@ -83,6 +86,8 @@ KOTLIN_CONTRACT: Final = "ceap-kotlin"
 #: What a Lambda step's ``contract`` may say: ``ceap`` (a ceap-stage handler, the default) or
 #: ``ceap-kotlin`` (a Kotlin CEAP stage during a migration).
 CONTRACTS: Final = ("ceap", KOTLIN_CONTRACT)
+#: The most child executions a Distributed Map runs at once.
+MAX_FAN_OUT_CONCURRENCY: Final = 10_000
 
 # A Lambda function name, partial ARN or full ARN (with an optional version or alias).
 _FUNCTION_NAME = re.compile(
@@ -101,6 +106,30 @@ _LAMBDA_RESERVED: Final = frozenset(
 )
 # ``module.path:attribute`` (the attribute may be dotted).
 _HANDLER_REF = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*")
+
+
+class FanOut(_Model):
+    """Run a Lambda stage over many invocations: a Step Functions Distributed Map of shards.
+
+    The stage's function is invoked once to plan (cut the previous stage's output into shards
+    of about ``records_per_shard`` records), once per shard, in child executions of the state
+    machine, and once to collect the shard outputs into one manifest (CONTRACT section 7).
+
+    Args:
+        records_per_shard: About how many records one invocation handles (>= 1).
+        max_concurrency: The most shards running at once (1-10,000; default 1,000).
+        tolerated_failure_percentage: The percentage of shards (a whole number, 0-100) that may
+            fail without failing the stage; their records are missing from the output.
+            Default 0.
+
+    Example:
+        >>> FanOut(records_per_shard=50_000).max_concurrency
+        1000
+    """
+
+    records_per_shard: int = Field(ge=1)
+    max_concurrency: int = Field(1000, ge=1, le=MAX_FAN_OUT_CONCURRENCY)
+    tolerated_failure_percentage: int = Field(0, ge=0, le=100)
 
 
 class LambdaStep(StepModel):
@@ -127,6 +156,7 @@ class LambdaStep(StepModel):
         environment: Deployment: more environment variables of the function (the stack sets
             ``CEAP_WORKFLOW_BUCKET`` and ``POWERTOOLS_SERVICE_NAME``).
         reserved_concurrency: Deployment: reserved concurrent executions (default: none).
+        fan_out: Run the stage over many invocations (:class:`FanOut`; ``fanOut`` in a file).
 
     Example:
         >>> LambdaStep(state_name="FilterStage", function_name="engagement-filter",
@@ -147,6 +177,7 @@ class LambdaStep(StepModel):
     reserved_concurrency: int | None = Field(None, ge=0, le=10_000)
     contract: Literal["ceap", "ceap-kotlin"] = "ceap"
     recorded_output: str | None = None
+    fan_out: FanOut | None = None
 
     @field_validator("environment")
     @classmethod

@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from ceap_stage._handler import WorkflowLambdaHandler
 
 from ._config import WorkflowConfiguration, WorkflowConfigurationError
+from ._kinds import kind_of
 
 __all__ = ["LoadedWorkflow", "load_handler", "load_workflow"]
 
@@ -177,6 +178,11 @@ def load_workflow(path: str | Path) -> LoadedWorkflow:
     else:
         raise WorkflowConfigurationError(
             f"{source}: a workflow is a .py module or a .yaml, .yml or .json file"
+        )
+    problems = [problem for step in config.steps for problem in kind_of(step).code_problems(step)]
+    if problems:
+        raise WorkflowConfigurationError(
+            "\n".join(["invalid workflow configuration:", *(f"  - {p}" for p in problems)])
         )
     return LoadedWorkflow(config, source, source.resolve().parent, sample)
 

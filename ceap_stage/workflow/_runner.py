@@ -91,6 +91,8 @@ class StageOutcome:
         error_message: That error's message (contract errors carry no payload).
         rejected: Queue records it left out under ``on_invalid_record="reject"`` (None when
             it wrote no ``rejected.jsonl``).
+        details: What its kind reported beside (a fanned-out step: ``shards``, ``workers``,
+            ``peak_shard_process_bytes``, ``failed_shards``).
 
     Example:
         >>> StageOutcome("ScoreStage", "lambda").status
@@ -108,6 +110,7 @@ class StageOutcome:
     error_type: str | None = None
     error_message: str | None = None
     rejected: int | None = None
+    details: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -206,6 +209,10 @@ class Reporter(Protocol):
         """Step ``index`` succeeded or failed for good."""
 
 
+# Optional Reporter methods, called when a reporter has them (a fanned-out step's shards):
+#   shards_progress(step, done, total) and shard_failed(step, shard_index, error).
+
+
 class _SilentReporter:
     def run_started(self, result: RunResult, config: WorkflowConfiguration) -> None:
         pass
@@ -271,6 +278,8 @@ class LocalRunner:
             (and ``store``) through ``handler.runtime.configured``; a Glue script or a plain
             Lambda function runs inside :func:`~ceap_stage.using_settings`. The environment is
             never written.
+        workers: How many processes a fanned-out step runs its shards in (default: the
+            machine's cores; 1 runs them in this process).
 
     Example:
         >>> import tempfile
@@ -293,6 +302,7 @@ class LocalRunner:
         reporter: Reporter | None = None,
         sleep: Callable[[float], None] = time.sleep,
         settings: Settings | None = None,
+        workers: int | None = None,
     ) -> None:
         if isinstance(workflow, WorkflowConfiguration):
             workflow = LoadedWorkflow(workflow, Path.cwd(), Path.cwd())
@@ -301,6 +311,9 @@ class LocalRunner:
             config = WorkflowConfiguration.parse({**config.model_dump(), "workflow_bucket": bucket})
         if retry_delay_scale < 0:
             raise ValueError("retry_delay_scale must not be negative")
+        if workers is not None and workers < 1:
+            raise ValueError("workers must be at least 1")
+        self.workers = workers if workers is not None else (os.cpu_count() or 1)
         self.workflow = workflow
         self.config = config
         self.store = store if store is not None else LocalStore(".ceap")
@@ -495,6 +508,11 @@ class LocalRunner:
                     stage_scope=self._stage_scope,
                     shared=shared,
                     resources=resources,
+                    workers=self.workers,
+                    retry_delay_scale=self.retry_delay_scale,
+                    report_shards=self._shard_reporter(step),
+                    report_shard_failure=self._shard_failure_reporter(step),
+                    details=result.stages[index].details,
                 )
                 attempt = kind_of(step).local_attempt(run)
                 self.reporter.stage_started(index, step)
@@ -521,6 +539,18 @@ class LocalRunner:
         return StageIO(self.store).rejected(
             OutputRef(self.config.workflow_bucket, execution_id, stage)
         )
+
+    def _shard_reporter(self, step: Step) -> Callable[[int, int], None]:
+        report = getattr(self.reporter, "shards_progress", None)
+        if report is None:
+            return lambda done, total: None
+        return lambda done, total: report(step, done, total)
+
+    def _shard_failure_reporter(self, step: Step) -> Callable[[int, BaseException], None]:
+        report = getattr(self.reporter, "shard_failed", None)
+        if report is None:
+            return lambda index, error: None
+        return lambda index, error: report(step, index, error)
 
     def _stage_scope(self) -> contextlib.AbstractContextManager[Settings]:
         """Stage code run in this process resolves the run's settings (and so its store)."""
