@@ -223,8 +223,9 @@ def test_collect_honours_the_tolerated_failure_percentage(
     assert [r["id"] for r in io.read(OutputRef("bkt-1", RUN, "Fan")).value] == list(range(10, 40))
 
 
-def _valid_shard(bucket: str) -> dict[str, Any]:
-    return orjson.loads(Shard(RUN, "Fan", PREV, 0, 1, PartRange(0, 1)).to_line())
+def _valid_shard() -> dict[str, Any]:
+    line: dict[str, Any] = orjson.loads(Shard(RUN, "Fan", PREV, 0, 1, PartRange(0, 1)).to_line())
+    return line
 
 
 @pytest.mark.parametrize(
@@ -248,7 +249,7 @@ def test_a_shard_that_is_not_one_of_this_stage_is_refused_and_nothing_written(
     event = {
         **base_event(backend.bucket),
         "ceapPhase": "shard",
-        "shard": {**_valid_shard(backend.bucket), **change},
+        "shard": {**_valid_shard(), **change},
     }
     with pytest.raises(InputValidationError) as caught:
         tag.runtime.using_store(backend.store).invoke(event)

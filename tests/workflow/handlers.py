@@ -126,3 +126,17 @@ def fixable(items: list[Item], ctx: ExecutionContext) -> list[Item]:
     if BUG["on"]:
         raise ValueError("the scoring rule divides by zero (simulated bug)")
     return [Item(id=i.id, value=i.value + 1) for i in items]
+
+
+@stage
+def fail_on_three(items: list[Item]) -> list[Item]:
+    """Fails the shard (or the run) that holds the item with id 3."""
+    if any(i.id == 3 for i in items):
+        raise InputValidationError("item 3 is refused (simulated)")
+    return items
+
+
+@stage
+def count_items(items: list[Item]) -> int:
+    """Not record-wise: its output is one number (cannot be fanned out)."""
+    return len(items)
