@@ -113,7 +113,7 @@ def fan_out_problems(spec: StageSpec, where: str) -> list[str]:
         >>> def ok(rows: list[int]) -> list[int]: return rows
         >>> def bad(rows: list[int]) -> int: return 1
         >>> fan_out_problems(resolve(ok), "S"), fan_out_problems(resolve(bad), "S")
-        ([], ["S: fan_out needs a list-like or Iterable[X] output model, not int"])
+        ([], ['S: fan_out needs a list-like or Iterable[X] output model, not int'])
     """
     problems = []
     if not spec.accepts_records:
@@ -138,7 +138,7 @@ class Shard:
 
     Example:
         >>> s = Shard("run-1", "Score", "Filter", 0, 2, PartRange(0, 3))
-        >>> Shard.from_line(s.to_line()) == s
+        >>> Shard.from_line(orjson.loads(s.to_line())) == s
         True
     """
 

@@ -497,7 +497,7 @@ def registered_kinds() -> tuple[StepKind[Any], ...]:
 
     Example:
         >>> [kind.name for kind in registered_kinds()]
-        ['lambda', 'glue', 'ceap-kotlin']
+        ['lambda', 'glue', 'ceap-kotlin', 'lambda-fan-out']
     """
     return tuple(_KINDS.values())
 

@@ -182,9 +182,15 @@ def test_missing_steps_are_reported_once():
 
 
 def test_the_builtin_kinds_are_registered_in_order_and_own_their_models():
-    assert [kind.name for kind in registered_kinds()] == ["lambda", "glue", "ceap-kotlin"]
+    assert [kind.name for kind in registered_kinds()] == [
+        "lambda",
+        "glue",
+        "ceap-kotlin",
+        "lambda-fan-out",
+    ]
     assert kind_named("ceap-kotlin").variant_of == "lambda"
     assert kind_named("ceap-kotlin").model is LambdaStep
+    assert kind_named("lambda-fan-out").variant_of == "lambda"
     assert kind_named("lambda").model is LambdaStep
     assert kind_named("glue").model is GlueStep
     config = _mixed()
