@@ -29,6 +29,7 @@ from typing import Any
 from ceap_stage import LocalStore
 from ceap_stage._formats import JSONL, ManifestPart
 from ceap_stage._io import OutputRef, StageIO, output_metadata
+from ceap_stage._settings import resolve_settings
 from ceap_stage._store import StoredObject
 from ceap_stage.workflow import LoadedWorkflow
 from ceap_stage.workflow._kinds import LocalStepRun, kind_of
@@ -76,6 +77,7 @@ def _attempt_seconds(config: Any, store: LocalStore, workers: int) -> tuple[floa
         config=config,
         workflow=LoadedWorkflow(config, Path.cwd(), Path.cwd()),
         store=store,
+        settings=resolve_settings(store_url=store.root.as_uri()),
         index=1,
         execution_id=EXECUTION,
         initial_input=None,

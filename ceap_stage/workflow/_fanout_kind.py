@@ -17,7 +17,7 @@ write the map results under the stage's prefix, nothing broader.
 
 Locally the step runs the same three phases: the plan and the collect in this process, the
 shards in a pool of worker processes (``ceap-stage run --workers N``), each worker given the
-handler's reference and the store's URL explicitly.
+handler's reference and the run's settings (whose ``store_url`` is the run's store) explicitly.
 
 Rules: only a Lambda step can be fanned out (a Glue job scales with its workers); not the first
 step (its input is the initial batch in the execution's input, at most 256 KB, which one
@@ -32,6 +32,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 from ceap_stage._io import OutputRef, StageIO
+from ceap_stage._settings import Settings
 
 from ._kinds import (
     EXECUTION_NAME,
@@ -397,10 +398,14 @@ class FanOutKind(LambdaKind):
         fan_out = _fan_out(step)
         assert step.handler is not None  # local_problems refused a step without one
         runtime = load_handler(step.handler).runtime  # type: ignore[attr-defined]
-        invoke: Callable[[Any, Any], Any] = runtime.using_store(run.store).invoke
+        invoke: Callable[[Any, Any], Any] = runtime.configured(
+            store=run.store, settings=run.settings
+        ).invoke
         function = step.function_name.split(":function:")[-1].split(":")[0]
         retry = self.local_retry(config)
-        store_url = _store_url(run.store)
+        # Workers get the run's settings explicitly (their store_url is the run's store), or
+        # none when the store cannot be opened by URL in another process.
+        worker_settings = run.settings if _reopenable(run.store) else None
         io = StageIO(run.store)
         ref = OutputRef(config.workflow_bucket, run.execution_id, step.state_name)
 
@@ -430,7 +435,7 @@ class FanOutKind(LambdaKind):
             failures = _run_shards(
                 events,
                 handler=step.handler or "",
-                store_url=store_url,
+                settings=worker_settings,
                 local_invoke=invoke,
                 workers=run.workers,
                 retry=retry,
@@ -462,16 +467,12 @@ class FanOutKind(LambdaKind):
         return super().local_retry(config)
 
 
-def _store_url(store: Any) -> str | None:
-    """The URL a worker process opens the run's store by (None: it cannot, run in-process)."""
+def _reopenable(store: Any) -> bool:
+    """Whether a worker process can open the run's store from the settings' ``store_url``."""
     from ceap_stage._s3 import S3Store
     from ceap_stage._store import LocalStore
 
-    if isinstance(store, LocalStore):
-        return store.root.as_uri()
-    if type(store) is S3Store:
-        return "s3://"
-    return None
+    return type(store) in (LocalStore, S3Store)
 
 
 def _line(shard: Any) -> Any:
@@ -497,20 +498,20 @@ def _select(
 
 # -- the shards, in worker processes -----------------------------------------------------------
 
-# A worker's handlers, by (handler reference, store URL): loaded once per process.
-_WORKER_INVOKERS: dict[tuple[str, str], Callable[[Any, Any], Any]] = {}
+# A worker's handlers, by (handler reference, settings): loaded once per process.
+_WORKER_INVOKERS: dict[tuple[str, Settings], Callable[[Any, Any], Any]] = {}
 
 
-def _worker_invoke(handler: str, store_url: str) -> Callable[[Any, Any], Any]:
-    key = (handler, store_url)
+def _worker_invoke(handler: str, settings: Settings) -> Callable[[Any, Any], Any]:
+    """The handler's runtime, configured with the settings the parent passed (and so its
+    store, from ``settings.store_url``); nothing is read from the environment."""
+    key = (handler, settings)
     invoker = _WORKER_INVOKERS.get(key)
     if invoker is None:
-        from ceap_stage._store import store_from_url
-
         from ._loader import load_handler
 
         runtime = load_handler(handler).runtime  # type: ignore[attr-defined]
-        invoker = _WORKER_INVOKERS[key] = runtime.using_store(store_from_url(store_url)).invoke
+        invoker = _WORKER_INVOKERS[key] = runtime.configured(settings=settings).invoke
     return invoker
 
 
@@ -543,7 +544,7 @@ def run_shard(
 
 def _shard_in_worker(
     handler: str,
-    store_url: str,
+    settings: Settings,
     event: dict[str, Any],
     *,
     retry: LocalRetry,
@@ -553,7 +554,7 @@ def _shard_in_worker(
     """Run one shard in a worker process; return its pointer and the process's peak memory."""
     import resource
 
-    pointer = run_shard(_worker_invoke(handler, store_url), event, retry, delay_scale, function)
+    pointer = run_shard(_worker_invoke(handler, settings), event, retry, delay_scale, function)
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return pointer, peak_kib * 1024
 
@@ -562,7 +563,7 @@ def _run_shards(
     events: list[dict[str, Any]],
     *,
     handler: str,
-    store_url: str | None,
+    settings: Settings | None,
     local_invoke: Callable[[Any, Any], Any],
     workers: int,
     retry: LocalRetry,
@@ -575,7 +576,7 @@ def _run_shards(
     total = len(events)
     failures: list[ShardFailure] = []
     progress(0, total)
-    if workers <= 1 or total <= 1 or store_url is None:
+    if workers <= 1 or total <= 1 or settings is None:
         for done, event in enumerate(events, start=1):
             try:
                 run_shard(local_invoke, event, retry, delay_scale, function)
@@ -594,7 +595,7 @@ def _run_shards(
             pool.submit(
                 _shard_in_worker,
                 handler,
-                store_url,
+                settings,
                 event,
                 retry=retry,
                 delay_scale=delay_scale,

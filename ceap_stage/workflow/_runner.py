@@ -22,6 +22,7 @@ not retried.
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 import uuid
 from collections.abc import Callable
