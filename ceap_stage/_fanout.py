@@ -501,7 +501,7 @@ def _shard(
         ref,
         body,
         "jsonl",
-        metadata=output_metadata(ref, len(lines), schema=runtime.schema_label),
+        metadata=runtime.output_metadata(ref, len(lines)),
         write_once=runtime.write_once,
     )
     stats.records = len(lines)
@@ -600,7 +600,7 @@ def _collect(
         ref,
         parts,
         records,
-        metadata=output_metadata(ref, records, schema=runtime.schema_label),
+        metadata=runtime.output_metadata(ref, records),
         write_once=runtime.write_once,
     )
     stats.records = records

@@ -241,10 +241,10 @@ class StageRuntime:
         """The settings this handler runs with (resolved now if not yet)."""
         return self._resolve().settings
 
-    @property
-    def schema_label(self) -> str:
-        """The output model's label, as written to the ``ceap-schema`` metadata."""
-        return self._schema_label
+    def output_metadata(self, ref: OutputRef, records: int) -> dict[str, str]:
+        """The metadata this stage's outputs carry (schema label and fingerprint included);
+        a fanned-out stage's shard outputs and manifest carry the same."""
+        return self._metadata(ref, records)
 
     @property
     def store(self) -> Store:
