@@ -371,3 +371,23 @@ def test_a_large_part_is_cut_into_byte_ranges_and_small_parts_grouped(tmp_path: 
         PartBytes(2, 800, 1000),
         PartRange(3, 4),
     ]
+
+
+def test_the_shards_and_the_manifest_carry_the_stage_s_schema_metadata(tmp_path: Path) -> None:
+    from ceap_stage._models import FINGERPRINT_KEY
+
+    store = LocalStore(tmp_path)
+    io = StageIO(store)
+    write_previous(io, "bkt-1", [{"id": i, "name": "n"} for i in range(12)], "json")
+    runtime = tag.runtime.using_store(store)
+    run_fanned_out(runtime, io, "bkt-1", 5)
+    expected = runtime.output_metadata(OutputRef("bkt-1", RUN, "Fan"), 0)
+    fanned = store.head("bkt-1", f"executions/{RUN}/Fan/output.json")
+    shard = store.head("bkt-1", f"executions/{RUN}/Fan/shards/00002.jsonl")
+    assert fanned is not None
+    assert shard is not None
+    for info in (fanned, shard):
+        assert info.metadata[FINGERPRINT_KEY] == expected[FINGERPRINT_KEY]
+        assert info.metadata["ceap-schema"] == "list[Tagged]"
+    assert fanned.metadata["ceap-records"] == "12"
+    assert shard.metadata["ceap-records"] == "2"
