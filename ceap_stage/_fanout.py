@@ -1,4 +1,4 @@
-"""The three phases of a fanned-out stage (CONTRACT section 7): plan, shard, collect.
+"""The three phases of a fanned-out stage (docs/contract.md section 7): plan, shard, collect.
 
 A fanned-out Lambda stage is one function invoked many times: once to ``plan`` (cut the previous
 stage's output into shards), once per shard (``shard``: that slice in, JSON Lines out), and once

@@ -113,7 +113,7 @@ class FanOut(_Model):
 
     The stage's function is invoked once to plan (cut the previous stage's output into shards
     of about ``records_per_shard`` records), once per shard, in child executions of the state
-    machine, and once to collect the shard outputs into one manifest (CONTRACT section 7).
+    machine, and once to collect the shard outputs into one manifest (docs/contract.md section 7).
 
     Args:
         records_per_shard: About how many records one invocation handles (>= 1).

@@ -1,4 +1,4 @@
-"""The three phases of a fanned-out stage (CONTRACT section 7), through the runtime."""
+"""The three phases of a fanned-out stage (docs/contract.md section 7), through the runtime."""
 
 from __future__ import annotations
 
