@@ -2,7 +2,8 @@
 
 Its states are a plan Task, a ``Map`` state in ``DISTRIBUTED`` mode over the plan's
 ``shards.jsonl`` (one EXPRESS child execution per shard, each invoking the same function with
-one shard), and a collect Task that writes the stage's ``output.json`` (docs/contract.md section 7)::
+one shard), and a collect Task that writes the stage's ``output.json`` (docs/contract.md
+section 7)::
 
     "{stage} plan"     Task  lambda:invoke {..., "ceapPhase": "plan", "recordsPerShard": N}
     "{stage} shards"   Map   ItemReader s3:getObject shards.jsonl (JSONL) -> child executions
