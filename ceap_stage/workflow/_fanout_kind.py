@@ -334,41 +334,50 @@ class FanOutKind(LambdaKind):
     def policy_statements(
         self, config: WorkflowConfiguration, indices: Sequence[int]
     ) -> list[dict[str, Any]]:
-        statements = super().policy_statements(config, indices)
-        name = config.workflow_name
+        return [
+            *super().policy_statements(config, indices),
+            *self.machine_statements(config, indices, deployed=False),
+        ]
+
+    def machine_statements(
+        self, config: WorkflowConfiguration, indices: Sequence[int], *, deployed: bool
+    ) -> list[dict[str, Any]]:
+        """Start, describe and stop the state machine's own child executions; read the
+        stages' ``shards.jsonl``; write their map results. Nothing broader."""
+        name = f"{config.workflow_name}-${{Environment}}" if deployed else config.workflow_name
         arn = "arn:${AWS::Partition}:states:${AWS::Region}:${AWS::AccountId}"
-        objects = "arn:${AWS::Partition}:s3:::" + config.workflow_bucket + "/executions/*/"
+        if deployed:
+            objects = "${WorkflowBucket.Arn}/executions/*/"
+        else:
+            objects = "arn:${AWS::Partition}:s3:::" + config.workflow_bucket + "/executions/*/"
         stages = [self.step(config, i).state_name for i in indices]
-        statements.extend(
-            [
-                {
-                    "Effect": "Allow",
-                    "Action": "states:StartExecution",
-                    "Resource": sub(f"{arn}:stateMachine:{name}"),
-                },
-                {
-                    "Effect": "Allow",
-                    "Action": ["states:DescribeExecution", "states:StopExecution"],
-                    "Resource": sub(f"{arn}:execution:{name}/*"),
-                },
-                {
-                    "Effect": "Allow",
-                    "Action": "s3:GetObject",
-                    "Resource": [sub(f"{objects}{stage}/shards.jsonl") for stage in stages],
-                },
-                {
-                    "Effect": "Allow",
-                    "Action": [
-                        "s3:PutObject",
-                        "s3:GetObject",
-                        "s3:ListMultipartUploadParts",
-                        "s3:AbortMultipartUpload",
-                    ],
-                    "Resource": [sub(f"{objects}{stage}/map-results/*") for stage in stages],
-                },
-            ]
-        )
-        return statements
+        return [
+            {
+                "Effect": "Allow",
+                "Action": "states:StartExecution",
+                "Resource": sub(f"{arn}:stateMachine:{name}"),
+            },
+            {
+                "Effect": "Allow",
+                "Action": ["states:DescribeExecution", "states:StopExecution"],
+                "Resource": sub(f"{arn}:execution:{name}/*"),
+            },
+            {
+                "Effect": "Allow",
+                "Action": "s3:GetObject",
+                "Resource": [sub(f"{objects}{stage}/shards.jsonl") for stage in stages],
+            },
+            {
+                "Effect": "Allow",
+                "Action": [
+                    "s3:PutObject",
+                    "s3:GetObject",
+                    "s3:ListMultipartUploadParts",
+                    "s3:AbortMultipartUpload",
+                ],
+                "Resource": [sub(f"{objects}{stage}/map-results/*") for stage in stages],
+            },
+        ]
 
     # -- local runs ---------------------------------------------------------------------------
 

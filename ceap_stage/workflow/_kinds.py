@@ -423,6 +423,18 @@ class StepKind(ABC, Generic[S]):
         default: the step's target exists already."""
         return {}
 
+    def machine_statements(
+        self, config: WorkflowConfiguration, indices: Sequence[int], *, deployed: bool
+    ) -> list[dict[str, Any]]:
+        """What the state machine's role needs for this kind's steps beyond reaching their
+        targets (a fan-out: its own child executions, ``shards.jsonl`` and the map results).
+
+        ``deployed``: in the stack ``ceap-stage deploy`` builds (the state machine is named
+        ``<name>-<Environment>`` and the bucket is its ``WorkflowBucket``), not the plain
+        template. None by default.
+        """
+        return []
+
     def deployed_target(self, config: WorkflowConfiguration, index: int) -> DeployedTarget | None:
         """How the state machine reaches step ``index`` once :meth:`deployed_resources` created
         it (None: the kind creates nothing)."""

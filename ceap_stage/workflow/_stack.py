@@ -153,6 +153,11 @@ def build_stack_template(
         substitutions[target.variable] = target.value
         grants.append(target.grant)
         outputs[target.output[0]] = {"Value": target.output[1]}
+    # What the state machine needs beyond reaching the created steps (a fan-out's children).
+    for kind in registered_kinds():
+        mine = [i for i in created if kind_of(config.steps[i]) is kind]
+        if mine:
+            grants += kind.machine_statements(config, mine, deployed=True)
     # The steps this template does not create keep their grants by name.
     for kind in registered_kinds():
         existing = [

@@ -249,3 +249,32 @@ def test_a_published_layer_replaces_the_built_one() -> None:
     assert "AWS::Lambda::LayerVersion" not in kinds
     etl = template["Resources"]["ETLStageFunction"]["Properties"]
     assert etl["Layers"] == [{"Ref": "LayerArn"}]
+
+
+def test_a_fanned_out_step_s_state_machine_may_run_its_children_and_nothing_broader(
+    tmp_path: Path,
+) -> None:
+    config = load_workflow(REPO / "examples" / "fanout" / "workflow.py").config
+    template = build_stack_template(config, _artifacts(config))
+    role = template["Resources"]["StateMachineRole"]["Properties"]["Policies"][0]
+    statements = role["PolicyDocument"]["Statement"]
+    arn = "arn:${AWS::Partition}:states:${AWS::Region}:${AWS::AccountId}"
+    by_action = {json.dumps(s["Action"]): s["Resource"] for s in statements}
+    assert by_action['"states:StartExecution"'] == {
+        "Fn::Sub": f"{arn}:stateMachine:sensor-scoring-${{Environment}}"
+    }
+    assert by_action['["states:DescribeExecution", "states:StopExecution"]'] == {
+        "Fn::Sub": f"{arn}:execution:sensor-scoring-${{Environment}}/*"
+    }
+    assert by_action['"s3:GetObject"'] == [
+        {"Fn::Sub": "${WorkflowBucket.Arn}/executions/*/Score/shards.jsonl"}
+    ]
+    # The definition reaches the created function and bucket in every fan-out state.
+    definition = template["Resources"]["StateMachine"]["Properties"]["DefinitionString"]
+    text = definition["Fn::Sub"][0]
+    assert text.count("${ScoreFunctionArn}") == 3  # plan, the child task, collect
+    assert '"Bucket":"${WorkflowBucket}"' in text
+    path = tmp_path / "fanout.json"
+    path.write_text(json.dumps(template, indent=1))
+    proc = _cfn_lint(path)
+    assert proc.returncode == 0, proc.stdout
