@@ -176,6 +176,8 @@ class FanOutKind(LambdaKind):
     name: ClassVar[str] = "lambda-fan-out"
     variant_of: ClassVar[str | None] = "lambda"
     noun: ClassVar[str] = "fanned-out Lambda step"
+    # Its output is always a manifest of the shard outputs: never one JSON document.
+    output_formats: ClassVar[frozenset[str]] = frozenset()
 
     def applies_to(self, step: LambdaStep) -> bool:
         return step.fan_out is not None
@@ -201,6 +203,12 @@ class FanOutKind(LambdaKind):
             step = draft.steps[index]
             assert step is not None
             where = f"steps[{index}] ({step.state_name}): fan_out"
+            contract = getattr(step, "contract", "ceap")
+            if contract != "ceap":
+                problems.append(
+                    f"{where}: a step with contract {contract!r} cannot be fanned out (only "
+                    "a ceap-stage handler serves the plan, shard and collect phases)"
+                )
             if index == 0:
                 problems.append(
                     f"{where}: a first step cannot be fanned out (its input is the initial "

@@ -155,6 +155,33 @@ def test_a_glue_step_a_first_step_and_an_express_workflow_cannot_fan_out():
     assert "steps[0] (A): fan_out needs workflow_type STANDARD" in message
 
 
+def test_a_kotlin_stage_cannot_be_fanned_out_nor_follow_a_fanned_out_step():
+    with pytest.raises(WorkflowConfigurationError) as caught:
+        WorkflowConfiguration(
+            workflow_name="w",
+            workflow_type=WorkflowType.STANDARD,
+            workflow_bucket="bkt-1",
+            source_queue="q",
+            steps=[
+                LambdaStep(state_name="A", function_name="fa"),
+                LambdaStep(
+                    state_name="B",
+                    function_name="fb",
+                    contract="ceap-kotlin",
+                    fan_out=FanOut(records_per_shard=5),
+                ),
+                LambdaStep(state_name="C", function_name="fc", fan_out=FanOut(records_per_shard=5)),
+                LambdaStep(state_name="K", function_name="fk", contract="ceap-kotlin"),
+            ],
+        )
+    message = str(caught.value)
+    assert "steps[1] (B): fan_out: a step with contract 'ceap-kotlin' cannot be fanned out" in (
+        message
+    )
+    assert "step K is a Kotlin CEAP stage" in message
+    assert "C (fanned-out Lambda step), cannot be asked for one" in message
+
+
 def test_a_long_state_name_leaves_no_room_for_the_fan_out_states():
     with pytest.raises(WorkflowConfigurationError, match="at most 73 characters"):
         WorkflowConfiguration(
