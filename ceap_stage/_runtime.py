@@ -63,7 +63,7 @@ from ._models import (
     written_by,
 )
 from ._observability import InvocationStats, Observer, default_observer
-from ._settings import Settings, resolve_settings
+from ._settings import Settings, resolve_settings, settings_token
 from ._snapstart import SNAP_START
 from ._store import PutResult, Store, store_for
 
@@ -181,6 +181,7 @@ class StageRuntime:
         self._observer = observer
         self._settings = settings
         self._resolved: _Resolved | None = None
+        self._token: tuple[object, ...] | None = None
         self._lock = threading.Lock()
         self._resolve_at_init()
 
@@ -227,7 +228,11 @@ class StageRuntime:
                 return resolved
             settings = self._settings
         else:
+            token = settings_token()
+            if resolved is not None and token == self._token:
+                return resolved  # nothing resolve_settings reads has changed
             settings = resolve_settings()
+            self._token = token
             if resolved is not None and resolved.settings == settings:
                 return resolved
         with self._lock:
@@ -278,6 +283,7 @@ class StageRuntime:
         if settings is not None:
             clone._settings = settings
         clone._resolved = None
+        clone._token = None
         clone._lock = threading.Lock()
         return clone
 
