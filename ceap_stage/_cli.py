@@ -948,6 +948,11 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _workflow_argument(command: argparse.ArgumentParser) -> None:
+    """The WORKFLOW positional every workflow command takes."""
+    command.add_argument("workflow", help="a .py module exposing `workflow`, or a .yaml/.json file")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ceap-stage",
@@ -963,7 +968,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Run every step in order in this process, with the events the state "
         "machine would send.",
     )
-    run.add_argument("workflow", help="a .py module exposing `workflow`, or a .yaml/.json file")
+    _workflow_argument(run)
     run.add_argument(
         "--input",
         metavar="FILE",
@@ -1024,7 +1029,7 @@ def _parser() -> argparse.ArgumentParser:
         description="One line per edge: OK, INCOMPATIBLE (the first field at fault and an "
         "example value) or UNCHECKED (why). Exit 1 when an edge is incompatible.",
     )
-    check.add_argument("workflow", help="a .py module exposing `workflow`, or a .yaml/.json file")
+    _workflow_argument(check)
     check.set_defaults(func=_cmd_check)
 
     def store_options(command: argparse.ArgumentParser) -> None:
@@ -1083,7 +1088,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Copy the input of STAGE in EXECUTION from --from-store into the local "
         "store, then run the stage locally on it. Nothing is written to the source.",
     )
-    replay.add_argument("workflow", help="a .py module exposing `workflow`, or a .yaml/.json file")
+    _workflow_argument(replay)
     replay.add_argument("execution", metavar="EXECUTION", help="the execution id")
     replay.add_argument("stage", metavar="STAGE", help="the stage to run")
     replay.add_argument(
@@ -1108,7 +1113,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Print the event a Lambda step receives (or a Glue step's job arguments), "
         "exactly as the state machine builds it, ready for `ceap-stage invoke --event FILE`.",
     )
-    event.add_argument("workflow", help="a .py module exposing `workflow`, or a .yaml/.json file")
+    _workflow_argument(event)
     event.add_argument("stage", metavar="STAGE", help="the step's state name")
     event.add_argument("--execution-id", metavar="ID", help="default: a new local-... id")
     event.add_argument(
@@ -1123,7 +1128,7 @@ def _parser() -> argparse.ArgumentParser:
         help="print the state machine definition (ASL JSON)",
         description="Print the workflow's Amazon States Language definition on stdout.",
     )
-    asl.add_argument("workflow", help="a .py module exposing `workflow`, or a .yaml/.json file")
+    _workflow_argument(asl)
     asl.add_argument("--compact", action="store_true", help="one line, no indentation")
     asl.set_defaults(func=_cmd_asl)
 
@@ -1133,9 +1138,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Print the workflow's CloudFormation template on stdout (no artifacts are "
         "built: `package` writes the deployable one).",
     )
-    template.add_argument(
-        "workflow", help="a .py module exposing `workflow`, or a .yaml/.json file"
-    )
+    _workflow_argument(template)
     template.add_argument("--compact", action="store_true", help="one line, no indentation")
     template.set_defaults(func=_cmd_template)
 
@@ -1167,7 +1170,7 @@ def _parser() -> argparse.ArgumentParser:
             else "Check the contracts, package, upload the artifacts and create or update the "
             "stack through a change set, printing its changes and events.",
         )
-        sub.add_argument("workflow", help="a .py module exposing `workflow`, or a .yaml/.json file")
+        _workflow_argument(sub)
         if name == "deploy":
             sub.add_argument("--stack-name", required=True, metavar="S", help="the stack's name")
         sub.add_argument(
