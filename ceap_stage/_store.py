@@ -231,6 +231,39 @@ def _create_temp(directory: str, name: str) -> tuple[int, str]:
     raise FileExistsError(errno.EEXIST, "no free temporary file name", directory)
 
 
+_READ_FLAGS = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+#: The most one read() or write() system call is asked to move (Linux moves < 2 GiB at once).
+_MAX_IO = 1 << 30
+
+
+def _read_file(file: str) -> bytes:
+    """A whole file's bytes, in one ``read`` system call for the usual file.
+
+    What ``open(file, "rb").read()`` does, without building a buffered file object, which
+    costs more than the read itself for a small stage output.
+    """
+    fd = os.open(file, _READ_FLAGS)
+    try:
+        size = os.fstat(fd).st_size
+        first = os.read(fd, min(size + 1, _MAX_IO))
+        if len(first) == size:
+            return first
+        chunks = [first]
+        while chunk := os.read(fd, _MAX_IO):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def _write_all(fd: int, body: bytes) -> None:
+    """Write all of ``body`` to ``fd`` (one ``write`` may take less than it is given)."""
+    view = memoryview(body)
+    written = os.write(fd, view[:_MAX_IO])
+    while written < len(body):
+        written += os.write(fd, view[written : written + _MAX_IO])
+
+
 def sha256_hex(body: bytes) -> str:
     """The SHA-256 of ``body`` as lowercase hex."""
     return hashlib.sha256(body).hexdigest()
@@ -298,8 +331,7 @@ class LocalStore(Store):
     def get(self, bucket: str, key: str) -> StoredObject | None:
         file = self._file(bucket, key)
         try:
-            with open(file, "rb") as handle:
-                body = handle.read()
+            body = _read_file(file)
         except (FileNotFoundError, IsADirectoryError):
             return None
         except OSError as exc:
@@ -389,21 +421,9 @@ class LocalStore(Store):
         if_none_match: bool = False,
     ) -> PutResult:
         file = self._file(bucket, key)
-        meta_file = self._meta_file(file)
         try:
-            directory = file.rpartition(_SEP)[0]
-            if not os.path.isdir(directory):
-                os.makedirs(directory, exist_ok=True)
-            if content_type == JSON:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(meta_file)
-            else:
-                self._write_atomic(
-                    meta_file,
-                    orjson.dumps({"contentType": content_type, "metadata": dict(metadata or {})}),
-                )
             try:
-                self._write_atomic(file, body, exclusive=if_none_match)
+                self._write_object(file, body, content_type, metadata, if_none_match)
             except FileExistsError:
                 if not if_none_match or not os.path.isfile(file):
                     raise
@@ -416,13 +436,41 @@ class LocalStore(Store):
             ) from exc
         return PutResult(len(body), sha256_hex(body))
 
+    def _write_object(
+        self,
+        file: str,
+        body: bytes,
+        content_type: str,
+        metadata: Mapping[str, str] | None,
+        exclusive: bool,
+    ) -> None:
+        """The object, after its sidecar (a Content-Type other than JSON) or none."""
+        meta_file = self._meta_file(file)
+        if content_type != JSON:
+            self._write_atomic(
+                meta_file,
+                orjson.dumps({"contentType": content_type, "metadata": dict(metadata or {})}),
+            )
+        elif os.access(meta_file, os.F_OK):  # rare: the key held another content type
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(meta_file)
+        self._write_atomic(file, body, exclusive=exclusive)
+
     @staticmethod
     def _write_atomic(path: str | Path, body: bytes, *, exclusive: bool = False) -> None:
         directory, _, name = os.fspath(path).rpartition(_SEP)
-        fd, tmp = _create_temp(directory, name)
         try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(body)
+            fd, tmp = _create_temp(directory, name)
+        except FileNotFoundError:
+            # The directory does not exist yet (a stage's first write): create it. Cheaper
+            # than looking before every write, which mostly finds it.
+            os.makedirs(directory, exist_ok=True)
+            fd, tmp = _create_temp(directory, name)
+        try:
+            try:
+                _write_all(fd, body)
+            finally:
+                os.close(fd)
             if exclusive:
                 os.link(tmp, path)  # fails with FileExistsError: an atomic create-if-absent
                 os.unlink(tmp)

@@ -110,6 +110,49 @@ def test_writes_go_through_a_temporary_file_renamed_into_place(
     assert Path(src).name.startswith(".output.json.")
 
 
+def test_short_reads_and_writes_still_move_every_byte(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """The store reads and writes with os.read/os.write, which may move fewer bytes than asked."""
+    store = LocalStore(tmp_path)
+    body = b"[" + b",".join(str(i).encode() for i in range(500)) + b"]"
+    real_read, real_write = os.read, os.write
+    calls = {"read": 0, "write": 0}
+
+    def short_read(fd: int, n: int) -> bytes:
+        calls["read"] += 1
+        return real_read(fd, min(n, 7))
+
+    def short_write(fd: int, data: Any) -> int:
+        calls["write"] += 1
+        return real_write(fd, bytes(data)[:5])
+
+    monkeypatch.setattr(os, "read", short_read)
+    monkeypatch.setattr(os, "write", short_write)
+    put = store.put(BUCKET, KEY, body)
+    obj = store.get(BUCKET, KEY)
+    monkeypatch.undo()
+    assert put.bytes == len(body)
+    assert (tmp_path / BUCKET / KEY).read_bytes() == body
+    assert obj is not None
+    assert obj.body == body
+    assert calls["write"] >= len(body) // 5
+    assert calls["read"] >= len(body) // 7
+    assert _leftovers(tmp_path) == []
+
+
+def test_the_first_write_of_a_stage_creates_its_directory(tmp_path: Path):
+    store = LocalStore(tmp_path)
+    assert not (tmp_path / BUCKET).exists()
+    store.put(BUCKET, KEY, b'{"a":1}\n', content_type=JSONL)  # the sidecar is written first
+    store.put(BUCKET, key_of("Other"), b"[1]", if_none_match=True)
+    assert (tmp_path / BUCKET / KEY).read_bytes() == b'{"a":1}\n'
+    assert (tmp_path / BUCKET / key_of("Other")).read_bytes() == b"[1]"
+    obj = store.get(BUCKET, KEY)
+    assert obj is not None
+    assert obj.content_type == JSONL
+
+
 def test_write_once_creates_or_refuses(tmp_path: Path):
     store = LocalStore(tmp_path)
     store.put(BUCKET, KEY, b"[1]", if_none_match=True)
