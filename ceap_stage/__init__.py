@@ -21,7 +21,6 @@ when the handler is created inside Lambda, and at its first invocation elsewhere
 
 from typing import TYPE_CHECKING
 
-from ._batch import SqsMessageAttribute, SqsRecord
 from ._context import ExecutionContext
 from ._errors import (
     CeapStageError,
@@ -42,6 +41,7 @@ from ._store import LocalStore, OpenedObject, PutResult, Store, StoredObject
 
 if TYPE_CHECKING:  # imported lazily at run time, see __getattr__ below
     from ._s3 import RetryPolicy, S3Store
+    from ._sqs import SqsMessageAttribute, SqsRecord
 
 __version__ = "0.1.0"
 
@@ -83,4 +83,10 @@ def __getattr__(name: str) -> object:
         from . import _s3
 
         return getattr(_s3, name)
+    # The SQS record models: pydantic models cost cold-start time; a stage that reads no queue
+    # never defines them.
+    if name in ("SqsRecord", "SqsMessageAttribute"):
+        from . import _sqs
+
+        return getattr(_sqs, name)
     raise AttributeError(f"module 'ceap_stage' has no attribute {name!r}")

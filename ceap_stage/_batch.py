@@ -1,10 +1,10 @@
 """Queue batches (contract section 8): the SQS records an EventBridge Pipe sends a first stage.
 
 A record's ``body`` is decoded as JSON when it is JSON; a ``str`` item model receives a body that
-is plain text as text; an item model that is :class:`SqsRecord` (or a subclass) receives the
-records themselves. Each record is validated on its own, so that an error names its
-``messageId``; with ``on_invalid_record="reject"`` a record that fails is left out and listed
-(:class:`RejectedRecord`) instead of failing the batch.
+is plain text as text; an item model that is ``SqsRecord`` (or a subclass; the models live in
+``_sqs``) receives the records themselves. Each record is validated on its own, so that an error
+names its ``messageId``; with ``on_invalid_record="reject"`` a record that fails is left out and
+listed (:class:`RejectedRecord`) instead of failing the batch.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 
 from ._errors import InputValidationError
 from ._models import UNSET, StageSpec, describe_validation_error, model_name
@@ -26,8 +26,6 @@ __all__ = [
     "OnInvalidRecord",
     "QueueBatch",
     "RejectedRecord",
-    "SqsMessageAttribute",
-    "SqsRecord",
     "decode_batch",
     "is_queue_batch",
     "item_model",
@@ -36,74 +34,6 @@ __all__ = [
 OnInvalidRecord = Literal["fail", "reject"]
 #: The values ``on_invalid_record`` takes.
 ON_INVALID_RECORD: Final = ("fail", "reject")
-
-
-class SqsMessageAttribute(BaseModel):
-    """One SQS message attribute, as a queue batch carries it.
-
-    Example:
-        >>> SqsMessageAttribute.model_validate({"stringValue": "eu", "dataType": "String"})
-        SqsMessageAttribute(string_value='eu', binary_value=None, data_type='String')
-    """
-
-    model_config = ConfigDict(populate_by_name=True, extra="allow", frozen=True)
-
-    string_value: str | None = Field(None, alias="stringValue")
-    binary_value: str | None = Field(None, alias="binaryValue")
-    data_type: str = Field("String", alias="dataType")
-
-
-class SqsRecord(BaseModel):
-    """An SQS record of a queue batch: its body and metadata (docs/batches.md).
-
-    Use it as the input model (``list[SqsRecord]``, or a subclass of it) of a first stage fed
-    by a queue to receive the records themselves rather than their decoded bodies. Fields keep
-    the SQS names as aliases, so a record dumps back to the shape the queue sent; the FIFO
-    attributes are properties.
-
-    Example:
-        >>> record = SqsRecord.model_validate({
-        ...     "messageId": "5f1c9a2e-0b7d-4c1e-9a55-3f0e6d1b2c44", "body": "hello",
-        ...     "attributes": {"MessageGroupId": "customer-17", "SequenceNumber": "18"},
-        ...     "eventSource": "aws:sqs"})
-        >>> record.message_id[:8], record.body, record.message_group_id, record.sequence_number
-        ('5f1c9a2e', 'hello', 'customer-17', '18')
-    """
-
-    model_config = ConfigDict(populate_by_name=True, extra="allow", frozen=True)
-
-    message_id: str = Field(alias="messageId")
-    receipt_handle: str = Field("", alias="receiptHandle")
-    body: str
-    attributes: dict[str, str] = Field(default_factory=dict)
-    message_attributes: dict[str, SqsMessageAttribute] = Field(
-        default_factory=dict, alias="messageAttributes"
-    )
-    md5_of_body: str | None = Field(None, alias="md5OfBody")
-    event_source: str = Field("aws:sqs", alias="eventSource")
-    event_source_arn: str | None = Field(None, alias="eventSourceARN")
-    aws_region: str | None = Field(None, alias="awsRegion")
-
-    @property
-    def message_group_id(self) -> str | None:
-        """The FIFO message group (``attributes.MessageGroupId``), None on a standard queue."""
-        return self.attributes.get("MessageGroupId")
-
-    @property
-    def message_deduplication_id(self) -> str | None:
-        """The FIFO deduplication id (``attributes.MessageDeduplicationId``)."""
-        return self.attributes.get("MessageDeduplicationId")
-
-    @property
-    def sequence_number(self) -> str | None:
-        """The FIFO sequence number (``attributes.SequenceNumber``)."""
-        return self.attributes.get("SequenceNumber")
-
-    @property
-    def approximate_receive_count(self) -> int | None:
-        """How many times the queue has delivered this message (``ApproximateReceiveCount``)."""
-        value = self.attributes.get("ApproximateReceiveCount")
-        return int(value) if value is not None and value.isdigit() else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,6 +100,8 @@ def item_model(spec: StageSpec) -> Any:
 
 
 def _takes_records(item: Any) -> bool:
+    from ._sqs import SqsRecord  # defined on first use (see that module)
+
     item = _unwrap(item)
     return isinstance(item, type) and issubclass(item, SqsRecord)
 
@@ -238,3 +170,12 @@ def decode_batch(
             ) from None
         rejected.append(RejectedRecord(message_id, index, error))
     return QueueBatch(values, rejected, reject)
+
+
+def __getattr__(name: str) -> object:
+    # The record models moved to ._sqs (imported on first use); their old import path works.
+    if name in ("SqsRecord", "SqsMessageAttribute"):
+        from . import _sqs
+
+        return getattr(_sqs, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -158,7 +158,6 @@ class StageRuntime:
     ) -> None:
         self.spec = spec
         self.on_invalid_record: OnInvalidRecord = on_invalid_record
-        self._validate_record = adapter_for(item_model(spec)).validate_python
         self.single_document = single_document
         self.max_document_bytes = max_document_bytes
         self._schema_label = meta_value(model_name(spec.output_model))
@@ -465,7 +464,11 @@ class StageRuntime:
         if not is_queue_batch(data):
             return None
         batch = decode_batch(
-            data, self.spec, self._validate_record, reject=self.on_invalid_record == "reject"
+            data,
+            self.spec,
+            # Built at the first batch (and cached): a stage that reads no queue never pays.
+            adapter_for(item_model(self.spec)).validate_python,
+            reject=self.on_invalid_record == "reject",
         )
         spec = self.spec
         if not spec.accepts_records and len(batch.values) + len(batch.rejected) != 1:

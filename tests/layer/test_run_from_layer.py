@@ -247,8 +247,8 @@ def test_stage_runs_from_the_layer_in_a_fresh_interpreter(
     files = report["files"]
     for module in ("ceap_stage", "pydantic", "pydantic_core._pydantic_core", "orjson"):
         assert files[module].startswith(f"{deployment.layer}{os.sep}"), (module, files[module])
-    for module in ("boto3", "botocore"):
-        assert files[module].startswith(f"{deployment.sdk}{os.sep}"), (module, files[module])
+    assert files["botocore"].startswith(f"{deployment.sdk}{os.sep}"), files["botocore"]
+    assert "boto3" not in files  # the store's client comes from botocore alone
     assert_loaded_from(files, path, report["stdlib"])
 
 
@@ -330,7 +330,7 @@ def test_stage_runs_under_the_lambda_runtime_interface_client(
     for module in ("ceap_stage", "pydantic_core._pydantic_core", "orjson", "aws_xray_sdk", "wrapt"):
         assert files[module].startswith(f"{deployment.layer}{os.sep}"), (module, files[module])
     assert files["awslambdaric"].startswith(f"{deployment.ric}{os.sep}")
-    assert files["boto3"].startswith(f"{deployment.sdk}{os.sep}")
+    assert files["botocore"].startswith(f"{deployment.sdk}{os.sep}")
 
     # AND the tracing extra works from the layer: X-Ray subsegments reached the daemon address
     traced = [json.loads(datagram.split("\n", 1)[1]) for datagram in segments]

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import boto3
+import botocore.session
 import pytest
 from botocore.exceptions import (
     ClientError,
@@ -168,16 +168,16 @@ def test_a_missing_bucket_is_a_lasting_storage_error(s3: Any, action: str):
 
 @pytest.fixture
 def client_count(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
-    """Every boto3 client created during the test (the real ones, counted)."""
+    """Every S3 client created during the test (the real ones, counted, from botocore)."""
     created: list[Any] = []
-    real = boto3.session.Session.client
+    real = botocore.session.Session.create_client
 
     def counting(self: Any, *args: Any, **kwargs: Any) -> Any:
         client = real(self, *args, **kwargs)
         created.append(client)
         return client
 
-    monkeypatch.setattr(boto3.session.Session, "client", counting)
+    monkeypatch.setattr(botocore.session.Session, "create_client", counting)
     return created
 
 

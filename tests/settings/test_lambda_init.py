@@ -23,7 +23,7 @@ def handler(data: dict) -> dict:
 PROBE = """
 import json, sys
 import ceap_stage
-lean = "boto3" not in sys.modules
+lean = "botocore" not in sys.modules
 import lambda_handler
 runtime = lambda_handler.handler.runtime
 resolved = runtime._resolved
@@ -33,7 +33,9 @@ print(json.dumps({
     "resolved_at_import": resolved is not None,
     "client_at_import": store is not None and getattr(store, "_client", None) is not None,
     "observer_at_import": resolved is not None and resolved.observer is not None,
+    "botocore_after_import": "botocore" in sys.modules,
     "boto3_after_import": "boto3" in sys.modules,
+    "sqs_models_after_import": "ceap_stage._sqs" in sys.modules,
 }))
 """
 
@@ -79,7 +81,9 @@ def test_inside_lambda_the_client_and_observer_exist_after_import(tmp_path: Path
         "resolved_at_import": True,
         "client_at_import": True,
         "observer_at_import": True,
-        "boto3_after_import": True,
+        "botocore_after_import": True,
+        "boto3_after_import": False,  # the store's client comes from botocore alone
+        "sqs_models_after_import": False,  # defined only when a queue batch needs them
     }
 
 
@@ -90,7 +94,9 @@ def test_outside_lambda_nothing_is_created_at_import(tmp_path: Path) -> None:
         "resolved_at_import": False,
         "client_at_import": False,
         "observer_at_import": False,
+        "botocore_after_import": False,
         "boto3_after_import": False,
+        "sqs_models_after_import": False,
     }
 
 
