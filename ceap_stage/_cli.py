@@ -953,6 +953,24 @@ def _workflow_argument(command: argparse.ArgumentParser) -> None:
     command.add_argument("workflow", help="a .py module exposing `workflow`, or a .yaml/.json file")
 
 
+#: The options several commands share: name -> (flags, add_argument keywords).
+_SHARED_OPTIONS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
+    "input": (("--input",), {"metavar": "FILE"}),
+    "store": (("--store",), {"metavar": "URL"}),
+    "execution-id": (("--execution-id",), {"metavar": "ID", "help": "default: a new local-... id"}),
+    "verbose": (("-v", "--verbose"), {"action": "store_true", "help": "show the stage's logs"}),
+    "compact": (("--compact",), {"action": "store_true", "help": "one line, no indentation"}),
+    "format": (("--format",), {"choices": ("table", "jsonl", "json"), "default": "table"}),
+    "no-check": (("--no-check",), {"action": "store_true"}),
+}
+
+
+def _option(command: argparse.ArgumentParser, name: str, **overrides: Any) -> None:
+    """Add one of the shared options (see ``_SHARED_OPTIONS``), with its help or default."""
+    flags, keywords = _SHARED_OPTIONS[name]
+    command.add_argument(*flags, **{**keywords, **overrides})
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ceap-stage",
@@ -969,19 +987,19 @@ def _parser() -> argparse.ArgumentParser:
         "machine would send.",
     )
     _workflow_argument(run)
-    run.add_argument(
-        "--input",
-        metavar="FILE",
+    _option(
+        run,
+        "input",
         help="the execution input (JSON: an SQS batch as the pipe sends it); default: the "
         "module's sample_input()",
     )
-    run.add_argument(
-        "--store",
+    _option(
+        run,
+        "store",
         default=DEFAULT_STORE,
-        metavar="URL",
         help=f"file://DIR (a local directory) or s3://BUCKET (default: {DEFAULT_STORE})",
     )
-    run.add_argument("--execution-id", metavar="ID", help="default: a new local-... id")
+    _option(run, "execution-id")
     run.add_argument(
         "--resume",
         metavar="EXECUTION",
@@ -1015,10 +1033,10 @@ def _parser() -> argparse.ArgumentParser:
         help="run a fanned-out step's shards in N processes (default: the machine's cores, "
         f"{os.cpu_count() or 1} here; 1: in this process)",
     )
-    run.add_argument("-v", "--verbose", action="store_true", help="show the stages' JSON logs")
-    run.add_argument(
-        "--no-check",
-        action="store_true",
+    _option(run, "verbose", help="show the stages' JSON logs")
+    _option(
+        run,
+        "no-check",
         help="run even if `ceap-stage check` finds incompatible stages (said loudly)",
     )
     run.set_defaults(func=_cmd_run)
@@ -1033,9 +1051,9 @@ def _parser() -> argparse.ArgumentParser:
     check.set_defaults(func=_cmd_check)
 
     def store_options(command: argparse.ArgumentParser) -> None:
-        command.add_argument(
-            "--store",
-            metavar="URL",
+        _option(
+            command,
+            "store",
             help=f"file://DIR or s3://BUCKET (default: CEAP_STORE, else {DEFAULT_STORE})",
         )
         command.add_argument(
@@ -1053,9 +1071,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     store_options(executions)
     executions.add_argument("--limit", type=int, metavar="N", help="show the newest N")
-    executions.add_argument(
-        "--format", choices=("table", "jsonl", "json"), default="table", help="default: table"
-    )
+    _option(executions, "format", help="default: table")
     executions.set_defaults(func=_cmd_executions)
 
     show = commands.add_parser(
@@ -1074,11 +1090,8 @@ def _parser() -> argparse.ArgumentParser:
         metavar="WORKFLOW",
         help="warn about outputs written by another model than this workflow's code has now",
     )
-    show.add_argument(
-        "--format",
-        choices=("table", "jsonl", "json"),
-        default="table",
-        help="table (default; records print one JSON line each), jsonl, or json",
+    _option(
+        show, "format", help="table (default; records print one JSON line each), jsonl, or json"
     )
     show.set_defaults(func=_cmd_show)
 
@@ -1094,17 +1107,10 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument(
         "--from-store", required=True, metavar="URL", help="where the execution is: s3://BUCKET"
     )
-    replay.add_argument(
-        "--store",
-        default=DEFAULT_STORE,
-        metavar="URL",
-        help=f"file://DIR (default: {DEFAULT_STORE})",
-    )
-    replay.add_argument(
-        "--input", metavar="FILE", help="the execution input, for a first stage (JSON)"
-    )
+    _option(replay, "store", default=DEFAULT_STORE, help=f"file://DIR (default: {DEFAULT_STORE})")
+    _option(replay, "input", help="the execution input, for a first stage (JSON)")
     replay.add_argument("--pdb", action="store_true", help="stop in the debugger at the exception")
-    replay.add_argument("-v", "--verbose", action="store_true", help="show the stage's logs")
+    _option(replay, "verbose")
     replay.set_defaults(func=_cmd_replay)
 
     event = commands.add_parser(
@@ -1115,10 +1121,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     _workflow_argument(event)
     event.add_argument("stage", metavar="STAGE", help="the step's state name")
-    event.add_argument("--execution-id", metavar="ID", help="default: a new local-... id")
-    event.add_argument(
-        "--input",
-        metavar="FILE",
+    _option(event, "execution-id")
+    _option(
+        event,
+        "input",
         help="the execution input, for a first step (default: the module's sample_input())",
     )
     event.set_defaults(func=_cmd_event)
@@ -1129,7 +1135,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Print the workflow's Amazon States Language definition on stdout.",
     )
     _workflow_argument(asl)
-    asl.add_argument("--compact", action="store_true", help="one line, no indentation")
+    _option(asl, "compact")
     asl.set_defaults(func=_cmd_asl)
 
     template = commands.add_parser(
@@ -1139,7 +1145,7 @@ def _parser() -> argparse.ArgumentParser:
         "built: `package` writes the deployable one).",
     )
     _workflow_argument(template)
-    template.add_argument("--compact", action="store_true", help="one line, no indentation")
+    _option(template, "compact")
     template.set_defaults(func=_cmd_template)
 
     invoke = commands.add_parser(
@@ -1150,12 +1156,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     invoke.add_argument("handler", help="the handler as package.module:attribute")
     invoke.add_argument("--event", required=True, metavar="FILE", help="the event (JSON)")
-    invoke.add_argument(
-        "--store",
-        metavar="URL",
-        help=f"file://DIR or s3:// (default: CEAP_STORE, else {DEFAULT_STORE})",
+    _option(
+        invoke, "store", help=f"file://DIR or s3:// (default: CEAP_STORE, else {DEFAULT_STORE})"
     )
-    invoke.add_argument("-v", "--verbose", action="store_true", help="show the stage's logs")
+    _option(invoke, "verbose")
     invoke.set_defaults(func=_cmd_invoke)
 
     for name in ("package", "deploy"):
@@ -1209,9 +1213,9 @@ def _parser() -> argparse.ArgumentParser:
                 action="store_true",
                 help="upload the artifacts, print the change set, change nothing",
             )
-            sub.add_argument(
-                "--no-check",
-                action="store_true",
+            _option(
+                sub,
+                "no-check",
                 help="deploy even if `ceap-stage check` finds incompatible stages (said loudly)",
             )
             sub.add_argument("--region", help="the AWS region (default: the profile's)")
