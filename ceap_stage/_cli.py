@@ -33,7 +33,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -953,6 +953,23 @@ def _workflow_argument(command: argparse.ArgumentParser) -> None:
     command.add_argument("workflow", help="a .py module exposing `workflow`, or a .yaml/.json file")
 
 
+def _command(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    name: str,
+    func: Callable[[argparse.Namespace, TextIO, TextIO], int],
+    *,
+    help: str,
+    description: str,
+    workflow: bool = False,
+) -> argparse.ArgumentParser:
+    """Add one subcommand that runs ``func``; ``workflow``: it takes the WORKFLOW positional."""
+    command = commands.add_parser(name, help=help, description=description)
+    if workflow:
+        _workflow_argument(command)
+    command.set_defaults(func=func)
+    return command
+
+
 #: The options several commands share: name -> (flags, add_argument keywords).
 _SHARED_OPTIONS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
     "input": (("--input",), {"metavar": "FILE"}),
@@ -980,13 +997,15 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"ceap-stage {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    run = commands.add_parser(
+    run = _command(
+        commands,
         "run",
+        _cmd_run,
+        workflow=True,
         help="run a workflow locally, stage by stage",
         description="Run every step in order in this process, with the events the state "
         "machine would send.",
     )
-    _workflow_argument(run)
     _option(
         run,
         "input",
@@ -1039,16 +1058,16 @@ def _parser() -> argparse.ArgumentParser:
         "no-check",
         help="run even if `ceap-stage check` finds incompatible stages (said loudly)",
     )
-    run.set_defaults(func=_cmd_run)
 
-    check = commands.add_parser(
+    _command(
+        commands,
         "check",
+        _cmd_check,
+        workflow=True,
         help="check that every stage accepts what the one before writes",
         description="One line per edge: OK, INCOMPATIBLE (the first field at fault and an "
         "example value) or UNCHECKED (why). Exit 1 when an edge is incompatible.",
     )
-    _workflow_argument(check)
-    check.set_defaults(func=_cmd_check)
 
     def store_options(command: argparse.ArgumentParser) -> None:
         _option(
@@ -1063,8 +1082,10 @@ def _parser() -> argparse.ArgumentParser:
             "CEAP_WORKFLOW_BUCKET, or the only bucket of a local store)",
         )
 
-    executions = commands.add_parser(
+    executions = _command(
+        commands,
         "executions",
+        _cmd_executions,
         help="list the executions in a store, newest first, with their stages",
         description="List the executions in the bucket, newest first (by their latest output), "
         "with the stages that wrote an output; delimiter listings only.",
@@ -1072,10 +1093,11 @@ def _parser() -> argparse.ArgumentParser:
     store_options(executions)
     executions.add_argument("--limit", type=int, metavar="N", help="show the newest N")
     _option(executions, "format", help="default: table")
-    executions.set_defaults(func=_cmd_executions)
 
-    show = commands.add_parser(
+    show = _command(
+        commands,
         "show",
+        _cmd_show,
         help="show an execution's stages, or the records a stage wrote",
         description="Without STAGE: a table of the execution's stages (format, records, "
         "bytes, schema label, written at, parts). With STAGE: its records, streamed (a "
@@ -1093,15 +1115,16 @@ def _parser() -> argparse.ArgumentParser:
     _option(
         show, "format", help="table (default; records print one JSON line each), jsonl, or json"
     )
-    show.set_defaults(func=_cmd_show)
 
-    replay = commands.add_parser(
+    replay = _command(
+        commands,
         "replay",
+        _cmd_replay,
+        workflow=True,
         help="copy a stage's input from a store here and run the stage on it",
         description="Copy the input of STAGE in EXECUTION from --from-store into the local "
         "store, then run the stage locally on it. Nothing is written to the source.",
     )
-    _workflow_argument(replay)
     replay.add_argument("execution", metavar="EXECUTION", help="the execution id")
     replay.add_argument("stage", metavar="STAGE", help="the stage to run")
     replay.add_argument(
@@ -1111,15 +1134,16 @@ def _parser() -> argparse.ArgumentParser:
     _option(replay, "input", help="the execution input, for a first stage (JSON)")
     replay.add_argument("--pdb", action="store_true", help="stop in the debugger at the exception")
     _option(replay, "verbose")
-    replay.set_defaults(func=_cmd_replay)
 
-    event = commands.add_parser(
+    event = _command(
+        commands,
         "event",
+        _cmd_event,
+        workflow=True,
         help="print the event (or Glue arguments) a step receives, ready for invoke",
         description="Print the event a Lambda step receives (or a Glue step's job arguments), "
         "exactly as the state machine builds it, ready for `ceap-stage invoke --event FILE`.",
     )
-    _workflow_argument(event)
     event.add_argument("stage", metavar="STAGE", help="the step's state name")
     _option(event, "execution-id")
     _option(
@@ -1127,29 +1151,32 @@ def _parser() -> argparse.ArgumentParser:
         "input",
         help="the execution input, for a first step (default: the module's sample_input())",
     )
-    event.set_defaults(func=_cmd_event)
 
-    asl = commands.add_parser(
+    asl = _command(
+        commands,
         "asl",
+        _cmd_asl,
+        workflow=True,
         help="print the state machine definition (ASL JSON)",
         description="Print the workflow's Amazon States Language definition on stdout.",
     )
-    _workflow_argument(asl)
     _option(asl, "compact")
-    asl.set_defaults(func=_cmd_asl)
 
-    template = commands.add_parser(
+    template = _command(
+        commands,
         "template",
+        _cmd_template,
+        workflow=True,
         help="print the CloudFormation template (JSON)",
         description="Print the workflow's CloudFormation template on stdout (no artifacts are "
         "built: `package` writes the deployable one).",
     )
-    _workflow_argument(template)
     _option(template, "compact")
-    template.set_defaults(func=_cmd_template)
 
-    invoke = commands.add_parser(
+    invoke = _command(
+        commands,
         "invoke",
+        _cmd_invoke,
         help="invoke one Lambda handler with an event file and a fake context",
         description="Call one stage handler as Lambda would, with the event in FILE, on the "
         "store --store names, and print the result pointer. Exit 1 when the stage fails.",
@@ -1160,7 +1187,6 @@ def _parser() -> argparse.ArgumentParser:
         invoke, "store", help=f"file://DIR or s3:// (default: CEAP_STORE, else {DEFAULT_STORE})"
     )
     _option(invoke, "verbose")
-    invoke.set_defaults(func=_cmd_invoke)
 
     for name in ("package", "deploy"):
         sub = commands.add_parser(
@@ -1222,17 +1248,20 @@ def _parser() -> argparse.ArgumentParser:
             sub.add_argument("--profile", help="the AWS profile (default: AWS_PROFILE)")
         sub.set_defaults(func=_cmd_package if name == "package" else _cmd_deploy)
 
-    init = commands.add_parser(
+    init = _command(
+        commands,
         "init",
+        _cmd_init,
         help="create a new project: one stage, its test and a workflow",
         description="Create DIRECTORY with a package holding one stage, its pytest test and "
         "a workflow.py that `ceap-stage run` runs as it is.",
     )
     init.add_argument("directory", help="the project folder (created; must be new or empty)")
-    init.set_defaults(func=_cmd_init)
 
-    layer = commands.add_parser(
+    layer = _command(
+        commands,
         "layer",
+        _cmd_layer,
         help="build the ceap-stage Lambda layer zips",
         description="Build one reproducible layer zip per Python runtime and architecture, "
         "from the installed ceap-stage (or --source DIR / --wheel FILE).",
@@ -1240,7 +1269,6 @@ def _parser() -> argparse.ArgumentParser:
     from ceap_stage import _layer
 
     _layer.add_arguments(layer, default_out=Path(".ceap/layer"), default_source=None)
-    layer.set_defaults(func=_cmd_layer)
     return parser
 
 
