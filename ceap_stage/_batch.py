@@ -13,13 +13,20 @@ import types
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Final, Literal
+from typing import Any
 
 import orjson
 from pydantic import ValidationError
 
 from ._errors import InputValidationError
-from ._models import UNSET, StageSpec, describe_validation_error, model_name
+from ._models import (
+    ON_INVALID_RECORD,
+    UNSET,
+    OnInvalidRecord,
+    StageSpec,
+    describe_validation_error,
+    model_name,
+)
 
 __all__ = [
     "ON_INVALID_RECORD",
@@ -30,10 +37,6 @@ __all__ = [
     "is_queue_batch",
     "item_model",
 ]
-
-OnInvalidRecord = Literal["fail", "reject"]
-#: The values ``on_invalid_record`` takes.
-ON_INVALID_RECORD: Final = ("fail", "reject")
 
 
 @dataclass(frozen=True, slots=True)

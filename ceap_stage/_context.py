@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ._errors import ContextResolutionError
 
@@ -117,8 +117,7 @@ def parts_prefix(execution_id: str, stage: str) -> str:
     return f"executions/{execution_id}/{stage}/parts/"
 
 
-@dataclass(frozen=True, slots=True)
-class StageEvent:
+class StageEvent(NamedTuple):
     """The validated event, in Python names (see :func:`parse_event`)."""
 
     execution_id: str

@@ -18,8 +18,7 @@ from __future__ import annotations
 
 import codecs
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
-from typing import Any, BinaryIO, Final, Literal
+from typing import Any, BinaryIO, Final, Literal, NamedTuple
 
 import orjson
 
@@ -65,16 +64,14 @@ def format_of_content_type(content_type: str | None) -> Format | None:
     return _FORMATS.get(content_type.split(";", 1)[0].strip().lower())
 
 
-@dataclass(frozen=True, slots=True)
-class ManifestPart:
+class ManifestPart(NamedTuple):
     """One part file of a partitioned output."""
 
     key: str
     bytes: int
 
 
-@dataclass(frozen=True, slots=True)
-class Manifest:
+class Manifest(NamedTuple):
     """The commit marker of a partitioned output: the parts, in order, and the record count.
 
     >>> m = Manifest(records=2, parts=(ManifestPart("executions/r/S/parts/part-00000.jsonl", 20),))

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import typing
 from abc import abstractmethod
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, overload
 
-from ._batch import ON_INVALID_RECORD, OnInvalidRecord
 from ._context import ExecutionContext, validate_identifier
 from ._errors import ContextResolutionError, HandlerDefinitionError
 from ._io import DEFAULT_MAX_DOCUMENT_BYTES, DEFAULT_MAX_SINGLE_OBJECT_BYTES, DEFAULT_PART_BYTES
-from ._models import UNSET, StageSpec, resolve
+from ._models import ON_INVALID_RECORD, UNSET, OnInvalidRecord, StageSpec, resolve
 from ._observability import Observer, default_observer
 from ._runtime import OutputFormat, StageRuntime
 from ._settings import Settings
@@ -277,7 +275,7 @@ class WorkflowLambdaHandler(Generic[InT, OutT]):
                 f"{type(self).__qualname__} does not implement process(data, ctx)"
             )
         # The class's resolved spec, calling this instance's bound method.
-        bound = dataclasses.replace(spec, fn=self.process)
+        bound = spec._replace(fn=self.process)
         self.runtime = StageRuntime(
             bound,
             name=self.name,

@@ -39,8 +39,7 @@ import contextlib
 import re
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, BinaryIO, Final, Literal
+from typing import Any, BinaryIO, Final, Literal, NamedTuple
 from urllib.parse import quote
 
 import orjson
@@ -75,7 +74,7 @@ from ._formats import (
 )
 from ._models import describe_validation_error
 from ._observability import InvocationStats
-from ._store import LocalStore, PutResult, Store, sha256_hex
+from ._store import _NO_METADATA, LocalStore, PutResult, Store, sha256_hex
 
 __all__ = [
     "DEFAULT_MAX_DOCUMENT_BYTES",
@@ -119,8 +118,7 @@ Validate = Callable[[Any], Any]
 # -- addressing ---------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class OutputRef:
+class OutputRef(NamedTuple):
     """Where one stage output lives; its properties are the storage layout.
 
     Args:
@@ -286,8 +284,7 @@ def _one_pass_json(body: bytes, content_type: str | None) -> bool:
 # -- descriptions and slices --------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class OutputDescription:
+class OutputDescription(NamedTuple):
     """What an output is, without its records (:meth:`StageIO.describe`).
 
     ``records`` is known for a manifest (and from the metadata when the writer put it there).
@@ -297,14 +294,13 @@ class OutputDescription:
     format: Format
     content_type: str | None
     size: int
-    metadata: Mapping[str, str] = field(default_factory=dict)
+    metadata: Mapping[str, str] = _NO_METADATA
     last_modified: Any = None
     manifest: Manifest | None = None
     records: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class PartRange:
+class PartRange(NamedTuple):
     """Manifest parts ``start`` to ``stop`` (exclusive)."""
 
     start: int
@@ -312,8 +308,7 @@ class PartRange:
     kind: Literal["parts"] = "parts"
 
 
-@dataclass(frozen=True, slots=True)
-class RecordRange:
+class RecordRange(NamedTuple):
     """Records ``start`` to ``stop`` (exclusive) of a JSON array document."""
 
     start: int
@@ -321,8 +316,7 @@ class RecordRange:
     kind: Literal["records"] = "records"
 
 
-@dataclass(frozen=True, slots=True)
-class ByteRange:
+class ByteRange(NamedTuple):
     """Bytes ``start`` to ``stop`` of a JSON Lines object: the lines that begin in the range."""
 
     start: int
@@ -330,8 +324,7 @@ class ByteRange:
     kind: Literal["bytes"] = "bytes"
 
 
-@dataclass(frozen=True, slots=True)
-class PartBytes:
+class PartBytes(NamedTuple):
     """Bytes ``start`` to ``stop`` of manifest part ``part``: the lines that begin in the range.
 
     A part too large for one shard of a fan-out is read as several of these.
@@ -346,8 +339,7 @@ class PartBytes:
 Slice = PartRange | RecordRange | ByteRange | PartBytes
 
 
-@dataclass(frozen=True, slots=True)
-class ReadResult:
+class ReadResult(NamedTuple):
     """An output read whole: its format, value (records for JSON Lines and a manifest), size.
 
     ``text`` is the document's JSON text when the value is a plain JSON document (validators

@@ -13,8 +13,7 @@ import hashlib
 import inspect
 import typing
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Literal, NamedTuple
 
 import orjson
 from pydantic import PydanticSchemaGenerationError, TypeAdapter, ValidationError
@@ -24,8 +23,10 @@ from ._errors import HandlerDefinitionError
 
 __all__ = [
     "FINGERPRINT_KEY",
+    "ON_INVALID_RECORD",
     "SCHEMA_KEY",
     "UNSET",
+    "OnInvalidRecord",
     "StageSpec",
     "adapter_for",
     "describe_validation_error",
@@ -227,8 +228,14 @@ def describe_validation_error(exc: ValidationError, *, limit: int = 3) -> str:
     return f"{count}: {'; '.join(shown)}{more}"
 
 
-@dataclass(frozen=True, slots=True)
-class StageSpec:
+#: What a queue batch stage does with a record that fails its model (docs/contract.md section 8):
+#: fail the batch, or leave the record out and list it (see ``_batch``).
+OnInvalidRecord = Literal["fail", "reject"]
+#: The values ``on_invalid_record`` takes.
+ON_INVALID_RECORD: Final = ("fail", "reject")
+
+
+class StageSpec(NamedTuple):
     """Everything resolved about a stage function at declaration time."""
 
     fn: Callable[..., Any]

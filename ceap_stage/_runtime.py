@@ -19,14 +19,12 @@ import copy
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 import orjson
 from pydantic import ValidationError
 from pydantic_core import PydanticSerializationError
 
-from ._batch import OnInvalidRecord, QueueBatch, decode_batch, is_queue_batch, item_model
 from ._context import ExecutionContext, StageEvent, parse_event, validate_bucket
 from ._errors import (
     CeapStageError,
@@ -54,6 +52,7 @@ from ._io import (
 from ._models import (
     FINGERPRINT_KEY,
     UNSET,
+    OnInvalidRecord,
     StageSpec,
     adapter_for,
     describe_validation_error,
@@ -66,6 +65,9 @@ from ._observability import InvocationStats, Observer, default_observer
 from ._settings import Settings, resolve_settings, settings_token
 from ._snapstart import SNAP_START
 from ._store import PutResult, Store, store_for
+
+if TYPE_CHECKING:
+    from ._batch import QueueBatch
 
 __all__ = ["OutputFormat", "StageRuntime", "read_manifest_parts"]
 
@@ -88,8 +90,7 @@ def _ms(start: float) -> float:
 ObserverFactory = Callable[[Settings], Observer]
 
 
-@dataclass(frozen=True, slots=True)
-class _Resolved:
+class _Resolved(NamedTuple):
     settings: Settings
     store: Store
     io: StageIO
@@ -461,6 +462,11 @@ class StageRuntime:
                 data = orjson.loads(data)
             except orjson.JSONDecodeError:
                 return None  # _initial_value reports it
+        if not isinstance(data, list) or not data:
+            return None
+        # The queue batch code is imported by the first batch: most stages never read one.
+        from ._batch import decode_batch, is_queue_batch, item_model
+
         if not is_queue_batch(data):
             return None
         batch = decode_batch(

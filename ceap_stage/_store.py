@@ -16,10 +16,10 @@ import itertools
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from types import MappingProxyType
+from typing import TYPE_CHECKING, BinaryIO, NamedTuple
 from urllib.parse import unquote, urlparse
 
 import orjson
@@ -43,19 +43,19 @@ __all__ = [
 
 _BAD_SEGMENTS = frozenset({"", ".", ".."})
 _SEP = os.sep
+#: The metadata of an object that has none: one shared, read-only empty mapping.
+_NO_METADATA: Mapping[str, str] = MappingProxyType({})
 
 
-@dataclass(frozen=True, slots=True)
-class StoredObject:
+class StoredObject(NamedTuple):
     """An object read from a store."""
 
     body: bytes
     content_type: str | None = None
-    metadata: Mapping[str, str] = field(default_factory=dict)
+    metadata: Mapping[str, str] = _NO_METADATA
 
 
-@dataclass(frozen=True, slots=True)
-class OpenedObject:
+class OpenedObject(NamedTuple):
     """An object opened for streaming reads: its body as a stream, and what is known about it.
 
     Returned by :meth:`Store.open_object`. Close it when done (it is a context manager).
@@ -85,8 +85,7 @@ class OpenedObject:
         self.stream.close()
 
 
-@dataclass(frozen=True, slots=True)
-class ObjectInfo:
+class ObjectInfo(NamedTuple):
     """What a store knows about an object without reading its body (:meth:`Store.head`).
 
     Example:
@@ -100,12 +99,11 @@ class ObjectInfo:
 
     size: int
     content_type: str | None = None
-    metadata: Mapping[str, str] = field(default_factory=dict)
+    metadata: Mapping[str, str] = _NO_METADATA
     last_modified: datetime | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class PutResult:
+class PutResult(NamedTuple):
     """What a write produced: its size and SHA-256 (hex)."""
 
     bytes: int

@@ -356,3 +356,18 @@ def test_a_single_document_stage_refuses_an_output_too_large(tmp_path: Path) -> 
     ref = OutputRef("wf-bucket", RUN, "Big")
     assert store.list_keys(ref.bucket, ref.prefix) == []
     assert only_json.invoke({**event, "initialData": 3})["output"]["format"] == "json"
+
+
+def test_slices_and_refs_are_immutable_values_that_compare_by_kind():
+    """Value records (light named tuples, cheap to define at cold start) keep value semantics."""
+    slices: list[object] = [PartRange(0, 2), RecordRange(0, 2), ByteRange(0, 2)]
+    assert PartRange(0, 2) == PartRange(0, 2)
+    assert len(set(slices)) == 3  # same numbers, another kind: never equal
+    assert len({OutputRef("b", "run-1", "S"), OutputRef("b", "run-1", "S")}) == 1
+    assert repr(OutputRef("b", "run-1", "S")) == (
+        "OutputRef(bucket='b', execution_id='run-1', stage='S', shard=None)"
+    )
+    ref = OutputRef("b", "run-1", "S")
+    with pytest.raises(AttributeError):
+        ref.stage = "T"  # type: ignore[misc]
+    assert ref._replace(shard=2).key == "executions/run-1/S/shards/00002.jsonl"

@@ -36,6 +36,7 @@ print(json.dumps({
     "botocore_after_import": "botocore" in sys.modules,
     "boto3_after_import": "boto3" in sys.modules,
     "sqs_models_after_import": "ceap_stage._sqs" in sys.modules,
+    "batch_code_after_import": "ceap_stage._batch" in sys.modules,
 }))
 """
 
@@ -84,6 +85,7 @@ def test_inside_lambda_the_client_and_observer_exist_after_import(tmp_path: Path
         "botocore_after_import": True,
         "boto3_after_import": False,  # the store's client comes from botocore alone
         "sqs_models_after_import": False,  # defined only when a queue batch needs them
+        "batch_code_after_import": False,
     }
 
 
@@ -97,6 +99,7 @@ def test_outside_lambda_nothing_is_created_at_import(tmp_path: Path) -> None:
         "botocore_after_import": False,
         "boto3_after_import": False,
         "sqs_models_after_import": False,
+        "batch_code_after_import": False,
     }
 
 
