@@ -1283,7 +1283,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         {"Comment":"engagement (EXPRESS): ETLStage -> ...
         0
     """
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    arguments = sys.argv[1:] if argv is None else list(argv)
+    if not arguments:  # no command: the list of commands, not argparse's one-line complaint
+        parser.print_help(sys.stderr)
+        return 2
+    args = parser.parse_args(arguments)
     # Like `python -m`, make modules in the working directory importable (handlers, workflows).
     cwd = os.getcwd()
     if cwd not in sys.path:

@@ -408,3 +408,13 @@ def test_every_command_help_says_what_the_command_does(capsys):
         paragraphs = out.split("\n\n")
         assert paragraphs[0].startswith(f"usage: ceap-stage {name}")
         assert not paragraphs[1].startswith(("positional arguments:", "options:")), name
+
+
+def test_no_command_prints_the_commands_and_exits_2(capsys):
+    status = main([])
+    captured = capsys.readouterr()
+    assert status == 2
+    assert captured.out == ""
+    assert captured.err.startswith("usage: ceap-stage")
+    for command in ("run", "check", "show", "replay", "deploy", "init"):
+        assert f"    {command} " in captured.err
