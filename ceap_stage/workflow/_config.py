@@ -9,10 +9,15 @@ that says what to change.
 
 from __future__ import annotations
 
+import difflib
+import functools
 import re
+import typing
 from typing import Annotated, Any
 
 from pydantic import (
+    AliasChoices,
+    BaseModel,
     Discriminator,
     Field,
     Tag,
@@ -281,8 +286,64 @@ def _field_problems(exc: ValidationError) -> list[str]:
     for error in exc.errors(include_url=False):
         where = ".".join(str(p) for p in error["loc"] if p not in kinds)
         message = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "extra_forbidden" and error["loc"]:
+            message = _unknown_key(str(error["loc"][-1]))
         problems.append(f"{where or 'configuration'}: {message}")
     return problems
+
+
+def _unknown_key(key: str) -> str:
+    """Why ``key`` is refused: where it belongs, or the closest known key when one is close.
+
+    >>> _unknown_key("workflowBuckt")
+    'not a known key (did you mean workflowBucket, a key of the workflow?)'
+    >>> _unknown_key("retryConfig")
+    'not a key here: retryConfig is a key of the workflow'
+    """
+    owners = _key_owners()
+    if key in owners:
+        return f"not a key here: {key} is a key of {' and '.join(owners[key])}"
+    close = difflib.get_close_matches(key, owners, n=1, cutoff=0.75)
+    if not close:
+        return "not a known key"
+    return f"not a known key (did you mean {close[0]}, a key of {' and '.join(owners[close[0]])}?)"
+
+
+@functools.cache
+def _key_owners() -> dict[str, tuple[str, ...]]:
+    """Every key a workflow configuration may hold (field names and aliases, nested models
+    too), with what holds it: ``the workflow``, ``a Lambda step``, ``RetryConfiguration``..."""
+    owners: dict[str, list[str]] = {}
+    pending: list[tuple[Any, str]] = [(WorkflowConfiguration, "the workflow")]
+    pending += [(kind.model, f"a {kind.noun}") for kind in registered_kinds()]
+    seen: set[Any] = set()
+    while pending:
+        model, label = pending.pop(0)
+        if model in seen:
+            continue
+        seen.add(model)
+        for name, info in model.model_fields.items():
+            for key in (name, info.alias, *_alias_names(info.validation_alias)):
+                if isinstance(key, str) and label not in owners.setdefault(key, []):
+                    owners[key].append(label)
+            pending.extend((m, m.__name__) for m in _models_in(info.annotation))
+    return {key: tuple(labels) for key, labels in owners.items()}
+
+
+def _alias_names(alias: Any) -> list[str]:
+    """The plain names of a validation alias (a string, or ``AliasChoices`` of strings)."""
+    if isinstance(alias, str):
+        return [alias]
+    if isinstance(alias, AliasChoices):
+        return [choice for choice in alias.choices if isinstance(choice, str)]
+    return []
+
+
+def _models_in(annotation: Any) -> list[Any]:
+    """The pydantic models an annotation names (in unions, lists, Annotated...)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [m for arg in typing.get_args(annotation) for m in _models_in(arg)]
 
 
 def _message(problems: list[str]) -> str:

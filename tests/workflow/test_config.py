@@ -290,3 +290,39 @@ def test_the_yaml_example_is_the_python_example():
     from_python = load_workflow("examples/engagement/workflow.py")
     assert from_yaml.config == from_python.config
     assert from_yaml.sample_input is None
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (
+            {"workflowName": "w", "workflowBuckt": "ceap-w", "steps": []},
+            "workflowBuckt: not a known key (did you mean workflowBucket, a key of the workflow?)",
+        ),
+        (
+            {"steps": [{"stateName": "A", "functionName": "fa", "handlr": "m:h"}]},
+            "steps.0.handlr: not a known key (did you mean handler",
+        ),
+        (
+            {"steps": [{"stateName": "A", "functionName": "fa", "retryConfig": {}}]},
+            "steps.0.retryConfig: not a key here: retryConfig is a key of the workflow",
+        ),
+        (
+            {"retryConfig": {"lambdaMaxAttemps": 2}},
+            "retryConfig.lambdaMaxAttemps: not a known key (did you mean lambdaMaxAttempts",
+        ),
+        (
+            {"steps": [{"stateName": "A", "functionName": "fa", "zzz": 1}]},
+            "steps.0.zzz: not a known key\n",
+        ),
+    ],
+)
+def test_a_misspelt_key_is_named_with_the_closest_known_key(data, expected):
+    base: dict[str, Any] = {
+        "workflowName": "w",
+        "workflowBucket": "ceap-w",
+        "steps": [{"stateName": "A", "functionName": "fa"}],
+    }
+    with pytest.raises(WorkflowConfigurationError) as caught:
+        WorkflowConfiguration.parse({**base, **data})
+    assert expected in str(caught.value) + "\n"
