@@ -61,6 +61,7 @@ from ._io import (
 from ._models import (
     UNSET,
     StageSpec,
+    _unwrap,
     adapter_for,
     describe_validation_error,
     json_validator,
@@ -71,6 +72,7 @@ if TYPE_CHECKING:
     from ._context import ExecutionContext, StageEvent
     from ._observability import InvocationStats
     from ._runtime import StageRuntime
+    from ._store import PutResult
 
 __all__ = [
     "PHASES",
@@ -88,12 +90,6 @@ SHARD_VERSION: Final = "shard/1"
 # The most records a plan reads to count a JSON array document that carries no record count.
 _SAMPLE_BYTES: Final = 1 << 16
 _LIST_CONTAINERS: Final = (list, tuple, set, frozenset)
-
-
-def _unwrap(model: Any) -> Any:
-    while typing.get_origin(model) is typing.Annotated:
-        model = typing.get_args(model)[0]
-    return model
 
 
 def record_model(model: Any) -> Any:
@@ -377,10 +373,7 @@ def _plan(
         metadata=output_metadata(ref, len(slices)),
         write_once=False,
     )
-    stats.records = description.records or 0
-    stats.output_key = ref.shards_key
-    stats.output_bytes = put.bytes
-    stats.output_format = "jsonl"
+    _wrote(stats, ref.shards_key, put, "jsonl", description.records or 0)
     return {
         "status": "SUCCESS",
         "stage": ctx.current_stage,
@@ -389,6 +382,25 @@ def _plan(
         "shards": len(slices),
         "records": description.records,
         "plan": {"bucket": ref.bucket, "key": ref.shards_key, "bytes": put.bytes},
+    }
+
+
+def _wrote(stats: InvocationStats, key: str, put: PutResult, fmt: str, records: int) -> None:
+    """Note in ``stats`` what a phase wrote: its key, size, format and record count."""
+    stats.records = records
+    stats.output_key = key
+    stats.output_bytes = put.bytes
+    stats.output_format = fmt
+
+
+def _output_fields(ref: OutputRef, put: PutResult, fmt: str) -> dict[str, Any]:
+    """A pointer's ``output`` object (docs/contract.md section 4) for what a phase wrote."""
+    return {
+        "bucket": ref.bucket,
+        "key": ref.key,
+        "bytes": put.bytes,
+        "sha256": put.sha256,
+        "format": fmt,
     }
 
 
@@ -504,10 +516,7 @@ def _shard(
         metadata=runtime.output_metadata(ref, len(lines)),
         write_once=runtime.write_once,
     )
-    stats.records = len(lines)
-    stats.output_key = ref.key
-    stats.output_bytes = put.bytes
-    stats.output_format = "jsonl"
+    _wrote(stats, ref.key, put, "jsonl", len(lines))
     return {
         "status": "SUCCESS",
         "stage": ctx.current_stage,
@@ -515,13 +524,7 @@ def _shard(
         "ceapPhase": "shard",
         "shard": shard.index,
         "recordsProcessed": len(lines),
-        "output": {
-            "bucket": ref.bucket,
-            "key": ref.key,
-            "bytes": put.bytes,
-            "sha256": put.sha256,
-            "format": "jsonl",
-        },
+        "output": _output_fields(ref, put, "jsonl"),
     }
 
 
@@ -603,22 +606,13 @@ def _collect(
         metadata=runtime.output_metadata(ref, records),
         write_once=runtime.write_once,
     )
-    stats.records = records
-    stats.output_key = ref.key
-    stats.output_bytes = put.bytes
-    stats.output_format = "manifest"
+    _wrote(stats, ref.key, put, "manifest", records)
     pointer: dict[str, Any] = {
         "status": "SUCCESS",
         "stage": ctx.current_stage,
         "recordsProcessed": records,
         "executionId": ctx.execution_id,
-        "output": {
-            "bucket": ref.bucket,
-            "key": ref.key,
-            "bytes": put.bytes,
-            "sha256": put.sha256,
-            "format": "manifest",
-        },
+        "output": _output_fields(ref, put, "manifest"),
     }
     if missing:
         pointer["shardsMissing"] = len(missing)

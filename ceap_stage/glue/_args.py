@@ -14,7 +14,7 @@ import argparse
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from ceap_stage._context import (
     INITIAL_STAGE,
@@ -103,6 +103,25 @@ class GlueArgs:
             previous_stage=self.previous_stage,
             workflow_bucket=self.output_bucket,
         )
+
+    def error_facts(self, side: Literal["input", "output"] = "input") -> dict[str, str]:
+        """What a contract error about the job's input (or output) object names: the execution,
+        the stage, and that object's bucket and key.
+
+        Example:
+            >>> args = GlueArgs("j", "run-1", "Enrich", None,
+            ...                 "wfb", "executions/run-1/initial/output.json",
+            ...                 "wfb", "executions/run-1/Enrich/output.json")
+            >>> args.error_facts("output")["key"]
+            'executions/run-1/Enrich/output.json'
+        """
+        reading = side == "input"
+        return {
+            "execution_id": self.execution_id,
+            "stage": self.current_stage,
+            "bucket": self.input_bucket if reading else self.output_bucket,
+            "key": self.input_key if reading else self.output_key,
+        }
 
     def facts(self) -> dict[str, str | None]:
         """Ids and keys for log lines (never payload)."""

@@ -33,12 +33,7 @@ def fetch_input(args: GlueArgs, store: Store) -> tuple[Format, Any, dict[str, st
         InputNotFoundError: The previous stage wrote no ``output.json``.
         InputValidationError: The input is not valid JSON / JSON Lines / manifest.
     """
-    facts = {
-        "execution_id": args.execution_id,
-        "stage": args.current_stage,
-        "bucket": args.input_bucket,
-        "key": args.input_key,
-    }
+    facts = args.error_facts()
     try:
         fmt, value = StageIO(store).open(
             input_ref(args), missing=f"the stage {args.input_stage!r} has no output"
@@ -93,10 +88,7 @@ def read_records(args: GlueArgs, *, store: Store | None = None) -> list[Any]:
     if not isinstance(value, list):
         raise InputValidationError(
             f"the input is a single JSON {type(value).__name__}, not a list of records",
-            execution_id=args.execution_id,
-            stage=args.current_stage,
-            bucket=args.input_bucket,
-            key=args.input_key,
+            **args.error_facts(),
         )
     return value
 
@@ -149,10 +141,7 @@ def write_records(
         except TypeError as exc:  # orjson.JSONEncodeError
             raise OutputValidationError(
                 f"a record cannot be serialised as JSON ({type(exc).__name__})",
-                execution_id=args.execution_id,
-                stage=args.current_stage,
-                bucket=args.output_bucket,
-                key=args.output_key,
+                **args.error_facts("output"),
             ) from None
         writer.add(body)
         writer.flush()

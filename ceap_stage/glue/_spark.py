@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ceap_stage._errors import InputValidationError
@@ -39,6 +39,24 @@ _MALFORMED = ("Malformed records are detected", "MALFORMED_RECORD_IN_PARSING", "
 _CORRUPT = "_corrupt_record"
 
 
+def local_session(master: str, app_name: str, conf: Mapping[str, str]) -> SparkSession:
+    """A quiet local SparkSession (``getOrCreate``): no UI, no progress bar, ERROR logs.
+
+    The local runner's Glue steps and the ``spark`` pytest fixture get theirs here, each with
+    its own ``conf`` (shuffle partitions, time zone).
+    """
+    from pyspark.sql import SparkSession
+
+    builder: Any = SparkSession.builder.master(master).appName(app_name)
+    builder = builder.config("spark.ui.enabled", "false")
+    builder = builder.config("spark.ui.showConsoleProgress", "false")
+    for name, value in conf.items():
+        builder = builder.config(name, value)
+    session: SparkSession = builder.getOrCreate()
+    session.sparkContext.setLogLevel("ERROR")
+    return session
+
+
 def _mismatch(exc: BaseException) -> bool:
     text = str(exc)
     return any(marker in text for marker in _MALFORMED)
@@ -48,10 +66,7 @@ def _schema_mismatch_error(args: GlueArgs) -> InputValidationError:
     return InputValidationError(
         "the input does not match the schema: a record has a value that cannot be read as "
         "the schema's type (mode FAILFAST)",
-        execution_id=args.execution_id,
-        stage=args.current_stage,
-        bucket=args.input_bucket,
-        key=args.input_key,
+        **args.error_facts(),
     )
 
 
@@ -60,10 +75,7 @@ def _check_records(value: Any, args: GlueArgs, what: str) -> None:
     if not all(isinstance(r, dict) for r in records):
         raise InputValidationError(
             f"the {what} input holds values that are not JSON objects; DataFrame rows need objects",
-            execution_id=args.execution_id,
-            stage=args.current_stage,
-            bucket=args.input_bucket,
-            key=args.input_key,
+            **args.error_facts(),
         )
 
 
@@ -164,10 +176,7 @@ def _validate(df: DataFrame, struct: StructType, args: GlueArgs) -> None:
         raise InputValidationError(
             f"the input does not match the schema: {lacking} records lack a value for a "
             f"NOT NULL field ({', '.join(required)})",
-            execution_id=args.execution_id,
-            stage=args.current_stage,
-            bucket=args.input_bucket,
-            key=args.input_key,
+            **args.error_facts(),
         )
 
 

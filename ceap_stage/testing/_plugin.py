@@ -103,18 +103,16 @@ def spark() -> Iterator[SparkSession]:
     """
     if importlib.util.find_spec("pyspark") is None:
         pytest.skip("the spark fixture needs PySpark, which is not installed: pip install pyspark")
-    from pyspark.sql import SparkSession
+    from ceap_stage.glue._spark import local_session
 
-    session = (
-        SparkSession.builder.master("local[1]")
-        .appName("ceap-stage-tests")
-        .config("spark.ui.enabled", "false")
-        .config("spark.ui.showConsoleProgress", "false")
-        .config("spark.sql.shuffle.partitions", "2")
-        .config("spark.default.parallelism", "2")
-        .config("spark.sql.session.timeZone", "UTC")
-        .getOrCreate()
+    session = local_session(
+        "local[1]",
+        "ceap-stage-tests",
+        {
+            "spark.sql.shuffle.partitions": "2",
+            "spark.default.parallelism": "2",
+            "spark.sql.session.timeZone": "UTC",
+        },
     )
-    session.sparkContext.setLogLevel("ERROR")
     yield session
     session.stop()

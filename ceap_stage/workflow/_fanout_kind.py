@@ -47,12 +47,13 @@ from ._kinds import (
     sub,
 )
 from ._lambda_kind import (
-    _LAMBDA_TIMEOUT_MS,
     LAMBDA_RETRY_ERRORS,
     FanOut,
     LambdaKind,
     LambdaStep,
     lambda_payload,
+    local_context,
+    pointer_counts,
 )
 from ._paths import escape_intrinsic_literal
 
@@ -405,7 +406,6 @@ class FanOutKind(LambdaKind):
     def local_attempt(self, run: LocalStepRun) -> Attempt:
         """Plan here, the shards in a pool of ``run.workers`` processes, collect here."""
         from ceap_stage._fanout import read_plan
-        from ceap_stage.testing import FakeLambdaContext
 
         from ._kinds import context_object
         from ._loader import load_handler
@@ -419,7 +419,7 @@ class FanOutKind(LambdaKind):
         invoke: Callable[[Any, Any], Any] = runtime.configured(
             store=run.store, settings=run.settings
         ).invoke
-        function = step.function_name.split(":function:")[-1].split(":")[0]
+        function = step.function_name
         retry = self.local_retry(config)
         # Workers get the run's settings explicitly (their store_url is the run's store), or
         # none when the store cannot be opened by URL in another process.
@@ -436,12 +436,9 @@ class FanOutKind(LambdaKind):
             )
             return evaluate_parameters(payload, state_input, context)
 
-        def context() -> Any:
-            return FakeLambdaContext(function_name=function, timeout_ms=_LAMBDA_TIMEOUT_MS)
-
         def attempt(retry_count: int) -> tuple[int | None, int | None]:
             with run.stage_scope():
-                invoke(event(plan_payload(config, index), retry_count), context())
+                invoke(event(plan_payload(config, index), retry_count), local_context(function))
             shards = read_plan(io, ref)
             selector = shard_selector(config, index)
             payload = shard_payload(config, index)
@@ -469,15 +466,11 @@ class FanOutKind(LambdaKind):
                 if len(failures) * 100 > fan_out.tolerated_failure_percentage * len(shards):
                     raise failures[0].error
             with run.stage_scope():
-                pointer = invoke(event(collect_payload(config, index), retry_count), context())
-            out = pointer.get("output", {}) if isinstance(pointer, dict) else {}
-            records = pointer.get("recordsProcessed") if isinstance(pointer, dict) else None
-            size = out.get("bytes") if isinstance(out, dict) else None
+                pointer = invoke(
+                    event(collect_payload(config, index), retry_count), local_context(function)
+                )
             run.details["shards"] = len(shards)
-            return (
-                records if isinstance(records, int) else None,
-                size if isinstance(size, int) else None,
-            )
+            return pointer_counts(pointer)
 
         return attempt
 
@@ -541,20 +534,18 @@ def run_shard(
     function: str,
 ) -> dict[str, Any]:
     """One shard, retried as the child execution's ``Retry`` says."""
-    from ceap_stage.testing import FakeLambdaContext
-
     attempt = 0
     while True:
         try:
             pointer: dict[str, Any] = invoke(
                 {**event, "retryCount": attempt},
-                FakeLambdaContext(function_name=function, timeout_ms=_LAMBDA_TIMEOUT_MS),
+                local_context(function),
             )
             return pointer
         except Exception as exc:
-            if type(exc).__name__ not in retry.errors or attempt >= retry.max_retries:
+            wait = retry.wait_after(exc, attempt, delay_scale)
+            if wait is None:
                 raise
-            wait = retry.interval_seconds * retry.backoff_rate**attempt * delay_scale
             if wait > 0:
                 time.sleep(wait)
             attempt += 1

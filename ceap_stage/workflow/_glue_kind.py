@@ -110,6 +110,18 @@ GLUE_LOCAL_RETRY_ERRORS: Final = GLUE_RETRY_ERRORS
 # Glue job names: 1-255 of word characters and a few punctuation marks.
 _GLUE_JOB_NAME = re.compile(r"[\w .:@+=,-]{1,255}")
 _SPARK: Final = "glue.spark"
+# What the state machine's role needs to start, watch and stop a job's runs.
+_JOB_RUN_ACTIONS: Final = (
+    "glue:StartJobRun",
+    "glue:GetJobRun",
+    "glue:GetJobRuns",
+    "glue:BatchStopJobRun",
+)
+
+
+def _job_arn(job: str) -> dict[str, str]:
+    """The ARN of the job named ``job`` (a name, or a ``${...}`` substitution), as a ``Fn::Sub``."""
+    return sub(f"arn:${{AWS::Partition}}:glue:${{AWS::Region}}:${{AWS::AccountId}}:job/{job}")
 
 
 class GlueStep(StepModel):
@@ -255,18 +267,8 @@ class GlueKind(StepKind[GlueStep]):
         statements: list[dict[str, Any]] = [
             {
                 "Effect": "Allow",
-                "Action": [
-                    "glue:StartJobRun",
-                    "glue:GetJobRun",
-                    "glue:GetJobRuns",
-                    "glue:BatchStopJobRun",
-                ],
-                "Resource": [
-                    sub(
-                        f"arn:${{AWS::Partition}}:glue:${{AWS::Region}}:${{AWS::AccountId}}:job/{j}"
-                    )
-                    for j in jobs
-                ],
+                "Action": list(_JOB_RUN_ACTIONS),
+                "Resource": [_job_arn(job) for job in jobs],
             }
         ]
         if 0 in indices:  # the staging state writes the batch
@@ -495,16 +497,8 @@ class GlueKind(StepKind[GlueStep]):
             value={"Ref": f"{name}Job"},
             grant={
                 "Effect": "Allow",
-                "Action": [
-                    "glue:StartJobRun",
-                    "glue:GetJobRun",
-                    "glue:GetJobRuns",
-                    "glue:BatchStopJobRun",
-                ],
-                "Resource": sub(
-                    f"arn:${{AWS::Partition}}:glue:${{AWS::Region}}:${{AWS::AccountId}}:job/"
-                    f"${{{name}Job}}"
-                ),
+                "Action": list(_JOB_RUN_ACTIONS),
+                "Resource": _job_arn(f"${{{name}Job}}"),
             },
             output=(f"{name}JobName", {"Ref": f"{name}Job"}),
         )
@@ -528,20 +522,13 @@ def _ensure_spark(master: str | None) -> Any:
             "this workflow has Glue steps, which run on local Spark: pip install "
             "'ceap-stage[glue]' (PySpark 3.5; it needs Java 17)"
         ) from None
-    active = SparkSession.getActiveSession()
-    if active is not None:
+    from ceap_stage.glue._spark import local_session
+
+    if SparkSession.getActiveSession() is not None:
         return None
-    builder: Any = SparkSession.builder
-    session = (
-        builder.master(master or DEFAULT_SPARK_MASTER)
-        .appName("ceap-stage-run")
-        .config("spark.ui.enabled", "false")
-        .config("spark.ui.showConsoleProgress", "false")
-        .config("spark.sql.shuffle.partitions", "4")
-        .getOrCreate()
+    return local_session(
+        master or DEFAULT_SPARK_MASTER, "ceap-stage-run", {"spark.sql.shuffle.partitions": "4"}
     )
-    session.sparkContext.setLogLevel("ERROR")
-    return session
 
 
 def job_failure_states() -> dict[str, dict[str, Any]]:

@@ -250,6 +250,22 @@ class LocalRetry:
     backoff_rate: float
     errors: tuple[str, ...]
 
+    def wait_after(self, error: BaseException, attempt: int, scale: float = 1.0) -> float | None:
+        """The wait before retrying attempt ``attempt`` (0: the first), which raised ``error``;
+        None when it is not retried (another error class, or no retries left).
+
+        ``scale`` multiplies the wait (a runner's ``retry_delay_scale``).
+
+        Example:
+            >>> from ceap_stage import TransientStorageError
+            >>> retry = LocalRetry(2, 20.0, 2.0, ("TransientStorageError",))
+            >>> retry.wait_after(TransientStorageError("slow"), 1), retry.wait_after(KeyError(), 0)
+            (40.0, None)
+        """
+        if type(error).__name__ not in self.errors or attempt >= self.max_retries:
+            return None
+        return self.interval_seconds * self.backoff_rate**attempt * scale
+
 
 @dataclass
 class LocalStepRun:

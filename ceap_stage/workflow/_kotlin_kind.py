@@ -28,7 +28,7 @@ from ceap_stage._errors import InputNotFoundError, InputValidationError, StageFa
 from ceap_stage._formats import decode
 
 from ._kinds import Attempt, LocalStepRun, WorkflowDraft, kind_of, require_kind
-from ._lambda_kind import KOTLIN_CONTRACT, LambdaKind, LambdaStep, lambda_event
+from ._lambda_kind import KOTLIN_CONTRACT, LambdaKind, LambdaStep
 
 if TYPE_CHECKING:
     from ._compat import StageContract
@@ -244,13 +244,7 @@ class KotlinKind(LambdaKind):
                 body = recorded
             else:
                 assert stand_in is not None  # local_problems refused a step without a stand-in
-                event = lambda_event(
-                    run.config,
-                    run.index,
-                    execution_id=run.execution_id,
-                    state_input=run.initial_input if run.index == 0 else None,
-                    retry_count=retry_count,
-                )
+                event = self._attempt_event(run, retry_count)
                 data = _kotlin_input(run, event)
                 try:
                     with run.stage_scope():

@@ -54,6 +54,8 @@ from ._resources import (
 )
 
 if TYPE_CHECKING:
+    from ceap_stage.testing import FakeLambdaContext
+
     from ._config import WorkflowConfiguration
     from ._loader import LoadedWorkflow
 
@@ -353,8 +355,6 @@ class LambdaKind(StepKind[LambdaStep]):
 
     def local_attempt(self, run: LocalStepRun) -> Attempt:
         """The handler called in-process with the event the state machine sends."""
-        from ceap_stage.testing import FakeLambdaContext
-
         from ._loader import load_handler
 
         step = self._step(run.config, run.index)
@@ -368,26 +368,11 @@ class LambdaKind(StepKind[LambdaStep]):
             invoke = handler
 
         def attempt(retry_count: int) -> tuple[int | None, int | None]:
-            event = lambda_event(
-                run.config,
-                run.index,
-                execution_id=run.execution_id,
-                state_input=run.initial_input if run.index == 0 else None,
-                retry_count=retry_count,
-            )
-            context = FakeLambdaContext(
-                function_name=step.function_name.split(":function:")[-1].split(":")[0],
-                timeout_ms=_LAMBDA_TIMEOUT_MS,
-            )
+            event = self._attempt_event(run, retry_count)
             with run.stage_scope():
-                pointer = invoke(event, context)
+                pointer = invoke(event, local_context(step.function_name))
             if isinstance(pointer, dict) and isinstance(pointer.get("output"), dict):
-                out = pointer["output"]
-                records = pointer.get("recordsProcessed")
-                return (
-                    records if isinstance(records, int) else None,
-                    out.get("bytes") if isinstance(out.get("bytes"), int) else None,
-                )
+                return pointer_counts(pointer)
             return run.measure(step.state_name)
 
         return attempt
@@ -538,9 +523,41 @@ class LambdaKind(StepKind[LambdaStep]):
     def _step(self, config: WorkflowConfiguration, index: int) -> LambdaStep:
         return require_kind(config, index, self, "LambdaKind")
 
+    def _attempt_event(self, run: LocalStepRun, retry_count: int) -> dict[str, Any]:
+        """The event the state machine sends attempt ``retry_count`` of the run's step."""
+        return lambda_event(
+            run.config,
+            run.index,
+            execution_id=run.execution_id,
+            state_input=run.initial_input if run.index == 0 else None,
+            retry_count=retry_count,
+        )
+
 
 #: The registered Lambda kind.
 LAMBDA_KIND: Final = LambdaKind()
+
+
+def local_context(function_name: str) -> FakeLambdaContext:
+    """The Lambda context a local run passes a step's handler: the function's bare name (of an
+    ARN or a qualified name) and Lambda's longest timeout."""
+    from ceap_stage.testing import FakeLambdaContext
+
+    name = function_name.rsplit(":function:", maxsplit=1)[-1].split(":", maxsplit=1)[0]
+    return FakeLambdaContext(function_name=name, timeout_ms=_LAMBDA_TIMEOUT_MS)
+
+
+def pointer_counts(pointer: object) -> tuple[int | None, int | None]:
+    """The records and bytes a stage's pointer reports (None for what it does not report)."""
+    if not isinstance(pointer, dict):
+        return None, None
+    out = pointer.get("output")
+    records = pointer.get("recordsProcessed")
+    size = out.get("bytes") if isinstance(out, dict) else None
+    return (
+        records if isinstance(records, int) else None,
+        size if isinstance(size, int) else None,
+    )
 
 
 def lambda_payload(config: WorkflowConfiguration, index: int) -> dict[str, Any]:

@@ -28,6 +28,7 @@ __all__ = [
     "SKIP_VPC",
     "DeployedTarget",
     "StackArtifacts",
+    "alarm",
     "assume",
     "bucket_statements",
     "checkov_skip",
@@ -171,16 +172,34 @@ def bucket_statements(stage: str, previous: str | None) -> list[dict[str, Any]]:
 
 def failures_alarm(config: WorkflowConfiguration, stage: str, namespace: str) -> dict[str, Any]:
     """An alarm on the stage's ``StageFailures`` metric (workflow and stage dimensions)."""
+    return alarm(
+        f"{config.workflow_name}: stage {stage} failed",
+        namespace,
+        "StageFailures",
+        [{"Name": "workflow", "Value": config.workflow_name}, {"Name": "stage", "Value": stage}],
+    )
+
+
+def alarm(
+    description: str, namespace: str, metric: str, dimensions: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """An alarm that fires when ``metric`` sums to 1 or more in five minutes.
+
+    It notifies the ``AlarmTopicArn`` parameter's topic when the stack is given one
+    (condition ``HasAlarmTopic``); missing data does not breach it.
+
+    Example:
+        >>> a = alarm("w: an execution failed", "AWS/States", "ExecutionsFailed", [])
+        >>> a["Properties"]["MetricName"], a["Properties"]["Threshold"]
+        ('ExecutionsFailed', 1)
+    """
     return {
         "Type": "AWS::CloudWatch::Alarm",
         "Properties": {
-            "AlarmDescription": f"{config.workflow_name}: stage {stage} failed",
+            "AlarmDescription": description,
             "Namespace": namespace,
-            "MetricName": "StageFailures",
-            "Dimensions": [
-                {"Name": "workflow", "Value": config.workflow_name},
-                {"Name": "stage", "Value": stage},
-            ],
+            "MetricName": metric,
+            "Dimensions": dimensions,
             "Statistic": "Sum",
             "Period": 300,
             "EvaluationPeriods": 1,

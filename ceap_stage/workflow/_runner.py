@@ -573,12 +573,7 @@ class LocalRunner:
                 records, size = attempt_fn(attempt)
             except (Exception, SystemExit) as raised:
                 error = _root_cause(raised)
-                can_retry = type(error).__name__ in retry.errors and attempt < retry.max_retries
-                wait = (
-                    retry.interval_seconds * retry.backoff_rate**attempt * self.retry_delay_scale
-                    if can_retry
-                    else None
-                )
+                wait = retry.wait_after(error, attempt, self.retry_delay_scale)
                 self.reporter.attempt_failed(step, attempt + 1, error, wait)
                 if wait is None:
                     outcome.status = "FAILED"

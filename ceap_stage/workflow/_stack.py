@@ -35,6 +35,7 @@ from ._resources import (
     SKIP_LOG_YEAR,
     SKIP_STAR,
     StackArtifacts,
+    alarm,
     checkov_skip,
     layer_logical,
     named,
@@ -243,24 +244,12 @@ def build_stack_template(
     ]
     resources["StateMachineRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"] = kept
     resources["StateMachineRole"]["Metadata"] = checkov_skip(SKIP_STAR)
-    resources["FailedExecutionsAlarm"] = {
-        "Type": "AWS::CloudWatch::Alarm",
-        "Properties": {
-            "AlarmDescription": f"{config.workflow_name}: an execution failed",
-            "Namespace": "AWS/States",
-            "MetricName": "ExecutionsFailed",
-            "Dimensions": [{"Name": "StateMachineArn", "Value": {"Ref": "StateMachine"}}],
-            "Statistic": "Sum",
-            "Period": 300,
-            "EvaluationPeriods": 1,
-            "Threshold": 1,
-            "ComparisonOperator": "GreaterThanOrEqualToThreshold",
-            "TreatMissingData": "notBreaching",
-            "AlarmActions": {
-                "Fn::If": ["HasAlarmTopic", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]
-            },
-        },
-    }
+    resources["FailedExecutionsAlarm"] = alarm(
+        f"{config.workflow_name}: an execution failed",
+        "AWS/States",
+        "ExecutionsFailed",
+        [{"Name": "StateMachineArn", "Value": {"Ref": "StateMachine"}}],
+    )
     if "FailedExecutionsRule" in resources:
         _dead_letter(resources)
     outputs["StateMachineName"] = {"Value": {"Fn::GetAtt": ["StateMachine", "Name"]}}
