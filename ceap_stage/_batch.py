@@ -26,6 +26,7 @@ from ._models import (
     StageSpec,
     describe_validation_error,
     model_name,
+    unwrap_annotated,
 )
 
 __all__ = [
@@ -85,19 +86,13 @@ def is_queue_batch(value: object) -> bool:
     )
 
 
-def _unwrap(model: Any) -> Any:
-    while typing.get_origin(model) is typing.Annotated:
-        model = typing.get_args(model)[0]
-    return model
-
-
 def item_model(spec: StageSpec) -> Any:
     """The model one record is validated with: a list model's item, a stream's item, or the
     model itself (a single-record model)."""
     if spec.input_item is not UNSET:
         return spec.input_item
     if spec.input_is_list:
-        args = typing.get_args(_unwrap(spec.input_model))
+        args = typing.get_args(unwrap_annotated(spec.input_model))
         return args[0] if args else Any
     return spec.input_model
 
@@ -105,17 +100,17 @@ def item_model(spec: StageSpec) -> Any:
 def _takes_records(item: Any) -> bool:
     from ._sqs import SqsRecord  # defined on first use (see that module)
 
-    item = _unwrap(item)
+    item = unwrap_annotated(item)
     return isinstance(item, type) and issubclass(item, SqsRecord)
 
 
 def _takes_text(item: Any) -> bool:
     """A ``str`` item model (or a union with ``str``) receives plain-text bodies as text."""
-    item = _unwrap(item)
+    item = unwrap_annotated(item)
     if item is str:
         return True
     if typing.get_origin(item) in (typing.Union, types.UnionType):
-        return any(_unwrap(arg) is str for arg in typing.get_args(item))
+        return any(unwrap_annotated(arg) is str for arg in typing.get_args(item))
     return False
 
 

@@ -640,13 +640,11 @@ def _cmd_show(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 def _step_index(loaded: Any, stage: str) -> int:
-    names = [step.state_name for step in loaded.config.steps]
-    if stage not in names:
-        raise _UsageError(
-            f"stage {stage} is not in workflow {loaded.config.workflow_name} "
-            f"(its stages: {', '.join(names)})"
-        )
-    return names.index(stage)
+    try:
+        index: int = loaded.config.index_of(stage)
+    except ValueError as exc:
+        raise _UsageError(str(exc)) from None
+    return index
 
 
 def _cmd_event(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:

@@ -61,11 +61,11 @@ from ._io import (
 from ._models import (
     UNSET,
     StageSpec,
-    _unwrap,
     adapter_for,
     describe_validation_error,
     json_validator,
     model_name,
+    unwrap_annotated,
 )
 
 if TYPE_CHECKING:
@@ -94,7 +94,7 @@ _LIST_CONTAINERS: Final = (list, tuple, set, frozenset)
 
 def record_model(model: Any) -> Any:
     """The record type of a list-like or ``Iterable[X]`` model (``Any`` when not given)."""
-    model = _unwrap(model)
+    model = unwrap_annotated(model)
     args = typing.get_args(model)
     if not args or (len(args) == 2 and args[1] is Ellipsis and args[0] is Ellipsis):
         return Any
@@ -492,7 +492,8 @@ def _shard(
     if spec.input_item is not UNSET:
         data = iter(records)
     else:
-        origin = typing.get_origin(_unwrap(spec.input_model)) or _unwrap(spec.input_model)
+        model = unwrap_annotated(spec.input_model)
+        origin = typing.get_origin(model) or model
         if origin in _LIST_CONTAINERS and origin is not list:
             data = origin(records)
     result = spec.fn(data, ctx) if spec.pass_context else spec.fn(data)

@@ -34,6 +34,7 @@ __all__ = [
     "model_name",
     "resolve",
     "schema_fingerprint",
+    "unwrap_annotated",
     "writer_schema",
     "written_by",
 ]
@@ -96,7 +97,13 @@ def model_name(model: Any) -> str:
     return getattr(model, "__name__", repr(model))
 
 
-def _unwrap(model: Any) -> Any:
+def unwrap_annotated(model: Any) -> Any:
+    """The type inside ``Annotated[...]`` layers (the model itself when there are none).
+
+    >>> from typing import Annotated
+    >>> unwrap_annotated(Annotated[list[int], "meta"])
+    list[int]
+    """
     while typing.get_origin(model) is typing.Annotated:
         model = typing.get_args(model)[0]
     return model
@@ -104,13 +111,13 @@ def _unwrap(model: Any) -> Any:
 
 def is_list_model(model: Any) -> bool:
     """True for list-like models (``list[X]``, ``Sequence[X]``, ``tuple[X, ...]``...)."""
-    model = _unwrap(model)
+    model = unwrap_annotated(model)
     return model in _LIST_ORIGINS or typing.get_origin(model) in _LIST_ORIGINS
 
 
 def stream_item(model: Any) -> Any:
     """For ``Iterable[X]`` / ``Iterator[X]`` models the item type ``X``, else ``UNSET``."""
-    model = _unwrap(model)
+    model = unwrap_annotated(model)
     if typing.get_origin(model) in _STREAM_ORIGINS:
         args = typing.get_args(model)
         return args[0] if args else Any

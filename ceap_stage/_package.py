@@ -386,40 +386,28 @@ def package(
         >>> result = package(load_workflow("examples/engagement/workflow.py"),  # doctest: +SKIP
         ...                  artifacts_bucket="my-artifacts")
     """
-    from ceap_stage.workflow import GlueStep, LambdaStep
+    from ceap_stage.workflow._kinds import kind_of
     from ceap_stage.workflow._stack import StackArtifacts, build_stack_template, lambda_target
 
     config = loaded.config
     out_dir = out_dir.resolve()
     result = PackageResult(out_dir)
-    # Check every input before writing anything.
+    # Check every input before writing anything; each step's kind says what it packages.
     handlers: dict[str, tuple[Path, str, str]] = {}
     scripts: dict[str, Path] = {}
+    lambda_steps = {}
     for step in config.steps:
-        if isinstance(step, LambdaStep):
-            if step.function_name.startswith("arn:") or ":function:" in step.function_name:
-                continue  # an existing function, referenced as it is
-            if step.contract == "ceap-kotlin":
-                continue  # a Kotlin CEAP function, deployed with CEAP; its handler is a stand-in
-            if step.handler is None:
-                raise PackagingError(
-                    f"step {step.state_name}: give it a handler ('package.module:name') to "
-                    "package its function, or name an existing function by ARN"
-                )
-            handlers[step.state_name] = _check_handler(step.state_name, step.handler)
-        elif isinstance(step, GlueStep):
-            if step.script is None:
-                raise PackagingError(
-                    f"step {step.state_name}: give it a script (the Glue job's .py file) to "
-                    "package its job"
-                )
-            path = loaded.script_path(step.script)
-            if not path.is_file():
-                raise PackagingError(
-                    f"step {step.state_name}: Glue script {step.script} not found at {path}; "
-                    "fix the step's script path"
-                )
-            scripts[step.state_name] = path
+        try:
+            source = kind_of(step).package_source(step, loaded)
+        except ValueError as exc:
+            raise PackagingError(f"step {step.state_name}: {exc}") from None
+        if source is None:
+            continue
+        if source.handler is not None:
+            handlers[step.state_name] = _check_handler(step.state_name, source.handler)
+            lambda_steps[step.state_name] = step
+        elif source.script is not None:
+            scripts[step.state_name] = source.script
     _check_out(out_dir)
     epoch = source_date_epoch()
     with tempfile.TemporaryDirectory(prefix="ceap-package-") as tmp:
@@ -439,13 +427,7 @@ def package(
             result.code[state] = zips[name]
         # Layers: one per runtime and architecture in use.
         if layer_arn is None:
-            targets = sorted(
-                {
-                    lambda_target(s)
-                    for s in config.steps
-                    if isinstance(s, LambdaStep) and s.state_name in handlers
-                }
-            )
+            targets = sorted({lambda_target(step) for step in lambda_steps.values()})
             for runtime, arch in targets:
                 (stage / "layer").mkdir(exist_ok=True)
                 target = Target(runtime.removeprefix("python"), arch)

@@ -32,7 +32,7 @@ from ._errors import (
     InputValidationError,
     OutputValidationError,
 )
-from ._formats import CONTENT_TYPES, Format, Manifest, encode_jsonl
+from ._formats import Format, Manifest, encode_jsonl
 from ._io import (
     DEFAULT_MAX_DOCUMENT_BYTES,
     DEFAULT_MAX_SINGLE_OBJECT_BYTES,
@@ -45,7 +45,6 @@ from ._io import (
     initial_records,
     meta_value,
     output_metadata,
-    put_output,
     upstream_refs,
     write_record_stream,
 )
@@ -564,14 +563,8 @@ class StageRuntime:
                 raise
             put = writer.commit(records, metadata=metadata, write_once=self.write_once)
             return self._pointer(ctx, stats, put, "manifest", records)
-        put = put_output(
-            io.store,
-            ref.bucket,
-            ref.key,
-            body,
-            content_type=CONTENT_TYPES[output_format],
-            metadata=metadata,
-            write_once=self.write_once,
+        put = io.write_bytes(
+            ref, body, output_format, metadata=metadata, write_once=self.write_once
         )
         return self._pointer(ctx, stats, put, output_format, records)
 

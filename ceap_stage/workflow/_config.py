@@ -269,6 +269,30 @@ class WorkflowConfiguration(_Model):
         """The steps' state names, in order."""
         return [step.state_name for step in self.steps]
 
+    def index_of(self, stage: str, what: str = "stage") -> int:
+        """The position of the step named ``stage``.
+
+        Raises:
+            ValueError: No step has that name; the message lists the workflow's stages.
+
+        Example:
+            >>> wf = WorkflowConfiguration(workflow_name="w", workflow_bucket="ceap-w",
+            ...     steps=[LambdaStep(state_name="A", function_name="fa")])
+            >>> wf.index_of("A")
+            0
+            >>> wf.index_of("B")
+            Traceback (most recent call last):
+            ...
+            ValueError: stage B is not in workflow w (its stages: A)
+        """
+        names = self.state_names
+        if stage not in names:
+            raise ValueError(
+                f"{what} {stage} is not in workflow {self.workflow_name} "
+                f"(its stages: {', '.join(names)})"
+            )
+        return names.index(stage)
+
     def previous_stage(self, index: int) -> str | None:
         """The stage whose output step ``index`` reads (None for the first step).
 

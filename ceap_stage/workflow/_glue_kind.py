@@ -28,6 +28,7 @@ from ._kinds import (
     Attempt,
     LocalRetry,
     LocalStepRun,
+    PackageSource,
     StepKind,
     StepModel,
     WorkflowDraft,
@@ -280,6 +281,17 @@ class GlueKind(StepKind[GlueStep]):
                 }
             )
         return statements
+
+    def package_source(self, step: GlueStep, workflow: LoadedWorkflow) -> PackageSource:
+        """The step's script, which must exist."""
+        if step.script is None:
+            raise ValueError("give it a script (the Glue job's .py file) to package its job")
+        path = workflow.script_path(step.script)
+        if not path.is_file():
+            raise ValueError(
+                f"Glue script {step.script} not found at {path}; fix the step's script path"
+            )
+        return PackageSource(script=path)
 
     def local_problems(self, step: GlueStep, workflow: LoadedWorkflow) -> list[str]:
         if step.script is None:

@@ -34,7 +34,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, ClassVar, Final, Generic, TypeVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Generic, NamedTuple, TypeVar
 
 from pydantic import BaseModel, ConfigDict, field_validator
 from pydantic.alias_generators import to_camel
@@ -64,6 +65,7 @@ __all__ = [
     "SUCCEED_STATE",
     "LocalRetry",
     "LocalStepRun",
+    "PackageSource",
     "StepKind",
     "StepKindError",
     "StepModel",
@@ -319,6 +321,20 @@ class LocalStepRun:
 Attempt = Callable[[int], tuple[int | None, int | None]]
 
 
+class PackageSource(NamedTuple):
+    """What ``ceap-stage package`` builds for a step: one of the two is set.
+
+    Example:
+        >>> PackageSource(handler="pipeline.score:handler").handler
+        'pipeline.score:handler'
+    """
+
+    #: A Lambda handler (``package.module:name``): its code is zipped with the layer.
+    handler: str | None = None
+    #: A Glue script, found on disk: it is uploaded with ceap-stage as a wheel.
+    script: Path | None = None
+
+
 class StepKind(ABC, Generic[S]):
     """One kind of step: its model, checks, states, permissions, local run and display.
 
@@ -454,6 +470,15 @@ class StepKind(ABC, Generic[S]):
     def deployed_target(self, config: WorkflowConfiguration, index: int) -> DeployedTarget | None:
         """How the state machine reaches step ``index`` once :meth:`deployed_resources` created
         it (None: the kind creates nothing)."""
+        return None
+
+    def package_source(self, step: S, workflow: LoadedWorkflow) -> PackageSource | None:
+        """What ``ceap-stage package`` builds for ``step`` (None: nothing, its target exists).
+
+        Raises:
+            ValueError: The step cannot be packaged (no handler, a missing script); the
+                message says what to fix.
+        """
         return None
 
     # -- local runs ---------------------------------------------------------------------------

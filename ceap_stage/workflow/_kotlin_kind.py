@@ -27,7 +27,7 @@ from ceap_stage._context import output_key
 from ceap_stage._errors import InputNotFoundError, InputValidationError, StageFailed
 from ceap_stage._formats import decode
 
-from ._kinds import Attempt, LocalStepRun, WorkflowDraft, kind_of, require_kind
+from ._kinds import Attempt, LocalStepRun, PackageSource, WorkflowDraft, kind_of, require_kind
 from ._lambda_kind import KOTLIN_CONTRACT, LambdaKind, LambdaStep
 
 if TYPE_CHECKING:
@@ -195,6 +195,10 @@ class KotlinKind(LambdaKind):
         )
 
     # -- local runs ---------------------------------------------------------------------------
+
+    def package_source(self, step: LambdaStep, workflow: LoadedWorkflow) -> PackageSource | None:
+        """Nothing: a Kotlin CEAP function is deployed with CEAP; its handler is a stand-in."""
+        return None
 
     def local_problems(self, step: LambdaStep, workflow: LoadedWorkflow) -> list[str]:
         """A Kotlin step needs a stand-in: a Python callable or a recorded ``output.json``."""

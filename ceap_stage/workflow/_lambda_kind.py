@@ -20,6 +20,7 @@ from ._kinds import (
     Attempt,
     LocalRetry,
     LocalStepRun,
+    PackageSource,
     StepKind,
     StepModel,
     WorkflowType,
@@ -311,6 +312,17 @@ class LambdaKind(StepKind[LambdaStep]):
         for index in indices:
             resources.extend(_function_arns(self._step(config, index).function_name))
         return [{"Effect": "Allow", "Action": "lambda:InvokeFunction", "Resource": resources}]
+
+    def package_source(self, step: LambdaStep, workflow: LoadedWorkflow) -> PackageSource | None:
+        """The step's handler; None for an existing function named by ARN."""
+        if step.function_name.startswith("arn:") or ":function:" in step.function_name:
+            return None  # an existing function, referenced as it is
+        if step.handler is None:
+            raise ValueError(
+                "give it a handler ('package.module:name') to package its function, or name an "
+                "existing function by ARN"
+            )
+        return PackageSource(handler=step.handler)
 
     def local_problems(self, step: LambdaStep, workflow: LoadedWorkflow) -> list[str]:
         from ._loader import load_handler

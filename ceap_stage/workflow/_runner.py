@@ -463,13 +463,10 @@ class LocalRunner:
     def _index_of(self, stage: str, what: str) -> int:
         from ._inspect import InspectError
 
-        names = [step.state_name for step in self.config.steps]
-        if stage not in names:
-            raise InspectError(
-                f"{what} {stage} is not in workflow {self.config.workflow_name} "
-                f"(its stages: {', '.join(names)})"
-            )
-        return names.index(stage)
+        try:
+            return self.config.index_of(stage, what)
+        except ValueError as exc:
+            raise InspectError(str(exc)) from None
 
     def _run(
         self, initial_input: Any, execution_id: str, *, start: int, stop: int, keep: bool = True
