@@ -17,8 +17,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar, cast
 
 from ._errors import CeapStageError, OutputConflictError, StorageError, TransientStorageError
 from ._formats import JSON
@@ -55,8 +54,7 @@ _TRANSIENT_CODES = frozenset(
 )
 
 
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
+class RetryPolicy(NamedTuple):
     """How :class:`S3Store` retries transient S3 failures.
 
     Attempt ``n`` (from 1) that fails transiently sleeps ``uniform(0, min(max_delay,
