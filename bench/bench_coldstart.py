@@ -59,7 +59,7 @@ import orjson
 from bench._harness import Result
 
 RECORDS = 200
-PROCESSES = 7
+PROCESSES = 15
 BUCKET = "ceap-bench-coldstart"
 EXECUTION = "run-cold"
 FIRST_MS_ALLOWANCE = 5.0
