@@ -155,7 +155,14 @@ class ConsoleReporter:
             self._print("  ".join(cells).rstrip())
         self._print()
         total = sum(s.seconds for s in result.stages)
-        if result.succeeded:
+        if result.succeeded and any(s.status == "NOT_RUN" for s in result.stages):
+            ran = ", ".join(s.stage for s in result.stages if s.status == "SUCCEEDED")
+            self._print(
+                f"{ran} of execution {result.execution_id} succeeded in {_seconds(total)}, run "
+                "alone: the other stages did not run."
+            )
+            self._print(f"Outputs: {result.execution_location}")
+        elif result.succeeded:
             self._print(f"Execution {result.execution_id} succeeded in {_seconds(total)}.")
             self._print(f"Outputs: {result.execution_location}")
             self._print(f"Final output: {result.final_output}")
@@ -436,6 +443,17 @@ def _report_failure(
     )
     workflow = shlex.quote(args.workflow)
     option = _store_option(store, result.bucket, args.store)
+    given_input = getattr(args, "input", None)
+    # The first stage reads the execution input: a command that runs it again must pass it.
+    first = result.stages[0].stage == stage
+    input_option = f" --input {shlex.quote(given_input)}" if first and given_input else ""
+    if first:  # nothing was written, so there is nothing to resume
+        print(
+            f"  fix it, then run it again: ceap-stage run {workflow}{input_option} "
+            f"--execution-id {result.execution_id}{option}",
+            file=err,
+        )
+        return
     print(
         f"  fix it, then resume: ceap-stage run {workflow} --resume {result.execution_id}{option}",
         file=err,
@@ -1296,6 +1314,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     # in-process caller (a test, a notebook) is left as it was.
     import logging
 
+    from ceap_stage._errors import StorageError
+
     glue_logger = logging.getLogger("ceap_stage.glue")
     saved_glue = (glue_logger.level, list(glue_logger.handlers))
     try:
@@ -1303,6 +1323,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except _UsageError as exc:
         print(f"ceap-stage {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except StorageError as exc:  # the store cannot be reached (credentials, permissions...)
+        print(f"ceap-stage {args.command}: error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_STAGE_FAILED
     except BrokenPipeError:  # e.g. `ceap-stage asl wf.py | head`
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK

@@ -275,6 +275,11 @@ def _check_handler(state: str, reference: str) -> tuple[Path, str, str]:
         load_handler(reference)
     except ValueError as exc:
         raise PackagingError(f"step {state}: {exc}; fix the step's handler") from None
+    except Exception as exc:  # the module's own import-time error: a syntax error, a raise
+        raise PackagingError(
+            f"step {state}: importing the module of handler {reference!r} raised "
+            f"{type(exc).__name__}: {exc}"
+        ) from None
     if "." in attribute:
         raise PackagingError(
             f"step {state}: handler {reference!r} names a nested attribute; Lambda calls a "

@@ -19,7 +19,13 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar, cast
 
-from ._errors import CeapStageError, OutputConflictError, StorageError, TransientStorageError
+from ._errors import (
+    CeapStageError,
+    ConfigurationError,
+    OutputConflictError,
+    StorageError,
+    TransientStorageError,
+)
 from ._formats import JSON
 from ._settings import Settings, resolve_settings
 from ._store import ObjectInfo, OpenedObject, PutResult, Store, StoredObject
@@ -134,6 +140,21 @@ def translate_error(exc: Exception, *, bucket: str, key: str | None, action: str
             bucket=bucket,
             key=key,
         )
+    from botocore.exceptions import NoCredentialsError, NoRegionError
+
+    if isinstance(exc, NoCredentialsError):
+        return StorageError(
+            f"S3 {action} failed: no AWS credentials found (set AWS_PROFILE or the "
+            "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY variables, or run `aws configure`)",
+            bucket=bucket,
+            key=key,
+        )
+    if isinstance(exc, NoRegionError):
+        return StorageError(
+            f"S3 {action} failed: no AWS region is set (set AWS_REGION or AWS_PROFILE)",
+            bucket=bucket,
+            key=key,
+        )
     return StorageError(f"S3 {action} failed ({type(exc).__name__})", bucket=bucket, key=key)
 
 
@@ -169,6 +190,10 @@ class S3Store(Store):
         connect_timeout: Seconds to wait for a connection.
         read_timeout: Seconds to wait for a response.
 
+    Raises:
+        ConfigurationError: ``client=`` together with ``endpoint_url=`` or ``region_name=``
+            (options of a client the store creates), or a ``client=`` that is not an S3 client.
+
     >>> store = S3Store(endpoint_url="http://127.0.0.1:5000")  # no client is created yet
     """
 
@@ -185,6 +210,20 @@ class S3Store(Store):
         read_timeout: float = 30.0,
         settings: Settings | None = None,
     ) -> None:
+        if client is not None:
+            given = [
+                n for n, v in (("endpoint_url", endpoint_url), ("region_name", region_name)) if v
+            ]
+            if given:
+                raise ConfigurationError(
+                    f"S3Store: {' and '.join(given)} configure a client the store creates; with "
+                    "client= the client is used as it is (create it with those options instead)"
+                )
+            if not callable(getattr(client, "get_object", None)):
+                raise ConfigurationError(
+                    f"S3Store: client= must be an S3 client (botocore or boto3), not "
+                    f"{type(client).__name__}"
+                )
         self._client = client
         self._endpoint_url = endpoint_url
         self._region_name = region_name

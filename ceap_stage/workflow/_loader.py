@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import importlib.util
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -163,6 +164,17 @@ def load_workflow(path: str | Path) -> LoadedWorkflow:
             module = _load_module(source)
         except ValidationError as exc:  # a step or model built with invalid fields
             raise WorkflowConfigurationError(_construction_message(source, exc)) from None
+        except WorkflowConfigurationError:
+            raise
+        except SyntaxError as exc:
+            raise WorkflowConfigurationError(
+                f"{exc.filename or source}, line {exc.lineno}: {exc.msg} (a syntax error in "
+                "the workflow module)"
+            ) from None
+        except Exception as exc:  # the module's own import-time error
+            raise WorkflowConfigurationError(
+                f"importing the workflow module {source} raised {type(exc).__name__}: {exc}"
+            ) from exc
         found = [getattr(module, n) for n in _CONFIG_NAMES if hasattr(module, n)]
         configs = [c for c in found if isinstance(c, WorkflowConfiguration)]
         if not configs:
@@ -207,8 +219,16 @@ def load_handler(reference: str) -> Callable[..., Any]:
     try:
         target: Any = importlib.import_module(module_name)
     except ImportError as exc:
+        missing = getattr(exc, "name", None)
+        if missing and not (module_name == missing or module_name.startswith(f"{missing}.")):
+            # The handler's module exists; something it imports is not installed.
+            raise WorkflowConfigurationError(
+                f"the module of handler {reference!r} imports {missing!r}, which is not "
+                f"installed here: {exc}"
+            ) from exc
         raise WorkflowConfigurationError(
-            f"cannot import the module of handler {reference!r}: {exc}"
+            f"cannot import the module of handler {reference!r}: {exc} (handlers are imported "
+            f"from the current directory, {os.getcwd()}, and sys.path)"
         ) from exc
     for part in attribute.split("."):
         if not hasattr(target, part):

@@ -563,6 +563,11 @@ class LocalRunner:
     ) -> BaseException | None:
         retry = kind_of(step).local_retry(self.config)
         started = time.perf_counter()
+        # A rejected.jsonl left by an earlier run of this stage in this execution (say under
+        # on_invalid_record="reject", since switched off) is not this run's: report only what
+        # this run rejects.
+        ref = OutputRef(self.config.workflow_bucket, execution_id, step.state_name)
+        self.store.delete(ref.bucket, [ref.rejected_key])
         attempt = 0
         while True:
             outcome.attempts = attempt + 1

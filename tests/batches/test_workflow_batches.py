@@ -151,3 +151,17 @@ def test_the_express_definition_and_its_pipe():
 def test_the_generated_state_names_are_reserved(name):
     with pytest.raises(ValueError, match="reserved"):
         LambdaStep(state_name=name, function_name="fa")
+
+
+def test_a_rerun_in_fail_mode_reports_no_stale_rejects(tmp_path):
+    store = LocalStore(tmp_path)
+    LocalRunner(_workflow(WorkflowType.STANDARD), store=store).run(
+        batch_of_50(), execution_id="run-mode"
+    )
+    valid = [m for n, m in enumerate(batch_of_50()) if n not in INVALID]
+    strict = LocalRunner(_workflow(WorkflowType.EXPRESS, first="ingest_strict"), store=store)
+    result = strict.run(valid, execution_id="run-mode")
+    assert result.succeeded
+    assert result.stages[0].rejected is None
+    assert result.batch_item_failures is None
+    assert store.get("ceap-batches", "executions/run-mode/Ingest/rejected.jsonl") is None

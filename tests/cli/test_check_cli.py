@@ -91,3 +91,26 @@ def test_no_check_runs_anyway_and_says_so_loudly(in_tmp, capsys):  # noqa: F811
     assert status == 1  # ReportStage fails when it runs, as the check said it would
     assert "ReportStage failed with InputValidationError" in captured.err
     assert any(store.rglob("output.json"))
+
+
+def test_a_workflow_module_that_fails_to_import_is_one_line(in_tmp, capsys):  # noqa: F811
+    cases = {
+        "syntax.py": ("x = (\n", "syntax.py, line 1: '(' was never closed"),
+        "missing_dep.py": (
+            "import no_such_dependency_here\n",
+            "importing the workflow module missing_dep.py raised ModuleNotFoundError: "
+            "No module named 'no_such_dependency_here'",
+        ),
+        "raises.py": (
+            "raise RuntimeError('boom')\n",
+            "importing the workflow module raises.py raised RuntimeError: boom",
+        ),
+    }
+    for name, (text, expected) in cases.items():
+        (in_tmp / name).write_text(text)
+        status = main(["check", name])
+        err = capsys.readouterr().err
+        assert status == 2
+        assert err.startswith("ceap-stage check: error: ")
+        assert expected in err
+        assert len(err.strip().splitlines()) == 1, err

@@ -438,3 +438,41 @@ def test_show_resume_and_replay_warn_when_a_kept_output_was_written_by_another_m
     assert main(["run", str(wf), "--resume", "run-1", "--store", f"file://{root}"]) == 0
     err = capsys.readouterr().err
     assert "warning: the kept output of stage Load was written by model list[OldItem]" in err
+
+
+def test_a_failed_first_stage_is_run_again_with_its_input_not_resumed(in_tmp, capsys):
+    wf = _workflow(in_tmp)
+    bad = in_tmp / "bad.json"
+    records = handlers.batch(1.0)
+    records[0]["body"] = json.dumps({"id": "r-0"})  # no "value": the first stage fails on it
+    bad.write_text(json.dumps(records))
+    store = ["--store", f"file://{in_tmp / 'store'}"]
+    status = main(["run", str(wf), "--input", str(bad), "--execution-id", "run-f", *store])
+    err = capsys.readouterr().err
+    assert status == 1
+    assert "error: stage Load failed with KeyError" in err
+    assert "--resume" not in err  # nothing was written: there is nothing to resume
+    (line,) = [x for x in err.splitlines() if "fix it, then run it again:" in x]
+    command = line.split("fix it, then run it again: ")[1]
+    assert command == f"ceap-stage run {wf} --input {bad} --execution-id run-f {' '.join(store)}"
+    # The suggested command, once the input is fixed, runs the whole execution.
+    bad.write_text(json.dumps(handlers.batch(1.0)))
+    handlers.BUG["on"] = False  # and the later stage's bug too
+    assert main(command.split()[1:]) == 0
+    assert "Execution run-f succeeded" in capsys.readouterr().out
+
+
+def test_only_says_the_other_stages_did_not_run(in_tmp, capsys):
+    wf = _workflow(in_tmp)
+    handlers.BUG["on"] = False
+    store = ["--store", f"file://{in_tmp / 'store'}"]
+    assert (
+        main(["run", str(wf), "--input", str(_input(in_tmp)), "--execution-id", "run-o", *store])
+        == 0
+    )
+    capsys.readouterr()
+    assert main(["run", str(wf), "--only", "Score", "--execution-id", "run-o", *store]) == 0
+    out = capsys.readouterr().out
+    assert "Score of execution run-o succeeded in" in out
+    assert "run alone: the other stages did not run." in out
+    assert "Execution run-o succeeded" not in out

@@ -112,7 +112,17 @@ def test_the_example_packages_into_one_zip_without_its_tests(
     [
         (
             {"pkg_a/handler.py": "import no_such_module_anywhere\n"},
-            "step A: cannot import the module of handler 'pkg_a.handler:handle'",
+            "step A: the module of handler 'pkg_a.handler:handle' imports "
+            "'no_such_module_anywhere', which is not installed here",
+        ),
+        (
+            {"pkg_a/handler.py": "raise RuntimeError('boom at import')\n"},
+            "step A: importing the module of handler 'pkg_a.handler:handle' raised "
+            "RuntimeError: boom at import",
+        ),
+        (
+            {"pkg_a/handler.py": "def handle(:\n"},
+            "step A: importing the module of handler 'pkg_a.handler:handle' raised SyntaxError",
         ),
         (
             {"pkg_a/handler.py": "x = 1\n"},
@@ -120,7 +130,13 @@ def test_the_example_packages_into_one_zip_without_its_tests(
         ),
         ({"jobs/enrich.py": None}, "step G: Glue script jobs/enrich.py not found at"),
     ],
-    ids=["handler-does-not-import", "no-such-attribute", "glue-script-missing"],
+    ids=[
+        "dependency-not-installed",
+        "module-raises",
+        "syntax-error",
+        "no-such-attribute",
+        "glue-script-missing",
+    ],
 )
 def test_bad_input_is_one_line_exit_2_and_nothing_written(
     tmp_path: Path,

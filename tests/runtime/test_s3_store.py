@@ -23,6 +23,7 @@ from botocore.exceptions import (
 from moto import mock_aws
 
 from ceap_stage import (
+    ConfigurationError,
     OutputConflictError,
     S3Store,
     StorageError,
@@ -347,3 +348,23 @@ def test_retry_delays_are_bounded_full_jitter():
         delays = [policy.delay(attempt) for _ in range(200)]
         assert all(0 <= d <= ceiling for d in delays)
         assert max(delays) > ceiling / 2  # jitter spreads over the whole range
+
+
+def test_missing_credentials_and_region_say_what_to_set():
+    from botocore.exceptions import NoCredentialsError, NoRegionError
+
+    no_credentials = translate_error(NoCredentialsError(), bucket=BUCKET, key=None, action="list")
+    assert type(no_credentials) is StorageError
+    assert "no AWS credentials found" in str(no_credentials)
+    assert "AWS_PROFILE" in str(no_credentials)
+    no_region = translate_error(NoRegionError(), bucket=BUCKET, key=KEY, action="read")
+    assert "no AWS region is set" in str(no_region)
+    assert (no_region.bucket, no_region.key) == (BUCKET, KEY)
+
+
+def test_client_options_are_refused_beside_an_injected_client(s3: Any):
+    with pytest.raises(ConfigurationError, match="endpoint_url and region_name configure a client"):
+        S3Store(s3, endpoint_url="http://127.0.0.1:1", region_name="eu-west-1")
+    with pytest.raises(ConfigurationError, match=r"must be an S3 client .* not str"):
+        S3Store(client="not a client")  # type: ignore[arg-type]
+    assert S3Store(s3)._client is s3  # a boto3 client as it is
