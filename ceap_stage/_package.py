@@ -32,6 +32,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import importlib
+import re
 import shutil
 import sys
 import tempfile
@@ -251,6 +252,94 @@ def code_units(root: Path, modules: Iterable[str]) -> list[_Unit]:
     return sorted(found.values())
 
 
+#: Top-level import names every Lambda Python runtime provides (the AWS SDK and its
+#: dependencies; see ``_layer.RUNTIME_PROVIDED`` for their distribution names).
+RUNTIME_IMPORTS: Final = frozenset(
+    {"boto3", "botocore", "s3transfer", "jmespath", "dateutil", "urllib3", "six"}
+)
+
+
+def _catches_import_error(handler: ast.ExceptHandler) -> bool:
+    """Whether an ``except`` clause handles ``ImportError`` (or ``ModuleNotFoundError``)."""
+    if handler.type is None:
+        return True
+    return bool(
+        {"ImportError", "ModuleNotFoundError"} & set(re.findall(r"\w+", ast.unparse(handler.type)))
+    )
+
+
+def _top_level_imports(path: Path) -> set[str]:
+    """The top-level names of the absolute imports ``path`` makes at run time.
+
+    Imports under ``if TYPE_CHECKING:`` and in a ``try`` that handles ``ImportError`` (an
+    optional dependency) do not count.
+    """
+    tree = ast.parse(path.read_bytes(), filename=str(path))
+    names: set[str] = set()
+
+    def visit(node: ast.AST) -> None:
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            for statement in node.orelse:
+                visit(statement)
+            return
+        if isinstance(node, ast.Try) and any(_catches_import_error(h) for h in node.handlers):
+            for statement in (*node.orelse, *node.finalbody):
+                visit(statement)
+            return
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            names.add(node.module.split(".")[0])
+        for child in ast.iter_child_nodes(node):
+            visit(child)
+
+    visit(tree)
+    return names
+
+
+def unprovided_imports(units: Iterable[_Unit], layer_names: Iterable[str]) -> list[str]:
+    """The top-level modules the code of ``units`` imports that nothing on Lambda provides:
+    not the units themselves, the standard library, the runtime's AWS SDK or the layer.
+
+    Example:
+        >>> import tempfile
+        >>> root = Path(tempfile.mkdtemp())
+        >>> _ = (root / "app.py").write_text("import json, boto3, pydantic, yaml")
+        >>> unprovided_imports(code_units(root, ["app"]), {"pydantic", "ceap_stage"})
+        ['yaml']
+    """
+    units = list(units)
+    provided = {
+        *sys.stdlib_module_names,
+        *RUNTIME_IMPORTS,
+        *_PROVIDED,
+        *layer_names,
+        *(unit.name.split(".")[0] for unit in units),
+        "__future__",
+    }
+    wanted: set[str] = set()
+    for unit in units:
+        for path in unit.files():
+            if path.suffix == ".py":
+                wanted |= _top_level_imports(path)
+    return sorted(wanted - provided)
+
+
+def _layer_top_names(layer_zip: Path) -> set[str]:
+    """The top-level import names in a layer zip (``python/<name>/`` or ``python/<name>.py``)."""
+    import zipfile
+
+    names: set[str] = set()
+    with zipfile.ZipFile(layer_zip) as archive:
+        for entry in archive.namelist():
+            parts = entry.split("/")
+            if len(parts) >= 2 and parts[0] == "python" and parts[1]:
+                top = parts[1].removesuffix(".py")
+                if top.isidentifier():
+                    names.add(top)
+    return names
+
+
 def _module_root(module: Any) -> Path:
     """The ``sys.path`` folder ``module`` was imported from."""
     origin = getattr(module, "__file__", None)
@@ -421,8 +510,9 @@ def package(
         wheel = installed_wheel(work / "wheel", epoch=epoch)
         # Lambda code: one zip per distinct set of project units.
         zips: dict[str, Artifact] = {}
+        units_of: dict[str, list[_Unit]] = {}
         for state, (root, module, _) in handlers.items():
-            units = code_units(root, [module])
+            units = units_of[state] = code_units(root, [module])
             name = _group_name(units)
             if name not in zips:
                 dest = stage / "lambda" / f"{name}.zip"
@@ -440,6 +530,20 @@ def package(
                     target, wheel, stage / "layer", cache_dir=cache_dir, work=work, say=say
                 )
                 result.layers[(runtime, arch)] = Artifact.of("layer", path)
+            layer_names = {
+                name
+                for artifact in result.layers.values()
+                for name in _layer_top_names(artifact.path)
+            }
+            for state, units in units_of.items():
+                missing = unprovided_imports(units, layer_names)
+                if missing:
+                    say(
+                        f"warning: step {state}'s code imports {', '.join(missing)}, which neither "
+                        "its code zip, the ceap-stage layer nor the Lambda runtime provides: the "
+                        "function will fail to import it. Vendor it into the project (a folder "
+                        "beside the handler's package) or attach a layer that has it."
+                    )
         # Glue: the scripts, and ceap-stage as a wheel.
         for state, path in scripts.items():
             dest = stage / "glue" / state / path.name

@@ -178,3 +178,32 @@ def test_a_bad_artifacts_bucket_name_is_a_usage_error(tmp_path: Path, cli: CliRu
     result = cli("package", EXAMPLE, "--artifacts-bucket", "Not_A_Bucket", "--out", tmp_path)
     assert result.status == 2
     assert "--artifacts-bucket" in result.err
+
+
+def test_a_dependency_nothing_on_lambda_provides_is_warned_about(
+    tmp_path: Path, cli: CliRunner, layer_cache: Path
+) -> None:
+    project = two_packages(tmp_path / "project")
+    handler = project / "pkg_b" / "handler.py"
+    handler.write_text(
+        "import yaml  # not in the layer, not in the runtime\n" + handler.read_text()
+    )
+    models = project / "pkg_common" / "models.py"
+    models.write_text(
+        "from typing import TYPE_CHECKING\n"
+        "if TYPE_CHECKING:\n    import mypy_boto3_s3  # for the type checker only\n"
+        "try:\n    import ujson\nexcept ImportError:  # optional\n    ujson = None\n"
+        "import boto3, json, pydantic  # the runtime, the standard library, the layer\n"
+        + models.read_text()
+    )
+    out = tmp_path / "out"
+    result = cli("package", "workflow.py", "--artifacts-bucket", "art-bucket", "--out", out,
+                 "--cache-dir", layer_cache, cwd=project)  # fmt: skip
+
+    assert result.status == 0, result.err  # a warning, not an error: the user may vendor it
+    warnings = [line for line in result.out.splitlines() if line.startswith("warning:")]
+    assert warnings == [
+        "warning: step B's code imports yaml, which neither its code zip, the ceap-stage layer "
+        "nor the Lambda runtime provides: the function will fail to import it. Vendor it into "
+        "the project (a folder beside the handler's package) or attach a layer that has it."
+    ]
