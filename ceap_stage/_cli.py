@@ -85,7 +85,7 @@ class ConsoleReporter:
         self.total = len(config.steps)
         self._print(
             f"ceap-stage run: workflow {config.workflow_name} ({config.workflow_type.value}, "
-            f"{self.total} steps), execution {result.execution_id}"
+            f"{self.total} step{'' if self.total == 1 else 's'}), execution {result.execution_id}"
         )
         self._print(f"store: {_describe_store(result.store)}, bucket {result.bucket}")
 
@@ -732,6 +732,13 @@ def _cmd_replay(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     target, target_bucket = _parse_store(args.store)
     if not isinstance(target, LocalStore) or target_bucket is not None:
         raise _UsageError("replay runs the stage here: --store must be a file://DIR")
+    if isinstance(source, LocalStore) and source.root == target.root:
+        raise _UsageError(
+            f"--from-store and --store are the same store ({target.root}): replay would copy the "
+            "execution onto itself and overwrite its outputs; to run one stage of a local "
+            f"execution again use: ceap-stage run {args.workflow} --only {args.stage} "
+            f"--execution-id {args.execution} --store {args.store}"
+        )
     bucket = source_bucket or loaded.config.workflow_bucket
     config = loaded.config
     previous = config.previous_stage(index)

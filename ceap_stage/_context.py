@@ -99,7 +99,12 @@ def validate_bucket(value: object, what: str = "workflowBucket") -> str:
     if not isinstance(value, str):
         raise ContextResolutionError(f"{what} must be a string, not {type(value).__name__}")
     if not _BUCKET.fullmatch(value) or ".." in value or _IP_ADDRESS.fullmatch(value):
-        raise ContextResolutionError(f"{what} is not a valid S3 bucket name")
+        shown = value if len(value) <= 70 else f"{value[:67]}..."
+        raise ContextResolutionError(
+            f"{what} is not a valid S3 bucket name: {shown!r} (3-63 characters: lowercase "
+            "letters, digits, '.' and '-', beginning and ending with a letter or digit; not an "
+            "IP address)"
+        )
     return value
 
 

@@ -305,6 +305,10 @@ def test_show_streams_a_manifest_with_several_parts_in_order(where, in_tmp, caps
         (["event", "{wf}", "Nope"], "stage Nope is not in workflow inspect-test"),
         (["replay", "{wf}", "run-1", "Nope", "--from-store", "{store}"], "stage Nope is not in"),
         (["replay", "{wf}", "nope", "Score", "--from-store", "{store}"], "no execution nope"),
+        (
+            ["replay", "{wf}", "run-1", "Score", "--from-store", "{store}", "--store", "{store}"],
+            "--from-store and --store are the same store",
+        ),
     ],
 )
 def test_bad_input_is_one_line_exit_2_and_nothing_runs(in_tmp, capsys, argv, message):

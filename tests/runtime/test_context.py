@@ -131,8 +131,12 @@ def test_valid_bucket_names(name):
     ["ab", "x" * 64, "Upper", "under_score", "-start", "end-", "a..b", "192.168.1.1", "xn--abc"],
 )
 def test_invalid_bucket_names_are_refused(name):
-    with pytest.raises(ContextResolutionError, match="not a valid S3 bucket name"):
-        validate_bucket(name)
+    with pytest.raises(ContextResolutionError, match="not a valid S3 bucket name") as caught:
+        validate_bucket(name, "--artifacts-bucket")
+    message = str(caught.value)
+    assert message.startswith("--artifacts-bucket is not a valid S3 bucket name: ")
+    assert repr(name if len(name) <= 70 else name[:67] + "...") in message  # the value given
+    assert "3-63 characters: lowercase letters, digits, '.' and '-'" in message  # the rule
 
 
 def test_layout_keys():
