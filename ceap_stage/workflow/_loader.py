@@ -238,6 +238,12 @@ def load_handler(reference: str) -> Callable[..., Any]:
         target = getattr(target, part)
     if isinstance(target, type) and issubclass(target, WorkflowLambdaHandler):
         target = target()  # the class named instead of its instance: make the instance
+    elif isinstance(target, type):
+        raise WorkflowConfigurationError(
+            f"{reference} is a class, not a stage handler: name a @stage function or a "
+            "WorkflowLambdaHandler instance or subclass (or a plain function taking "
+            "(event, context))"
+        )
     if not callable(target):
         raise WorkflowConfigurationError(f"handler {reference!r} is not callable")
     result: Callable[..., Any] = target

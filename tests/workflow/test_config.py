@@ -271,6 +271,8 @@ def test_load_handler_resolves_module_attribute_and_reports_problems():
         ("tests.workflow.nope:x", "cannot import"),
         ("tests.workflow.handlers:nope", "no attribute 'nope'"),
         ("tests.workflow.handlers:EVENTS", "not callable"),
+        ("tests.workflow.handlers:Item", "is a class, not a stage handler"),  # a model
+        ("tests.workflow.missing_dependency:handler", "imports 'no_such_dependency_here'"),
     ]:
         with pytest.raises(WorkflowConfigurationError) as caught:
             load_handler(reference)
