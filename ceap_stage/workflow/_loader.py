@@ -104,8 +104,10 @@ def _load_module(path: Path) -> Any:
 
 
 def _construction_message(source: Path, exc: ValidationError) -> str:
-    """What is wrong with an object a workflow module builds, one line per field."""
-    lines = [f"invalid workflow configuration in {source}:"]
+    """What is wrong with an object a workflow module builds, one line per field, headed by
+    the line of the module that built it."""
+    line = _line_in(source, exc)
+    lines = [f"invalid workflow configuration in {source}{f', line {line}' if line else ''}:"]
     for error in exc.errors(include_url=False):
         where = ".".join([exc.title, *(str(p) for p in error["loc"])])
         message = error["msg"].removeprefix("Value error, ")
@@ -113,6 +115,19 @@ def _construction_message(source: Path, exc: ValidationError) -> str:
         suffix = f" (got {got!r})" if isinstance(got, str | int | float) else ""
         lines.append(f"  - {where}: {message}{suffix}")
     return "\n".join(lines)
+
+
+def _line_in(source: Path, exc: BaseException) -> int | None:
+    """The line of ``source`` the exception passed through last (the statement that built the
+    invalid object), or None."""
+    resolved = source.resolve()
+    line = None
+    traceback = exc.__traceback__
+    while traceback is not None:
+        if Path(traceback.tb_frame.f_code.co_filename).resolve() == resolved:
+            line = traceback.tb_lineno
+        traceback = traceback.tb_next
+    return line
 
 
 def _load_data(path: Path) -> Any:

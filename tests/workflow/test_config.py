@@ -217,7 +217,8 @@ def test_a_step_with_an_invalid_field_in_a_python_module_is_a_configuration_erro
     with pytest.raises(WorkflowConfigurationError) as caught:
         load_workflow(module)
     message = str(caught.value)
-    assert message.splitlines()[0] == f"invalid workflow configuration in {module}:"
+    # the line that built the invalid step (where LambdaStep(...) is called)
+    assert message.splitlines()[0] == f"invalid workflow configuration in {module}, line 3:"
     assert "LambdaStep.handler: handler must look like 'package.module:attribute'" in message
     assert "(got 'pkg.stages.score')" in message
     assert "errors.pydantic.dev" not in message
