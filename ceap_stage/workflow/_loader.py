@@ -170,6 +170,12 @@ def load_workflow(path: str | Path) -> LoadedWorkflow:
         ['A']
     """
     source = Path(path)
+    if source.is_dir():
+        candidates = [p for p in sorted(source.iterdir()) if p.stem == "workflow" and p.is_file()]
+        hint = f": did you mean {candidates[0]}?" if candidates else ""
+        raise WorkflowConfigurationError(
+            f"{source} is a folder; name the workflow file (a .py, .yaml or .json){hint}"
+        )
     if not source.is_file():
         raise WorkflowConfigurationError(f"no workflow file at {source}")
     suffix = source.suffix.lower()

@@ -114,3 +114,14 @@ def test_a_workflow_module_that_fails_to_import_is_one_line(in_tmp, capsys):  # 
         assert err.startswith("ceap-stage check: error: ")
         assert expected in err
         assert len(err.strip().splitlines()) == 1, err
+
+
+def test_a_folder_given_as_the_workflow_names_the_file_inside(in_tmp, capsys):  # noqa: F811
+    folder = in_tmp / "my_flow"
+    folder.mkdir()
+    assert main(["check", "my_flow"]) == 2
+    assert "my_flow is a folder; name the workflow file" in capsys.readouterr().err
+    (folder / "workflow.yaml").write_text("workflowName: w\n")
+    assert main(["check", "my_flow"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip().endswith("did you mean my_flow/workflow.yaml?")
