@@ -488,8 +488,10 @@ def _inspect_target(args: argparse.Namespace) -> tuple[Store, str]:
         bucket = args.bucket
     bucket = bucket or settings.workflow_bucket
     if bucket is None and isinstance(store, LocalStore):
+        # A bucket is a folder with executions in it: `package` keeps its output and cache
+        # folders under the default store root too.
         found = (
-            sorted(p.name for p in store.root.iterdir() if p.is_dir())
+            sorted(p.name for p in store.root.iterdir() if (p / "executions").is_dir())
             if store.root.is_dir()
             else []
         )
@@ -1321,7 +1323,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # in-process caller (a test, a notebook) is left as it was.
     import logging
 
-    from ceap_stage._errors import StorageError
+    from ceap_stage._errors import ConfigurationError, StorageError
 
     glue_logger = logging.getLogger("ceap_stage.glue")
     saved_glue = (glue_logger.level, list(glue_logger.handlers))
@@ -1333,6 +1335,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except StorageError as exc:  # the store cannot be reached (credentials, permissions...)
         print(f"ceap-stage {args.command}: error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_STAGE_FAILED
+    except ConfigurationError as exc:  # a setting from the environment (CEAP_TRACER=bogus)
+        print(f"ceap-stage {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except BrokenPipeError:  # e.g. `ceap-stage asl wf.py | head`
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK

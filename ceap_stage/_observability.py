@@ -566,7 +566,17 @@ def _describe(error: BaseException, stats: InvocationStats) -> dict[str, Any]:
         import os
         import traceback
 
-        facts["error_message"] = str(error)[:_MAX_MESSAGE]
+        from pydantic import ValidationError
+
+        if isinstance(error, ValidationError):
+            # Raised by the author's own code (a model built from the input): its message
+            # quotes the offending values, so it is logged as locations and reasons only.
+            from ._models import describe_validation_error
+
+            message = f"{error.title}: {describe_validation_error(error)}"
+        else:
+            message = str(error)
+        facts["error_message"] = message[:_MAX_MESSAGE]
         frames = traceback.extract_tb(error.__traceback__)
         if frames:
             last = frames[-1]

@@ -418,3 +418,12 @@ def test_no_command_prints_the_commands_and_exits_2(capsys):
     assert captured.err.startswith("usage: ceap-stage")
     for command in ("run", "check", "show", "replay", "deploy", "init"):
         assert f"    {command} " in captured.err
+
+
+def test_a_bad_setting_in_the_environment_is_one_line_exit_2(in_tmp, capsys, monkeypatch):
+    monkeypatch.setenv("CEAP_TRACER", "bogus")
+    status = main(["run", str(_workflow_file(in_tmp)), "--input", str(_input_file(in_tmp))])
+    err = capsys.readouterr().err
+    assert status == 2
+    assert err == "ceap-stage run: error: CEAP_TRACER must be one of off, otel, xray, not 'bogus'\n"
+    assert not list(in_tmp.glob(".ceap/**/output.json"))

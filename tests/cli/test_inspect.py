@@ -480,3 +480,21 @@ def test_only_says_the_other_stages_did_not_run(in_tmp, capsys):
     assert "Score of execution run-o succeeded in" in out
     assert "run alone: the other stages did not run." in out
     assert "Execution run-o succeeded" not in out
+
+
+def test_package_folders_under_the_store_root_are_not_buckets(in_tmp, capsys):
+    # `ceap-stage package` keeps .ceap/package and .ceap/cache beside the default local store.
+    store = ["--store", f"file://{in_tmp / '.ceap'}"]
+    handlers.BUG["on"] = False
+    wf = _workflow(in_tmp)
+    assert (
+        main(["run", str(wf), "--input", str(_input(in_tmp)), "--execution-id", "run-p", *store])
+        == 0
+    )
+    for folder in ("package/lambda", "cache/layers"):
+        (in_tmp / ".ceap" / folder).mkdir(parents=True)
+    capsys.readouterr()
+    assert main(["executions", *store]) == 0
+    assert "run-p" in capsys.readouterr().out
+    assert main(["show", "run-p", *store]) == 0
+    assert "Double" in capsys.readouterr().out

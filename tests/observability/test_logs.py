@@ -181,6 +181,29 @@ def test_a_users_exception_is_logged_by_class_and_origin_and_propagates(
     assert "stack_trace" not in failed
 
 
+def test_a_validation_error_raised_by_the_authors_code_is_logged_without_values(
+    store: LocalStore, read_stdout: ReadOut
+) -> None:
+    from pydantic import BaseModel, ValidationError
+
+    class Strict(BaseModel):
+        amount: int
+
+    @stage(store=store)
+    def score(orders: list[Order]) -> list[Order]:
+        Strict.model_validate({"amount": orders[0].note})  # the payload's value, not an int
+        return orders
+
+    with pytest.raises(ValidationError) as caught:
+        score(event(), FakeLambdaContext())
+    assert SENTINEL in str(caught.value)  # the exception itself is untouched
+    logs, metrics = read_stdout()
+    failed = logs[-1]
+    assert failed["error_type"] == "ValidationError"
+    assert failed["error_message"].startswith("Strict: 1 error: amount: Input should be")
+    assert SENTINEL not in str(logs) + str(metrics)
+
+
 def test_a_refused_event_is_logged_with_what_is_known(
     store: LocalStore, read_stdout: ReadOut
 ) -> None:
