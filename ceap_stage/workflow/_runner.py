@@ -589,6 +589,11 @@ class LocalRunner:
                 continue
             outcome.status = "SUCCEEDED"
             outcome.records, outcome.bytes = records, size
+            # A manifest's pointer gives the manifest's own size: count its parts too, as `show`
+            # and a REUSED row do.
+            written = StageIO(self.store).describe(ref)
+            if written is not None and written.manifest is not None:
+                outcome.bytes = written.size + written.manifest.total_bytes
             outcome.output = _display(
                 self.store, self.config.workflow_bucket, output_key(execution_id, step.state_name)
             )

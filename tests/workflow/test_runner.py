@@ -469,3 +469,24 @@ def test_a_glue_step_resumes_and_runs_alone_with_the_arguments_it_gets(tmp_path,
         expected += [name, value]
     assert seen == [expected]  # exactly the arguments the state machine passes
     assert Execution(store, "ceap-runner-test", "run-g").stage("Shell").count_records() == 2
+
+
+def test_a_manifest_output_is_counted_with_its_parts(tmp_path):
+    config = WorkflowConfiguration(
+        workflow_name="runner-parts",
+        steps=[
+            LambdaStep(state_name="Load", function_name="load", handler=f"{_H}:small_objects"),
+            LambdaStep(state_name="Double", function_name="double", handler=f"{_H}:double"),
+        ],
+        workflow_bucket="ceap-runner-test",
+        source_queue="in",
+    )
+    store = LocalStore(tmp_path)
+    result = LocalRunner(config, store=store).run(batch(1.0, 2.0, 3.0, 4.0), execution_id="run-m")
+    assert result.succeeded
+    load = result.stages[0]
+    folder = tmp_path / "ceap-runner-test/executions/run-m/Load"
+    manifest = orjson.loads((folder / "output.json").read_bytes())
+    assert manifest["ceap"] == "manifest/1"  # the output is parts + a manifest
+    parts = sum(part["bytes"] for part in manifest["parts"])
+    assert load.bytes == (folder / "output.json").stat().st_size + parts
