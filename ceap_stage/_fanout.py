@@ -27,6 +27,7 @@ shard are a slice of the records of the whole); ``plan`` refuses anything else.
 from __future__ import annotations
 
 import math
+import time
 import typing
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -330,6 +331,7 @@ def run_phase(
     if phase not in PHASES:
         raise ContextResolutionError(f"ceapPhase must be one of {list(PHASES)}, not {phase!r}")
     _check_models(runtime, ctx.current_stage)
+    stats.extra["phase"] = phase  # on the log lines: which phase of the stage this was
     if phase == "plan":
         return _plan(io, ev, ctx, _positive(event, "recordsPerShard"), stats)
     if phase == "shard":
@@ -373,7 +375,9 @@ def _plan(
         metadata=output_metadata(ref, len(slices)),
         write_once=False,
     )
-    _wrote(stats, ref.shards_key, put, "jsonl", description.records or 0)
+    # The plan processes no record: RecordsProcessed counts each record once, in its shard.
+    _wrote(stats, ref.shards_key, put, "jsonl", 0)
+    stats.extra["planned_records"] = description.records
     return {
         "status": "SUCCESS",
         "stage": ctx.current_stage,
@@ -383,6 +387,10 @@ def _plan(
         "records": description.records,
         "plan": {"bucket": ref.bucket, "key": ref.shards_key, "bytes": put.bytes},
     }
+
+
+def _since(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000.0, 3)
 
 
 def _wrote(stats: InvocationStats, key: str, put: PutResult, fmt: str, records: int) -> None:
@@ -471,10 +479,12 @@ def _shard(
             f"{ctx.current_stage!r} (previous {source.stage!r}) of execution "
             f"{ctx.execution_id!r}"
         )
+    stats.extra["shard"] = shard.index
     spec = runtime.spec
     label = model_name(spec.input_model)
     stats.input_key = source.key
     stats.input_format = shard.slice.kind
+    started = time.perf_counter()
     values = io.read_slice(source, shard.slice)
     validate = _item_validator(spec)
     records = []
@@ -496,7 +506,11 @@ def _shard(
         origin = typing.get_origin(model) or model
         if origin in _LIST_CONTAINERS and origin is not list:
             data = origin(records)
+    stats.read_ms = _since(started)
+    started = time.perf_counter()
     result = spec.fn(data, ctx) if spec.pass_context else spec.fn(data)
+    stats.process_ms = _since(started)
+    started = time.perf_counter()
     ref = OutputRef(ctx.workflow_bucket, ctx.execution_id, ctx.current_stage, shard.index)
     out_label = model_name(spec.output_model)
     if isinstance(result, str | bytes | bytearray | Mapping) or not isinstance(
@@ -518,6 +532,7 @@ def _shard(
         write_once=runtime.write_once,
     )
     _wrote(stats, ref.key, put, "jsonl", len(lines))
+    stats.write_ms = _since(started)
     return {
         "status": "SUCCESS",
         "stage": ctx.current_stage,
@@ -607,7 +622,9 @@ def _collect(
         metadata=runtime.output_metadata(ref, records),
         write_once=runtime.write_once,
     )
-    _wrote(stats, ref.key, put, "manifest", records)
+    # The collect processes no record either (the shards did): see the plan.
+    _wrote(stats, ref.key, put, "manifest", 0)
+    stats.extra["collected_records"] = records
     pointer: dict[str, Any] = {
         "status": "SUCCESS",
         "stage": ctx.current_stage,

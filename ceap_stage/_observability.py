@@ -467,6 +467,7 @@ class StageObserver(Observer):
                         "write_ms": stats.write_ms,
                         "process_ms": stats.process_ms,
                         "total_ms": stats.total_ms,
+                        **stats.extra,  # e.g. a fan-out's phase and shard
                     },
                 )
             if self.metrics is not None:
@@ -492,7 +493,7 @@ class StageObserver(Observer):
             self.logs.bind(keys)
         try:
             if self.logs is not None:
-                self.logs.log(ERROR, "stage failed", _describe(error, stats))
+                self.logs.log(ERROR, "stage failed", {**_describe(error, stats), **stats.extra})
             if self.metrics is not None:
                 self.metrics.record(workflow, stage or UNKNOWN, stats, failed=True)
         finally:

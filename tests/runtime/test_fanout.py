@@ -391,3 +391,44 @@ def test_the_shards_and_the_manifest_carry_the_stage_s_schema_metadata(tmp_path:
         assert info.metadata["ceap-schema"] == "list[Tagged]"
     assert fanned.metadata["ceap-records"] == "12"
     assert shard.metadata["ceap-records"] == "2"
+
+
+def test_each_phase_says_which_it_is_and_records_are_counted_once(tmp_path: Path) -> None:
+    from ceap_stage.testing import capture_logs
+
+    store = LocalStore(tmp_path)
+    io = StageIO(store)
+    rows = [{"id": i, "name": "n"} for i in range(10)]
+    write_previous(io, "bkt-fan", rows, "json")
+    with capture_logs() as captured:
+        pointer = run_fanned_out(tag.runtime.using_store(store), io, "bkt-fan", 4)
+    assert pointer["recordsProcessed"] == 10
+    finished = [r for r in captured.records if r["message"] == "stage finished"]
+    assert [(r["phase"], r.get("shard")) for r in finished] == [
+        ("plan", None),
+        ("shard", 0),
+        ("shard", 1),
+        ("shard", 2),
+        ("collect", None),
+    ]
+    assert finished[0]["planned_records"] == 10
+    assert finished[-1]["collected_records"] == 10
+    # RecordsProcessed counts each record once (in its shard), not in the plan and collect too
+    assert sum(m["RecordsProcessed"][0] for m in captured.metrics) == 10
+    assert all(r["process_ms"] >= 0 and r["read_ms"] >= 0 for r in finished)
+
+
+def test_a_failing_shard_is_named_on_its_failure_line(tmp_path: Path) -> None:
+    from ceap_stage.testing import capture_logs
+
+    store = LocalStore(tmp_path)
+    io = StageIO(store)
+    write_previous(io, "bkt-fan", [{"id": 1, "name": "a"}, {"id": "x", "name": "b"}], "json")
+    runtime = tag.runtime.using_store(store)
+    base = base_event("bkt-fan")
+    runtime.invoke({**base, "ceapPhase": "plan", "recordsPerShard": 1})
+    events = list(shard_events(base, read_plan(io, OutputRef("bkt-fan", RUN, "Fan"))))
+    with capture_logs() as captured, pytest.raises(InputValidationError):
+        runtime.invoke(events[1])
+    failed = captured.records[-1]
+    assert (failed["message"], failed["phase"], failed["shard"]) == ("stage failed", "shard", 1)
