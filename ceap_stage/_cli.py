@@ -128,6 +128,14 @@ class ConsoleReporter:
                 f"{_human_bytes(outcome.bytes)}, "
                 f"{_seconds(outcome.seconds)}{retries}"
             )
+            failed_shards = outcome.details.get("failed_shards")
+            if failed_shards:  # a fan-out that tolerated failures: its output lacks their records
+                shards = outcome.details.get("shards", "?")
+                self._print(
+                    f"{prefix}: {len(failed_shards)} of {shards} shards failed (tolerated): their "
+                    f"records are missing from the output (shards "
+                    f"{', '.join(map(str, failed_shards))})"
+                )
         else:
             self._print(f"{prefix} FAILED{retries}")
 

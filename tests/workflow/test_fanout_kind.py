@@ -496,3 +496,24 @@ def test_the_cli_runs_a_fanned_out_workflow_with_workers(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["run", str(path), "--workers", "0"])
     assert "must be at least 1" in capsys.readouterr().err
+
+
+def test_the_cli_says_when_a_tolerated_shard_failure_left_records_out(tmp_path, capsys):
+    from ceap_stage._cli import main
+
+    config = _config(
+        FanOut(records_per_shard=3, tolerated_failure_percentage=34), handler="fail_on_three"
+    )
+    path = tmp_path / "wf.json"
+    path.write_text(json.dumps(config.model_dump(by_alias=True, mode="json")))
+    initial = tmp_path / "in.json"
+    initial.write_text(json.dumps(batch(*[float(v) for v in range(9)])))
+    store = f"file://{tmp_path}/s"
+    assert (
+        main(["run", str(path), "--input", str(initial), "--store", store, "--workers", "1"]) == 0
+    )
+    out = capsys.readouterr().out
+    assert (
+        "Double: 1 of 3 shards failed (tolerated): their records are missing from the output "
+        "(shards 1)" in out
+    )
