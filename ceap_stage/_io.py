@@ -299,6 +299,11 @@ class OutputDescription(NamedTuple):
     manifest: Manifest | None = None
     records: int | None = None
 
+    @property
+    def total_bytes(self) -> int:
+        """Its bytes, a manifest's parts included (what the stage wrote in all)."""
+        return self.size + (self.manifest.total_bytes if self.manifest is not None else 0)
+
 
 class PartRange(NamedTuple):
     """Manifest parts ``start`` to ``stop`` (exclusive)."""
@@ -797,10 +802,7 @@ class StageIO:
         if description is None:
             return None, None
         if description.manifest is not None:
-            return (
-                description.manifest.records,
-                description.size + description.manifest.total_bytes,
-            )
+            return description.manifest.records, description.total_bytes
         try:
             result = self.read(ref)
         except CeapStageError:

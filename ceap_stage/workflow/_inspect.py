@@ -216,9 +216,7 @@ class StageOutput:
     def size(self) -> int | None:
         """Its bytes, a manifest's parts included."""
         d = self.description
-        if d is None:
-            return None
-        return d.size + (d.manifest.total_bytes if d.manifest is not None else 0)
+        return None if d is None else d.total_bytes
 
     @property
     def parts(self) -> int:

@@ -593,7 +593,7 @@ class LocalRunner:
             # and a REUSED row do.
             written = StageIO(self.store).describe(ref)
             if written is not None and written.manifest is not None:
-                outcome.bytes = written.size + written.manifest.total_bytes
+                outcome.bytes = written.total_bytes
             outcome.output = _display(
                 self.store, self.config.workflow_bucket, output_key(execution_id, step.state_name)
             )
