@@ -68,6 +68,7 @@ from ._models import (
     model_name,
     unwrap_annotated,
 )
+from ._observability import elapsed_ms
 
 if TYPE_CHECKING:
     from ._context import ExecutionContext, StageEvent
@@ -389,10 +390,6 @@ def _plan(
     }
 
 
-def _since(started: float) -> float:
-    return round((time.perf_counter() - started) * 1000.0, 3)
-
-
 def _wrote(stats: InvocationStats, key: str, put: PutResult, fmt: str, records: int) -> None:
     """Note in ``stats`` what a phase wrote: its key, size, format and record count."""
     stats.records = records
@@ -506,10 +503,10 @@ def _shard(
         origin = typing.get_origin(model) or model
         if origin in _LIST_CONTAINERS and origin is not list:
             data = origin(records)
-    stats.read_ms = _since(started)
+    stats.read_ms = elapsed_ms(started)
     started = time.perf_counter()
     result = spec.fn(data, ctx) if spec.pass_context else spec.fn(data)
-    stats.process_ms = _since(started)
+    stats.process_ms = elapsed_ms(started)
     started = time.perf_counter()
     ref = OutputRef(ctx.workflow_bucket, ctx.execution_id, ctx.current_stage, shard.index)
     out_label = model_name(spec.output_model)
@@ -532,7 +529,7 @@ def _shard(
         write_once=runtime.write_once,
     )
     _wrote(stats, ref.key, put, "jsonl", len(lines))
-    stats.write_ms = _since(started)
+    stats.write_ms = elapsed_ms(started)
     return {
         "status": "SUCCESS",
         "stage": ctx.current_stage,

@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import sys
 import threading
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
 from contextvars import ContextVar, Token
@@ -52,6 +53,7 @@ __all__ = [
     "capture",
     "current_sink",
     "default_observer",
+    "elapsed_ms",
     "use_sink",
 ]
 
@@ -97,6 +99,16 @@ class InvocationStats:
     process_ms: float = 0.0
     total_ms: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+def elapsed_ms(started: float) -> float:
+    """Milliseconds since ``started`` (a ``time.perf_counter()`` reading), for InvocationStats.
+
+    >>> import time
+    >>> elapsed_ms(time.perf_counter()) < 1000.0
+    True
+    """
+    return round((time.perf_counter() - started) * 1000.0, 3)
 
 
 class Observer:

@@ -60,7 +60,7 @@ from ._models import (
     schema_fingerprint,
     written_by,
 )
-from ._observability import InvocationStats, Observer, default_observer
+from ._observability import InvocationStats, Observer, default_observer, elapsed_ms
 from ._settings import Settings, resolve_settings, settings_token
 from ._snapstart import SNAP_START
 from ._store import PutResult, Store, store_for
@@ -80,10 +80,6 @@ def _written_by(io: StageIO, bucket: str, key: str) -> str:
     except Exception:  # never hide the validation error behind a storage one
         return ""
     return written_by(info.metadata) if info is not None else ""
-
-
-def _ms(start: float) -> float:
-    return round((time.perf_counter() - start) * 1000.0, 3)
 
 
 ObserverFactory = Callable[[Settings], Observer]
@@ -326,13 +322,13 @@ class StageRuntime:
                 with observer.span("read_input", ctx):
                     t = time.perf_counter()
                     data, batch = self._read_input(resolved.io, ev, ctx, stats)
-                    stats.read_ms = _ms(t)
+                    stats.read_ms = elapsed_ms(t)
                 with observer.span("process", ctx):
                     t = time.perf_counter()
                     result = (
                         self.spec.fn(data, ctx) if self.spec.pass_context else self.spec.fn(data)
                     )
-                    stats.process_ms = _ms(t)
+                    stats.process_ms = elapsed_ms(t)
                 with observer.span("write_output", ctx):
                     t = time.perf_counter()
                     # A next stage that reads one JSON document only (a Kotlin CEAP stage) asks
@@ -344,18 +340,18 @@ class StageRuntime:
                     if batch is not None and batch.reject:
                         pointer["rejected"] = len(batch.rejected)
                         pointer["batchItemFailures"] = batch.batch_item_failures
-                    stats.write_ms = _ms(t)
+                    stats.write_ms = elapsed_ms(t)
         except CeapStageError as exc:
             if ctx is not None:
                 exc.add_context(execution_id=ctx.execution_id, stage=ctx.current_stage)
-            stats.total_ms = _ms(started)
+            stats.total_ms = elapsed_ms(started)
             observer.failed(ctx, exc, stats)
             raise
         except BaseException as exc:
-            stats.total_ms = _ms(started)
+            stats.total_ms = elapsed_ms(started)
             observer.failed(ctx, exc, stats)
             raise
-        stats.total_ms = _ms(started)
+        stats.total_ms = elapsed_ms(started)
         observer.finished(ctx, stats)
         return pointer
 
