@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
+from ._context import is_queue_batch
 from ._errors import InputValidationError
 from ._models import (
     ON_INVALID_RECORD,
@@ -65,25 +66,6 @@ class QueueBatch:
     def batch_item_failures(self) -> list[dict[str, str]]:
         """``[{"itemIdentifier": messageId}, ...]``: what a Pipe returns to the queue."""
         return [{"itemIdentifier": r.message_id} for r in self.rejected]
-
-
-def is_queue_batch(value: object) -> bool:
-    """An EventBridge Pipes batch: a non-empty list of SQS records whose ``body`` is a string.
-
-    Example:
-        >>> is_queue_batch([{"messageId": "m-1", "body": "{}"}]), is_queue_batch([{"a": 1}])
-        (True, False)
-    """
-    return (
-        isinstance(value, list)
-        and bool(value)
-        and all(
-            isinstance(r, dict)
-            and isinstance(r.get("body"), str)
-            and (r.get("eventSource") == "aws:sqs" or "messageId" in r)
-            for r in value
-        )
-    )
 
 
 def item_model(spec: StageSpec) -> Any:

@@ -22,6 +22,7 @@ __all__ = [
     "OUTPUT_FORMATS",
     "ExecutionContext",
     "StageEvent",
+    "is_queue_batch",
     "output_key",
     "parse_event",
     "parts_prefix",
@@ -106,6 +107,26 @@ def validate_bucket(value: object, what: str = "workflowBucket") -> str:
             "IP address)"
         )
     return value
+
+
+def is_queue_batch(value: object) -> bool:
+    """An EventBridge Pipes batch: a non-empty list of SQS records whose ``body`` is a string
+    (the ``initialData`` of a first stage fed by a queue, docs/contract.md section 8).
+
+    Example:
+        >>> is_queue_batch([{"messageId": "m-1", "body": "{}"}]), is_queue_batch([{"a": 1}])
+        (True, False)
+    """
+    return (
+        isinstance(value, list)
+        and bool(value)
+        and all(
+            isinstance(r, dict)
+            and isinstance(r.get("body"), str)
+            and (r.get("eventSource") == "aws:sqs" or "messageId" in r)
+            for r in value
+        )
+    )
 
 
 def output_key(execution_id: str, stage: str) -> str:

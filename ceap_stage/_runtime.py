@@ -25,7 +25,13 @@ import orjson
 from pydantic import ValidationError
 from pydantic_core import PydanticSerializationError
 
-from ._context import ExecutionContext, StageEvent, parse_event, validate_bucket
+from ._context import (
+    ExecutionContext,
+    StageEvent,
+    is_queue_batch,
+    parse_event,
+    validate_bucket,
+)
 from ._errors import (
     CeapStageError,
     ContextResolutionError,
@@ -457,13 +463,11 @@ class StageRuntime:
                 data = orjson.loads(data)
             except orjson.JSONDecodeError:
                 return None  # _initial_value reports it
-        if not isinstance(data, list) or not data:
-            return None
-        # The queue batch code is imported by the first batch: most stages never read one.
-        from ._batch import decode_batch, is_queue_batch, item_model
-
         if not is_queue_batch(data):
             return None
+        # The queue batch code is imported by the first batch: most stages never read one.
+        from ._batch import decode_batch, item_model
+
         batch = decode_batch(
             data,
             self.spec,
