@@ -1320,7 +1320,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     arguments = sys.argv[1:] if argv is None else list(argv)
     if not arguments:  # no command: the list of commands, not argparse's one-line complaint
         parser.print_help(sys.stderr)
-        return 2
+        return EXIT_USAGE
     args = parser.parse_args(arguments)
     # Like `python -m`, make modules in the working directory importable (handlers, workflows).
     cwd = os.getcwd()
