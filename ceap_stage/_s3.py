@@ -17,7 +17,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Final, NamedTuple, TypeVar, cast
 
 from ._errors import (
     CeapStageError,
@@ -110,6 +110,14 @@ def _is_transient_botocore(exc: Exception) -> bool:
     ) or (isinstance(exc, OSError) and not isinstance(exc, PermissionError))
 
 
+#: What to set when botocore finds no credentials or no region (by the exception's class name).
+_SETUP_HINTS: Final = {
+    "NoCredentialsError": ": no AWS credentials found (set AWS_PROFILE or the "
+    "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY variables, or run `aws configure`)",
+    "NoRegionError": ": no AWS region is set (set AWS_REGION or AWS_PROFILE)",
+}
+
+
 def translate_error(exc: Exception, *, bucket: str, key: str | None, action: str) -> CeapStageError:
     """Map a botocore exception to the contract's error (the one translation boundary).
 
@@ -140,22 +148,8 @@ def translate_error(exc: Exception, *, bucket: str, key: str | None, action: str
             bucket=bucket,
             key=key,
         )
-    from botocore.exceptions import NoCredentialsError, NoRegionError
-
-    if isinstance(exc, NoCredentialsError):
-        return StorageError(
-            f"S3 {action} failed: no AWS credentials found (set AWS_PROFILE or the "
-            "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY variables, or run `aws configure`)",
-            bucket=bucket,
-            key=key,
-        )
-    if isinstance(exc, NoRegionError):
-        return StorageError(
-            f"S3 {action} failed: no AWS region is set (set AWS_REGION or AWS_PROFILE)",
-            bucket=bucket,
-            key=key,
-        )
-    return StorageError(f"S3 {action} failed ({type(exc).__name__})", bucket=bucket, key=key)
+    reason = _SETUP_HINTS.get(type(exc).__name__, f" ({type(exc).__name__})")
+    return StorageError(f"S3 {action} failed{reason}", bucket=bucket, key=key)
 
 
 def _is_not_found(exc: Exception) -> bool:
