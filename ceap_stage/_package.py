@@ -36,7 +36,7 @@ import re
 import shutil
 import sys
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final
@@ -195,19 +195,61 @@ def _unit_of(root: Path, module: str) -> _Unit | None:
     return None
 
 
-def _imported_names(path: Path, unit: _Unit) -> set[str]:
-    """The absolute module names ``path`` imports (relative imports resolved)."""
+def _parse(path: Path) -> ast.Module:
+    """The syntax tree of a project file.
+
+    Raises:
+        PackagingError: It is not valid Python.
+    """
     try:
-        tree = ast.parse(path.read_bytes(), filename=str(path))
+        return ast.parse(path.read_bytes(), filename=str(path))
     except SyntaxError as exc:
         raise PackagingError(f"{path} is not valid Python: {exc.msg} (line {exc.lineno})") from None
+
+
+def _catches_import_error(handler: ast.ExceptHandler) -> bool:
+    """Whether an ``except`` clause handles ``ImportError`` (or ``ModuleNotFoundError``)."""
+    if handler.type is None:
+        return True
+    return bool(
+        {"ImportError", "ModuleNotFoundError"} & set(re.findall(r"\w+", ast.unparse(handler.type)))
+    )
+
+
+def _imports(tree: ast.AST) -> Iterator[tuple[ast.Import | ast.ImportFrom, bool]]:
+    """Every import statement of ``tree`` (in functions too), and whether it is guarded: under
+    ``if TYPE_CHECKING:`` or in a ``try`` that handles ``ImportError`` (an optional dependency),
+    so that the module runs without it."""
+
+    def visit(node: ast.AST, guarded: bool) -> Iterator[tuple[ast.Import | ast.ImportFrom, bool]]:
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            yield node, guarded
+            return
+        optional: list[ast.AST] = []  # runs only when an import may be missing
+        rest: list[ast.AST] = list(ast.iter_child_nodes(node))
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            optional, rest = list(node.body), list(node.orelse)
+        elif isinstance(node, ast.Try) and any(_catches_import_error(h) for h in node.handlers):
+            optional = [*node.body, *node.handlers]
+            rest = [*node.orelse, *node.finalbody]
+        for child in optional:
+            yield from visit(child, True)
+        for child in rest:
+            yield from visit(child, guarded)
+
+    yield from visit(tree, False)
+
+
+def _imported_names(path: Path, unit: _Unit) -> set[str]:
+    """The absolute module names ``path`` imports (relative imports resolved)."""
+    tree = _parse(path)
     if unit.path.is_file():
         package_parts = unit.name.split(".")[:-1]
     else:
         relative = path.relative_to(unit.path).with_suffix("")
         package_parts = [*unit.name.split("."), *relative.parts[:-1]]
     names: set[str] = set()
-    for node in ast.walk(tree):
+    for node, _ in _imports(tree):
         if isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -259,41 +301,17 @@ RUNTIME_IMPORTS: Final = frozenset(
 )
 
 
-def _catches_import_error(handler: ast.ExceptHandler) -> bool:
-    """Whether an ``except`` clause handles ``ImportError`` (or ``ModuleNotFoundError``)."""
-    if handler.type is None:
-        return True
-    return bool(
-        {"ImportError", "ModuleNotFoundError"} & set(re.findall(r"\w+", ast.unparse(handler.type)))
-    )
-
-
 def _top_level_imports(path: Path) -> set[str]:
-    """The top-level names of the absolute imports ``path`` makes at run time.
-
-    Imports under ``if TYPE_CHECKING:`` and in a ``try`` that handles ``ImportError`` (an
-    optional dependency) do not count.
-    """
-    tree = ast.parse(path.read_bytes(), filename=str(path))
+    """The top-level names of the absolute imports ``path`` needs at run time (guarded imports,
+    see :func:`_imports`, do not count)."""
     names: set[str] = set()
-
-    def visit(node: ast.AST) -> None:
-        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
-            for statement in node.orelse:
-                visit(statement)
-            return
-        if isinstance(node, ast.Try) and any(_catches_import_error(h) for h in node.handlers):
-            for statement in (*node.orelse, *node.finalbody):
-                visit(statement)
-            return
+    for node, guarded in _imports(_parse(path)):
+        if guarded:
+            continue
         if isinstance(node, ast.Import):
             names.update(alias.name.split(".")[0] for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+        elif not node.level and node.module:
             names.add(node.module.split(".")[0])
-        for child in ast.iter_child_nodes(node):
-            visit(child)
-
-    visit(tree)
     return names
 
 
