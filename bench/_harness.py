@@ -3,12 +3,81 @@
 from __future__ import annotations
 
 import gc
+import random
 import statistics
+import textwrap
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-__all__ = ["Result", "interleaved", "median_time"]
+import orjson
+
+__all__ = ["ORDER_MODELS", "Result", "interleaved", "median_time", "orders"]
+
+#: The order models (``Item``, ``Order``, ``Scored``) and ``score`` the stage benchmarks' handler
+#: modules share, as source for their subprocesses (the module must import ``BaseModel``).
+ORDER_MODELS = textwrap.dedent(
+    """
+
+    class Item(BaseModel):
+        sku: str
+        qty: int
+        price: float
+
+
+    class Order(BaseModel):
+        order_id: str
+        customer_id: str
+        amount: float
+        currency: str
+        created_at: str
+        items: list[Item]
+        note: str
+
+
+    class Scored(BaseModel):
+        order_id: str
+        customer_id: str
+        score: float
+        items: int
+
+
+    def score(o: Order) -> Scored:
+        qty = sum(i.qty for i in o.items)
+        return Scored(
+            order_id=o.order_id,
+            customer_id=o.customer_id,
+            score=round(o.amount * qty / (1 + len(o.items)), 4),
+            items=len(o.items),
+        )
+    """
+)
+
+
+def orders(count: int, seed: int = 1) -> bytes:
+    """``count`` orders for :data:`ORDER_MODELS`, as one JSON document (the same for a seed)."""
+    rng = random.Random(seed)
+    return orjson.dumps(
+        [
+            {
+                "order_id": f"o-{n:08d}",
+                "customer_id": f"c-{rng.randrange(10**6):06d}",
+                "amount": round(rng.uniform(1, 2000), 2),
+                "currency": rng.choice(["EUR", "USD", "GBP"]),
+                "created_at": f"2026-11-{rng.randint(1, 28):02d}T{rng.randint(0, 23):02d}:15:00Z",
+                "items": [
+                    {
+                        "sku": f"sku-{rng.randrange(10**5):05d}",
+                        "qty": rng.randint(1, 5),
+                        "price": 9.5,
+                    }
+                    for _ in range(rng.randint(1, 3))
+                ],
+                "note": "gift wrap, leave at the door" if n % 3 else "",
+            }
+            for n in range(count)
+        ]
+    )
 
 
 @dataclass(frozen=True)

@@ -44,7 +44,6 @@ definition at most 25 ms over boto3, pydantic and the models, and no client) is
 from __future__ import annotations
 
 import os
-import random
 import socket
 import statistics
 import subprocess
@@ -56,7 +55,7 @@ from typing import Any
 
 import orjson
 
-from bench._harness import Result
+from bench._harness import ORDER_MODELS, Result, orders
 
 RECORDS = 200
 PROCESSES = 15
@@ -65,44 +64,7 @@ EXECUTION = "run-cold"
 FIRST_MS_ALLOWANCE = 5.0
 FIRST_RATIO = 1.2
 
-_MODELS = textwrap.dedent(
-    """
-    from pydantic import BaseModel
-
-
-    class Item(BaseModel):
-        sku: str
-        qty: int
-        price: float
-
-
-    class Order(BaseModel):
-        order_id: str
-        customer_id: str
-        amount: float
-        currency: str
-        created_at: str
-        items: list[Item]
-        note: str
-
-
-    class Scored(BaseModel):
-        order_id: str
-        customer_id: str
-        score: float
-        items: int
-
-
-    def score(o: Order) -> Scored:
-        qty = sum(i.qty for i in o.items)
-        return Scored(
-            order_id=o.order_id,
-            customer_id=o.customer_id,
-            score=round(o.amount * qty / (1 + len(o.items)), 4),
-            items=len(o.items),
-        )
-    """
-)
+_MODELS = "from pydantic import BaseModel\n" + ORDER_MODELS
 
 #: The ceap-stage handler module.
 STAGE_HANDLER = _MODELS + textwrap.dedent(
@@ -266,31 +228,6 @@ VARIANTS: dict[str, tuple[str, str, str]] = {
 }
 
 
-def _orders(count: int) -> bytes:
-    rng = random.Random(7)
-    return orjson.dumps(
-        [
-            {
-                "order_id": f"o-{n:08d}",
-                "customer_id": f"c-{rng.randrange(10**6):06d}",
-                "amount": round(rng.uniform(1, 2000), 2),
-                "currency": rng.choice(["EUR", "USD", "GBP"]),
-                "created_at": f"2026-11-{rng.randint(1, 28):02d}T10:15:00Z",
-                "items": [
-                    {
-                        "sku": f"sku-{rng.randrange(10**5):05d}",
-                        "qty": rng.randint(1, 5),
-                        "price": 9.5,
-                    }
-                    for _ in range(rng.randint(1, 3))
-                ],
-                "note": "gift wrap" if n % 3 else "",
-            }
-            for n in range(count)
-        ]
-    )
-
-
 def lambda_environment(endpoint: str, initialization_type: str) -> dict[str, str]:
     """The variables a Lambda execution environment has (as far as these handlers can tell)."""
     keep = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "SYSTEMROOT", "PYTHONPATH")
@@ -438,7 +375,7 @@ def serve() -> tuple[Any, str]:
     client.put_object(
         Bucket=BUCKET,
         Key=f"executions/{EXECUTION}/Load/output.json",
-        Body=_orders(RECORDS),
+        Body=orders(RECORDS, seed=7),
         ContentType="application/json",
     )
     return server, endpoint

@@ -16,8 +16,8 @@ import statistics
 import tempfile
 import textwrap
 
-from bench._harness import Result
-from bench.bench_scale import _MODELS, _child, _orders
+from bench._harness import Result, orders
+from bench.bench_scale import _MODELS, _child
 
 RECORDS = 100_000
 ROUNDS = 5
@@ -100,7 +100,7 @@ def run() -> list[Result]:
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "bench")
     os.environ["AWS_DEFAULT_REGION"] = os.environ.get("AWS_DEFAULT_REGION", "us-east-1")
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    body, warm = _orders(RECORDS), _orders(20, seed=2)
+    body, warm = orders(RECORDS), orders(20, seed=2)
     mb = len(body) / 1e6
     bucket = "ceap-bench-io"
     env = {

@@ -20,7 +20,6 @@ theirs alone. ``python -m bench scale``.
 from __future__ import annotations
 
 import os
-import random
 import statistics
 import subprocess
 import sys
@@ -28,44 +27,24 @@ import textwrap
 
 import orjson
 
-from bench._harness import Result
+from bench._harness import ORDER_MODELS, Result, orders
 
 RECORDS = 100_000
 STREAM_RECORDS = 1_000_000
 ROUNDS = 3
 STREAM_RSS_LIMIT_MB = 150.0
 
-_MODELS = textwrap.dedent(
-    """
+_MODELS = (
+    textwrap.dedent(
+        """
     import json, os, resource, sys, time
     from collections.abc import Iterator
     from pydantic import BaseModel, TypeAdapter
-
-    class Item(BaseModel):
-        sku: str
-        qty: int
-        price: float
-
-    class Order(BaseModel):
-        order_id: str
-        customer_id: str
-        amount: float
-        currency: str
-        created_at: str
-        items: list[Item]
-        note: str
-
-    class Scored(BaseModel):
-        order_id: str
-        customer_id: str
-        score: float
-        items: int
-
-    def score(o: Order) -> Scored:
-        qty = sum(i.qty for i in o.items)
-        return Scored(order_id=o.order_id, customer_id=o.customer_id,
-                      score=round(o.amount * qty / (1 + len(o.items)), 4), items=len(o.items))
-
+    """
+    )
+    + ORDER_MODELS
+    + textwrap.dedent(
+        """
     ENDPOINT, BUCKET = os.environ["BENCH_ENDPOINT"], os.environ["BENCH_BUCKET"]
     WARM = {"executionId": "warm", "currentStage": "Score", "previousStage": "Load",
             "workflowBucket": BUCKET}
@@ -86,6 +65,7 @@ _MODELS = textwrap.dedent(
     def report(elapsed: float) -> None:
         print("BENCH " + json.dumps({"seconds": elapsed, "peak_mb": peak_rss_mb()}))
     """
+    )
 )
 
 _SDK = _MODELS + textwrap.dedent(
@@ -203,26 +183,6 @@ _STREAMING = _MODELS + textwrap.dedent(
 )
 
 
-def _orders(count: int, seed: int = 1) -> bytes:
-    rng = random.Random(seed)
-    orders = [
-        {
-            "order_id": f"o-{n:08d}",
-            "customer_id": f"c-{rng.randrange(10**6):06d}",
-            "amount": round(rng.uniform(1, 2000), 2),
-            "currency": rng.choice(["EUR", "USD", "GBP"]),
-            "created_at": f"2026-11-{rng.randint(1, 28):02d}T{rng.randint(0, 23):02d}:15:00Z",
-            "items": [
-                {"sku": f"sku-{rng.randrange(10**5):05d}", "qty": rng.randint(1, 5), "price": 9.5}
-                for _ in range(rng.randint(1, 3))
-            ],
-            "note": "gift wrap, leave at the door" if n % 3 else "",
-        }
-        for n in range(count)
-    ]
-    return orjson.dumps(orders)
-
-
 def _stream_records(count: int) -> bytes:
     return b"".join(
         orjson.dumps(
@@ -268,13 +228,13 @@ def run() -> list[Result]:
         client = boto3.client("s3", endpoint_url=endpoint)
         bucket = "ceap-bench-scale"
         client.create_bucket(Bucket=bucket)
-        body = _orders(RECORDS)
+        body = orders(RECORDS)
         client.put_object(
             Bucket=bucket, Key="executions/run-big/Load/output.json", Body=body,
             ContentType="application/json",
         )  # fmt: skip
         client.put_object(
-            Bucket=bucket, Key="executions/warm/Load/output.json", Body=_orders(20, seed=2),
+            Bucket=bucket, Key="executions/warm/Load/output.json", Body=orders(20, seed=2),
             ContentType="application/json",
         )  # fmt: skip
         env = {
