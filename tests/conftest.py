@@ -11,10 +11,14 @@
 
 from __future__ import annotations
 
+import json
 import socket
+import subprocess
+import sys
 import uuid
-from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -115,6 +119,28 @@ def _isolated_process_state() -> Iterator[None]:
     if dict(os.environ) != environ:
         os.environ.clear()
         os.environ.update(environ)
+
+
+def run_python(code: str, *args: str, env: Mapping[str, str], cwd: Path | str | None = None) -> str:
+    """Run ``code`` in a fresh interpreter (``python -c code args...``), assert that it
+    succeeded (its stderr is the message), and return its stdout."""
+    done = subprocess.run(
+        [sys.executable, "-c", code, *args],
+        cwd=cwd,
+        env=dict(env),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
+def last_json(stdout: str, prefix: str = "") -> Any:
+    """The JSON of the last line of ``stdout`` that starts with ``prefix`` (prefix removed)."""
+    line = next(x for x in reversed(stdout.splitlines()) if x.startswith(prefix))
+    return json.loads(line.removeprefix(prefix))
 
 
 def free_port() -> int:

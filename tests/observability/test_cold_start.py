@@ -5,13 +5,12 @@ Each case runs in a fresh interpreter: "not imported" can only be checked in a c
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import last_json, run_python
 
 CODE = """
 import json, sys, tempfile
@@ -43,17 +42,9 @@ _CLEARED = (
 def loaded(**env: str) -> dict[str, list[str]]:
     full_env = {k: v for k, v in os.environ.items() if k not in _CLEARED}
     full_env.update(env)
-    done = subprocess.run(
-        [sys.executable, "-c", CODE],
-        env=full_env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        cwd=Path(__file__).parent,
+    report: dict[str, list[str]] = last_json(
+        run_python(CODE, env=full_env, cwd=Path(__file__).parent)
     )
-    assert done.returncode == 0, done.stderr
-    report: dict[str, list[str]] = json.loads(done.stdout.strip().splitlines()[-1])
     return report
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import random
-import subprocess
 import sys
 import textwrap
 import types
@@ -23,7 +22,7 @@ from pydantic import BaseModel
 
 from ceap_stage import ExecutionContext, LocalStore, S3Store, StageHandler, _snapstart, stage
 from ceap_stage._observability import Observer
-from tests.conftest import FAKE_REGION, free_port, s3_client
+from tests.conftest import FAKE_REGION, free_port, last_json, run_python, s3_client
 
 from ._helpers import make_event
 
@@ -303,18 +302,7 @@ def _lambda_environment(endpoint: str, initialization_type: str, bucket: str) ->
 
 def _run_runtime(tmp_path: Path, env: dict[str, str]) -> dict[str, Any]:
     (tmp_path / "stage_module.py").write_text(HANDLER_MODULE)
-    proc = subprocess.run(
-        [sys.executable, "-c", RUNTIME_SCRIPT],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    line = next(x for x in proc.stdout.splitlines() if x.startswith("RESULT "))
-    result: dict[str, Any] = json.loads(line.removeprefix("RESULT "))
+    result: dict[str, Any] = last_json(run_python(RUNTIME_SCRIPT, env=env, cwd=tmp_path), "RESULT ")
     return result
 
 
@@ -414,16 +402,7 @@ def test_prime_builds_the_x_ray_tracer_before_the_snapshot(tmp_path):
     # costs nothing on restore. A fresh process, since building it patches botocore.
     env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("AWS_LAMBDA")}
     env.update({"CEAP_TRACER": "xray", "POWERTOOLS_METRICS_DISABLED": "true"})
-    done = subprocess.run(
-        [sys.executable, "-c", XRAY_PRIME, str(tmp_path)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    report = json.loads(done.stdout.strip().splitlines()[-1])
+    report = last_json(run_python(XRAY_PRIME, str(tmp_path), env=env))
     assert report == {
         "before": False,
         "done": ["logger", "models", "tracer"],

@@ -3,13 +3,13 @@ outside Lambda at its first invocation. Each case runs in a fresh interpreter.""
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import last_json, run_python
 
 HANDLER_MODULE = """
 from ceap_stage import stage
@@ -50,17 +50,7 @@ def _probe(tmp_path: Path, extra_env: dict[str, str]) -> dict[str, bool]:
     }
     env.update(extra_env)
     env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), *sys.path])
-    done = subprocess.run(
-        [sys.executable, "-c", PROBE],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    result: dict[str, bool] = json.loads(done.stdout.strip().splitlines()[-1])
+    result: dict[str, bool] = last_json(run_python(PROBE, env=env, cwd=tmp_path))
     return result
 
 
@@ -129,19 +119,8 @@ def test_a_bad_setting_inside_lambda_fails_the_first_invocation_not_the_import(
     )
     env = {**os.environ, **LAMBDA_ENV, "CEAP_TRACER": "zipkin"}
     env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), *sys.path])
-    done = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    assert "ConfigurationError CEAP_TRACER must be one of off, otel, xray, not 'zipkin'" in (
-        done.stdout
-    )
+    stdout = run_python(code, env=env, cwd=tmp_path)
+    assert "ConfigurationError CEAP_TRACER must be one of off, otel, xray, not 'zipkin'" in stdout
 
 
 def test_settings_resolved_inside_lambda_are_fixed(
