@@ -5,7 +5,7 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 import pytest
@@ -95,6 +95,29 @@ def run_fanned_out(
     return pointer
 
 
+class Planned(NamedTuple):
+    store: LocalStore
+    io: StageIO
+    runtime: Any
+    base: dict[str, Any]
+    events: list[dict[str, Any]]
+
+
+def planned(
+    tmp_path: Path, records: list[dict[str, Any]], records_per_shard: int, fmt: str = "json"
+) -> Planned:
+    """A LocalStore holding the previous stage's ``records`` (bucket ``bkt-1``), stage ``tag``
+    planned over them, and the events of its shards."""
+    store = LocalStore(tmp_path)
+    io = StageIO(store)
+    write_previous(io, "bkt-1", records, fmt)
+    runtime = tag.runtime.using_store(store)
+    base = base_event("bkt-1")
+    runtime.invoke({**base, "ceapPhase": "plan", "recordsPerShard": records_per_shard})
+    events = list(shard_events(base, read_plan(io, OutputRef("bkt-1", RUN, "Fan"))))
+    return Planned(store, io, runtime, base, events)
+
+
 FORMATS = ["json", "json-unlabelled", "jsonl", "jsonl-unlabelled", "manifest-64", "manifest-300"]
 
 
@@ -165,13 +188,10 @@ def test_plan_lines_are_small_and_a_replanned_plan_is_the_same_bytes(tmp_path: P
 
 
 def test_a_retried_shard_writes_the_same_bytes(tmp_path: Path) -> None:
-    store = LocalStore(tmp_path)
-    io = StageIO(store)
-    write_previous(io, "bkt-1", [{"id": i, "name": "n"} for i in range(40)], "json")
-    runtime = tag.runtime.using_store(store)
-    base = base_event("bkt-1")
-    runtime.invoke({**base, "ceapPhase": "plan", "recordsPerShard": 10})
-    event = next(shard_events(base, read_plan(io, OutputRef("bkt-1", RUN, "Fan"))))
+    store, _, runtime, _, events = planned(
+        tmp_path, [{"id": i, "name": "n"} for i in range(40)], 10
+    )
+    event = events[0]
     first = runtime.invoke(event)
     body = store.get("bkt-1", first["output"]["key"])
     again = runtime.invoke({**event, "retryCount": 1})
@@ -181,13 +201,9 @@ def test_a_retried_shard_writes_the_same_bytes(tmp_path: Path) -> None:
 
 
 def test_a_missing_shard_output_fails_collect_naming_it(tmp_path: Path) -> None:
-    store = LocalStore(tmp_path)
-    io = StageIO(store)
-    write_previous(io, "bkt-1", [{"id": i, "name": "n"} for i in range(30)], "json")
-    runtime = tag.runtime.using_store(store)
-    base = base_event("bkt-1")
-    runtime.invoke({**base, "ceapPhase": "plan", "recordsPerShard": 10})
-    events = list(shard_events(base, read_plan(io, OutputRef("bkt-1", RUN, "Fan"))))
+    store, _, runtime, base, events = planned(
+        tmp_path, [{"id": i, "name": "n"} for i in range(30)], 10
+    )
     for event in events[:1] + events[2:]:
         runtime.invoke(event)
     with pytest.raises(InputNotFoundError) as caught:
@@ -202,13 +218,9 @@ def test_a_missing_shard_output_fails_collect_naming_it(tmp_path: Path) -> None:
 def test_collect_honours_the_tolerated_failure_percentage(
     tmp_path: Path, tolerated: int, succeeds: bool
 ) -> None:
-    store = LocalStore(tmp_path)
-    io = StageIO(store)
-    write_previous(io, "bkt-1", [{"id": i, "name": "n"} for i in range(40)], "json")
-    runtime = tag.runtime.using_store(store)
-    base = base_event("bkt-1")
-    runtime.invoke({**base, "ceapPhase": "plan", "recordsPerShard": 10})
-    events = list(shard_events(base, read_plan(io, OutputRef("bkt-1", RUN, "Fan"))))
+    store, io, runtime, base, events = planned(
+        tmp_path, [{"id": i, "name": "n"} for i in range(40)], 10
+    )
     for event in events[1:]:  # shard 0 failed: one of four is 25 %
         runtime.invoke(event)
     collect = {**base, "ceapPhase": "collect", "toleratedFailurePercentage": tolerated}
@@ -268,15 +280,9 @@ def test_a_shards_jsonl_line_of_another_stage_fails_collect(tmp_path: Path) -> N
 
 
 def test_an_invalid_record_fails_its_shard_naming_it(tmp_path: Path) -> None:
-    store = LocalStore(tmp_path)
-    io = StageIO(store)
     records = [{"id": i, "name": "n"} for i in range(10)]
     records[7] = {"id": "seven", "name": "n"}
-    write_previous(io, "bkt-1", records, "jsonl")
-    runtime = tag.runtime.using_store(store)
-    base = base_event("bkt-1")
-    runtime.invoke({**base, "ceapPhase": "plan", "recordsPerShard": 100})
-    (event,) = shard_events(base, read_plan(io, OutputRef("bkt-1", RUN, "Fan")))
+    store, _, runtime, _, (event,) = planned(tmp_path, records, 100, "jsonl")
     with pytest.raises(InputValidationError, match="record 7 of shard 0 fails the input model"):
         runtime.invoke(event)
     assert store.list_keys("bkt-1", f"executions/{RUN}/Fan/shards/") == []
@@ -421,13 +427,9 @@ def test_each_phase_says_which_it_is_and_records_are_counted_once(tmp_path: Path
 def test_a_failing_shard_is_named_on_its_failure_line(tmp_path: Path) -> None:
     from ceap_stage.testing import capture_logs
 
-    store = LocalStore(tmp_path)
-    io = StageIO(store)
-    write_previous(io, "bkt-fan", [{"id": 1, "name": "a"}, {"id": "x", "name": "b"}], "json")
-    runtime = tag.runtime.using_store(store)
-    base = base_event("bkt-fan")
-    runtime.invoke({**base, "ceapPhase": "plan", "recordsPerShard": 1})
-    events = list(shard_events(base, read_plan(io, OutputRef("bkt-fan", RUN, "Fan"))))
+    _, _, runtime, _, events = planned(
+        tmp_path, [{"id": 1, "name": "a"}, {"id": "x", "name": "b"}], 1
+    )
     with capture_logs() as captured, pytest.raises(InputValidationError):
         runtime.invoke(events[1])
     failed = captured.records[-1]
