@@ -30,7 +30,7 @@ from ceap_stage import LocalStore
 from ceap_stage._formats import JSONL, ManifestPart
 from ceap_stage._io import OutputRef, StageIO, output_metadata
 from ceap_stage._settings import resolve_settings
-from ceap_stage._store import StoredObject
+from ceap_stage.testing import CountingStore
 from ceap_stage.workflow import LoadedWorkflow
 from ceap_stage.workflow._kinds import LocalStepRun, kind_of
 
@@ -39,35 +39,6 @@ from ._harness import Result
 RECORDS = 1_000_000
 RECORDS_PER_SHARD = 50_000
 EXECUTION = "bench-fanout"
-
-
-class CountingStore(LocalStore):
-    """A LocalStore that counts the body bytes it hands out, by key."""
-
-    def __init__(self, root: Path) -> None:
-        super().__init__(root)
-        self.read: dict[str, int] = {}
-
-    def _count(self, key: str, size: int) -> None:
-        self.read[key] = self.read.get(key, 0) + size
-
-    def get(self, bucket: str, key: str) -> StoredObject | None:
-        obj = super().get(bucket, key)
-        if obj is not None:
-            self._count(key, len(obj.body))
-        return obj
-
-    def get_range(self, bucket: str, key: str, start: int, stop: int | None = None) -> bytes | None:
-        data = super().get_range(bucket, key, start, stop)
-        if data is not None:
-            self._count(key, len(data))
-        return data
-
-    def open_object(self, bucket: str, key: str) -> Any:
-        opened = super().open_object(bucket, key)
-        if opened is not None and opened.size:
-            self._count(key, opened.size)  # counted as if read whole
-        return opened
 
 
 def _attempt_seconds(config: Any, store: LocalStore, workers: int) -> tuple[float, dict[str, Any]]:
@@ -157,7 +128,8 @@ def _parallel(tmp: Path) -> list[Result]:
 def _planning(tmp: Path) -> list[Result]:
     score = importlib.import_module("examples.fanout.stages").score
     results = []
-    store = CountingStore(tmp / "planning")
+    local = LocalStore(tmp / "planning")
+    store = CountingStore(local)
     io = StageIO(store)
     bucket = "ceap-bench-plan"
     # A manifest of 1,000 parts of 100 records each.
@@ -177,7 +149,7 @@ def _planning(tmp: Path) -> list[Result]:
     store.put(
         bucket, big_ref.key, b"", content_type=JSONL, metadata=output_metadata(big_ref, records)
     )
-    with store.path(bucket, big_ref.key).open("ab") as handle:
+    with local.path(bucket, big_ref.key).open("ab") as handle:
         for _ in range(copies):
             handle.write(chunk)
     runtime = score.runtime.using_store(store)
@@ -185,7 +157,7 @@ def _planning(tmp: Path) -> list[Result]:
         ("a manifest of 1,000 parts", parts_ref, {p.key for p in parts}),
         ("a 1 GB JSON Lines object", big_ref, {big_ref.key}),
     ):
-        store.read.clear()
+        store.bytes_read_by_key.clear()
         pointer = runtime.invoke(
             {
                 "executionId": ref.execution_id,
@@ -199,8 +171,8 @@ def _planning(tmp: Path) -> list[Result]:
         data_bytes = sum(
             info.size for key in data_keys if (info := store.head(bucket, key)) is not None
         )
-        record_bytes = sum(n for key, n in store.read.items() if key in data_keys)
-        other = sum(n for key, n in store.read.items() if key not in data_keys)
+        record_bytes = sum(n for key, n in store.bytes_read_by_key.items() if key in data_keys)
+        other = sum(n for key, n in store.bytes_read_by_key.items() if key not in data_keys)
         results.append(
             Result(
                 f"plan over {name}: record bytes read vs its data",

@@ -13,13 +13,14 @@ __all__ = ["CountingStore"]
 
 
 class _CountingStream:
-    def __init__(self, stream: BinaryIO, owner: CountingStore) -> None:
+    def __init__(self, stream: BinaryIO, owner: CountingStore, key: str) -> None:
         self._stream = stream
         self._owner = owner
+        self._key = key
 
     def read(self, size: int = -1) -> bytes:
         data = self._stream.read(size)
-        self._owner.bytes_read += len(data)
+        self._owner._read(self._key, len(data))
         return data
 
     def close(self) -> None:
@@ -46,6 +47,8 @@ class CountingStore(Store):
         >>> _ = store.put("bucket", "k.json", b"[1, 2]")
         >>> store.get("bucket", "k.json").body, store.bytes_read, store.requests["get"]
         (b'[1, 2]', 6, 1)
+        >>> dict(store.bytes_read_by_key)
+        {'k.json': 6}
     """
 
     def __init__(self, inner: Store) -> None:
@@ -54,6 +57,12 @@ class CountingStore(Store):
         self.requests: Counter[str] = Counter()
         #: Body bytes read (whole objects, ranges and streams as they are read).
         self.bytes_read = 0
+        #: The same, by key.
+        self.bytes_read_by_key: Counter[str] = Counter()
+
+    def _read(self, key: str, size: int) -> None:
+        self.bytes_read += size
+        self.bytes_read_by_key[key] += size
 
     def __repr__(self) -> str:
         return f"CountingStore({self.inner!r})"
@@ -67,7 +76,7 @@ class CountingStore(Store):
         self.requests["get"] += 1
         obj = self.inner.get(bucket, key)
         if obj is not None:
-            self.bytes_read += len(obj.body)
+            self._read(key, len(obj.body))
         return obj
 
     def put(
@@ -103,7 +112,7 @@ class CountingStore(Store):
         opened = self.inner.open_object(bucket, key)
         if opened is None:
             return None
-        stream: Any = _CountingStream(opened.stream, self)
+        stream: Any = _CountingStream(opened.stream, self, key)
         return OpenedObject(stream, opened.content_type, opened.size)
 
     def head(self, bucket: str, key: str) -> ObjectInfo | None:
@@ -114,7 +123,7 @@ class CountingStore(Store):
         self.requests["get_range"] += 1
         data = self.inner.get_range(bucket, key, start, stop)
         if data is not None:
-            self.bytes_read += len(data)
+            self._read(key, len(data))
         return data
 
     def list_prefixes(self, bucket: str, prefix: str) -> list[str]:

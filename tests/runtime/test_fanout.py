@@ -24,7 +24,7 @@ from ceap_stage import (
 from ceap_stage._fanout import Shard, plan_shards, read_plan, shard_events
 from ceap_stage._formats import JSON, JSONL
 from ceap_stage._io import OutputRef, PartBytes, PartRange, StageIO
-from ceap_stage._store import StoredObject
+from ceap_stage.testing import CountingStore
 from tests.runtime.conftest import Backend
 
 RUN = "run-fan-1"
@@ -316,38 +316,17 @@ def test_bad_plan_events_are_refused(
     assert store.list_keys("bkt-1", f"executions/{RUN}/Fan/") == []
 
 
-class CountingStore(LocalStore):
-    """A LocalStore that counts the body bytes it returns, by key."""
-
-    def __init__(self, root: Path) -> None:
-        super().__init__(root)
-        self.read: dict[str, int] = {}
-
-    def _count(self, key: str, size: int) -> None:
-        self.read[key] = self.read.get(key, 0) + size
-
-    def get(self, bucket: str, key: str) -> StoredObject | None:
-        obj = super().get(bucket, key)
-        if obj is not None:
-            self._count(key, len(obj.body))
-        return obj
-
-    def get_range(self, bucket: str, key: str, start: int, stop: int | None = None) -> bytes | None:
-        data = super().get_range(bucket, key, start, stop)
-        if data is not None:
-            self._count(key, len(data))
-        return data
-
-
 @pytest.mark.parametrize("fmt", ["jsonl", "manifest-200"])
 def test_planning_reads_no_record_data(tmp_path: Path, fmt: str) -> None:
-    store = CountingStore(tmp_path)
+    store = CountingStore(LocalStore(tmp_path))
     io = StageIO(store)
     write_previous(io, "bkt-1", [{"id": i, "name": "n" * 20} for i in range(300)], fmt)
-    store.read.clear()
+    store.bytes_read_by_key.clear()
     event = {**base_event("bkt-1"), "ceapPhase": "plan", "recordsPerShard": 50}
     pointer = tag.runtime.using_store(store).invoke(event)
-    record_bytes = {k: n for k, n in store.read.items() if "/parts/" in k or fmt == "jsonl"}
+    record_bytes = {
+        k: n for k, n in store.bytes_read_by_key.items() if "/parts/" in k or fmt == "jsonl"
+    }
     assert record_bytes == {}
     assert pointer["shards"] >= 6
 
