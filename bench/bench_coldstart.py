@@ -19,7 +19,12 @@ Three handlers do the same job (GetObject, validate 200 orders, score them, dump
 - ``parser``: the same with Powertools' parser (``event_parser`` for the event, ``parse`` for the
   S3 body).
 
-A fourth run, ``stage snap-start``, initialises the stage with
+``stage gc`` is the same stage with ``CEAP_GC_FREEZE=false``: ceap-stage then leaves Python's
+garbage collector alone in the init phase, as the hand-written handler does (by default it pauses
+the collector while it creates the client and observer and then freezes what init made; the
+difference between the two runs is what that saves).
+
+A last run, ``stage snap-start``, initialises the stage with
 ``AWS_LAMBDA_INITIALIZATION_TYPE=snap-start`` and a stand-in ``snapshot_restore_py`` module: the
 runner runs the registered before-snapshot hooks at the end of init (counted in init, as Lambda
 counts them in the snapshot's creation), then the after-restore hooks (reported as ``restore``)
@@ -202,9 +207,13 @@ RUNNER = textwrap.dedent(
             f(*a, **k)
     figures["init"] = since(start)
     import botocore.client
+    frozen = gc.get_freeze_count()
+    gc.unfreeze()  # get_objects() leaves out what a handler froze (CEAP_GC_FREEZE)
     figures["clients_after_init"] = sum(
         isinstance(o, botocore.client.BaseClient) for o in gc.get_objects()
     )
+    if frozen:
+        gc.freeze()
     if snap:
         start = clocks()
         for f, a, k in hooks.after:
@@ -219,12 +228,14 @@ RUNNER = textwrap.dedent(
     """
 )
 
-#: name -> (handler module, runner mode, initialization type)
-VARIANTS: dict[str, tuple[str, str, str]] = {
-    "hand": ("hand_handler", "plain", "on-demand"),
-    "stage": ("stage_handler", "plain", "on-demand"),
-    "parser": ("parser_handler", "plain", "on-demand"),
-    "stage snap-start": ("stage_handler", "snap", "snap-start"),
+#: name -> (handler module, runner mode, initialization type, extra environment)
+VARIANTS: dict[str, tuple[str, str, str, dict[str, str]]] = {
+    "hand": ("hand_handler", "plain", "on-demand", {}),
+    "stage": ("stage_handler", "plain", "on-demand", {}),
+    # The same stage with the init phase's garbage-collector freeze turned off.
+    "stage gc": ("stage_handler", "plain", "on-demand", {"CEAP_GC_FREEZE": "false"}),
+    "parser": ("parser_handler", "plain", "on-demand", {}),
+    "stage snap-start": ("stage_handler", "snap", "snap-start", {}),
 }
 
 
@@ -255,8 +266,8 @@ def lambda_environment(endpoint: str, initialization_type: str) -> dict[str, str
 
 
 def _run(task_root: Path, variant: str, env: dict[str, str]) -> dict[str, Any]:
-    module, mode, init_type = VARIANTS[variant]
-    full_env = {**env, "AWS_LAMBDA_INITIALIZATION_TYPE": init_type}
+    module, mode, init_type, extra = VARIANTS[variant]
+    full_env = {**env, **extra, "AWS_LAMBDA_INITIALIZATION_TYPE": init_type}
     out = subprocess.run(
         [sys.executable, "-c", RUNNER, module, mode],
         capture_output=True,
@@ -312,7 +323,12 @@ def measure(endpoint: str, processes: int = PROCESSES) -> dict[str, dict[str, An
     return medians
 
 
-LABELS = {"stage": "@stage", "parser": "Powertools parser", "stage snap-start": "@stage SnapStart"}
+LABELS = {
+    "stage": "@stage",
+    "stage gc": "@stage CEAP_GC_FREEZE=false",
+    "parser": "Powertools parser",
+    "stage snap-start": "@stage SnapStart",
+}
 
 
 def results(medians: dict[str, dict[str, Any]]) -> list[Result]:

@@ -17,6 +17,9 @@ name                           meaning                                   default
 ``CEAP_TRACER``                ``xray``, ``otel`` or ``off``              ``xray`` in Lambda
 ``CEAP_SPARK_MASTER``          the Spark master of a session we create    ``local[*]`` (none
                                                                          under spark-submit)
+``CEAP_GC_FREEZE``             inside Lambda, freeze what init made for  ``true``
+                               Python's garbage collector (``false``:
+                               leave the collector alone)
 ``POWERTOOLS_SERVICE_NAME``    the service of log lines                  ``ceap-stage``
 ``POWERTOOLS_LOG_LEVEL``       the log level                             Powertools' (INFO)
 ``POWERTOOLS_METRICS_NAMESPACE`` the EMF metric namespace                 ``CeapStage``
@@ -91,6 +94,7 @@ ENV_EXPECTED_BUCKET_OWNER: Final = "CEAP_EXPECTED_BUCKET_OWNER"
 ENV_SSE_KMS_KEY_ID: Final = "CEAP_SSE_KMS_KEY_ID"
 ENV_TRACER: Final = "CEAP_TRACER"
 ENV_SPARK_MASTER: Final = "CEAP_SPARK_MASTER"
+ENV_GC_FREEZE: Final = "CEAP_GC_FREEZE"
 # -- Powertools' variables, read the way Powertools reads them ---------------------------------
 ENV_SERVICE_NAME: Final = "POWERTOOLS_SERVICE_NAME"
 ENV_LOG_LEVEL: Final = "POWERTOOLS_LOG_LEVEL"
@@ -119,6 +123,15 @@ _TRACERS: Final = frozenset(get_args(TracerChoice))
 
 def _truthy(value: str | None) -> bool:
     return (value or "").strip().lower() in ("1", "true", "yes", "on", "y", "t")
+
+
+def _flag(value: str, source: str) -> bool:
+    said = value.strip().lower()
+    if said in ("1", "true", "yes", "on", "y", "t"):
+        return True
+    if said in ("0", "false", "no", "off", "n", "f"):
+        return False
+    raise ConfigurationError(f"{source} must be true or false, not {value!r}")
 
 
 def _metrics_enabled(environ: Mapping[str, str]) -> bool:
@@ -168,6 +181,11 @@ class Settings:
     #: ``AWS_LAMBDA_INITIALIZATION_TYPE`` (``on-demand``, ``provisioned-concurrency``,
     #: ``snap-start``), or None outside Lambda.
     initialization_type: str | None = None
+    #: Inside Lambda, whether the init phase pauses Python's cyclic garbage collector while the
+    #: handler creates its store, S3 client and observer, then freezes (``gc.freeze``) every
+    #: object made so far, so that no later collection scans them again. No effect outside
+    #: Lambda.
+    gc_freeze: bool = True
 
     def replace(self, **changes: object) -> Settings:
         """A copy with some fields changed."""
@@ -187,6 +205,7 @@ def resolve_settings(
     metrics_namespace: str | None = None,
     metrics_enabled: bool | None = None,
     spark_master: str | None = None,
+    gc_freeze: bool | None = None,
     defaults: Settings | None = None,
 ) -> Settings:
     """Resolve every setting: an explicit argument wins, then the environment, then the default.
@@ -209,11 +228,13 @@ def resolve_settings(
             ``POWERTOOLS_DEV``).
         spark_master: Else ``CEAP_SPARK_MASTER``, else ``local[*]`` (None under
             ``spark-submit``, ``PYSPARK_GATEWAY_PORT`` set).
+        gc_freeze: Else ``CEAP_GC_FREEZE``, else true (it matters inside Lambda only).
         defaults: The defaults of a caller that has its own (the CLI quiets logs and metrics
             unless the environment says otherwise); default: the table above.
 
     Raises:
-        ConfigurationError: ``tracer`` (or ``CEAP_TRACER``) is not ``xray``, ``otel`` or ``off``.
+        ConfigurationError: ``tracer`` (or ``CEAP_TRACER``) is not ``xray``, ``otel`` or
+            ``off``; ``CEAP_GC_FREEZE`` is neither true nor false.
 
     Example:
         >>> resolve_settings(environ={"AWS_LAMBDA_FUNCTION_NAME": "f"}).tracer
@@ -240,6 +261,7 @@ def resolve_settings(
             metrics_namespace=metrics_namespace,
             metrics_enabled=metrics_enabled,
             spark_master=spark_master,
+            gc_freeze=gc_freeze,
         )
     env = os.environ if environ is None else environ
     base = defaults or _DEFAULTS
@@ -260,6 +282,9 @@ def resolve_settings(
     if metrics_enabled is None:
         said = ENV_METRICS_DISABLED in env or _truthy(env.get(ENV_POWERTOOLS_DEV))
         metrics_enabled = _metrics_enabled(env) if said else base.metrics_enabled
+    if gc_freeze is None:
+        said_freeze = env.get(ENV_GC_FREEZE)
+        gc_freeze = _flag(said_freeze, ENV_GC_FREEZE) if said_freeze else base.gc_freeze
     master = pick(spark_master, ENV_SPARK_MASTER)
     if master is None and not env.get(ENV_PYSPARK_GATEWAY_PORT):
         master = base.spark_master
@@ -277,6 +302,7 @@ def resolve_settings(
         spark_master=master,
         in_lambda=in_lambda,
         initialization_type=env.get(ENV_INITIALIZATION_TYPE) or None if in_lambda else None,
+        gc_freeze=gc_freeze,
     )
 
 
@@ -291,6 +317,7 @@ _READ: Final = (
     ENV_SSE_KMS_KEY_ID,
     ENV_TRACER,
     ENV_SPARK_MASTER,
+    ENV_GC_FREEZE,
     ENV_SERVICE_NAME,
     ENV_LOG_LEVEL,
     ENV_METRICS_NAMESPACE,

@@ -21,7 +21,10 @@ calls :func:`register`, which hands two hooks to the runtime's ``snapshot_restor
   - the stage's pydantic validators and serialisers (a tiny sample, ``[]`` or ``{}``, validated
     and dumped; a sample the model refuses is simply refused).
 
-  A step that fails is skipped: a snapshot is never refused over a cache left cold.
+  A step that fails is skipped: a snapshot is never refused over a cache left cold. Then,
+  unless ``CEAP_GC_FREEZE=false``, what priming made is frozen for the garbage collector
+  (``gc.freeze``), as the handler's creation froze what came before it: no collection in a
+  restored environment scans it.
 
 - after restore, :func:`renew` renews what must not be shared by restored environments:
 
@@ -42,6 +45,7 @@ at once, in the init phase, and registers nothing.
 
 from __future__ import annotations
 
+import gc
 import logging
 import random
 import sys
@@ -115,6 +119,8 @@ def prime(runtime: StageRuntime) -> list[str]:
                 done.append(name)
         except Exception:  # best effort: never refuse a snapshot over a cold cache
             continue
+    if resolved.settings.in_lambda and resolved.settings.gc_freeze:
+        gc.freeze()  # what priming made is as long-lived as what init made
     return done
 
 

@@ -236,7 +236,7 @@ HANDLER_MODULE = textwrap.dedent(
 # (last registered first), the after-restore hooks, then two invocations. Prints what happened.
 RUNTIME_SCRIPT = textwrap.dedent(
     """
-    import json, os, sys, types
+    import gc, json, os, sys, types
 
     calls, before, after = [], [], []
     hooks = types.ModuleType("snapshot_restore_py")
@@ -256,11 +256,13 @@ RUNTIME_SCRIPT = textwrap.dedent(
     endpoint = os.environ["AWS_ENDPOINT_URL"]
     pool_before = manager.connection_from_url(endpoint)
     client_before = store.client
+    frozen_at_init = gc.get_freeze_count()
 
     while before:
         f, a, k = before.pop()
         calls.append("before:" + f.__name__)
         f(*a, **k)
+    frozen_after_prime = gc.get_freeze_count()
     for f, a, k in after:
         calls.append("after:" + f.__name__)
         f(*a, **k)
@@ -271,6 +273,9 @@ RUNTIME_SCRIPT = textwrap.dedent(
         "registered": registered,
         "calls": calls,
         "same_client": store.client is client_before,
+        # init froze what it made; priming freezes what it made too (CEAP_GC_FREEZE)
+        "frozen_at_init": frozen_at_init > 0,
+        "prime_froze": frozen_after_prime > frozen_at_init,
         "new_pool": manager.connection_from_url(endpoint) is not pool_before,
         "records": [r["recordsProcessed"] for r in results],
     }))
@@ -329,6 +334,7 @@ def test_a_snapstart_initialisation_primes_then_renews_then_invokes(
     assert result["calls"] == ["before:prime", "after:renew", "invoke"]
     assert result["same_client"] is True
     assert result["new_pool"] is True
+    assert (result["frozen_at_init"], result["prime_froze"]) == (True, True)
     assert result["records"] == [2, 2]
     client = s3_client(moto_server)
     body = client.get_object(Bucket=staged_input, Key="executions/run-1/Score/output.json")
@@ -345,6 +351,17 @@ def test_other_initialisations_register_no_hooks(
     env = _lambda_environment(moto_server, initialization_type, staged_input)
     result = _run_runtime(tmp_path, env)
     assert result["registered"] == []
+    assert (result["frozen_at_init"], result["prime_froze"]) == (True, False)
+    assert result["records"] == [2, 2]
+
+
+def test_a_snapstart_initialisation_with_gc_freeze_false_freezes_nothing(
+    tmp_path, moto_server, staged_input
+):
+    env = {**_lambda_environment(moto_server, "snap-start", staged_input), "CEAP_GC_FREEZE": "0"}
+    result = _run_runtime(tmp_path, env)
+    assert result["calls"] == ["before:prime", "after:renew", "invoke"]
+    assert (result["frozen_at_init"], result["prime_froze"]) == (False, False)
     assert result["records"] == [2, 2]
 
 
@@ -353,6 +370,7 @@ def test_outside_lambda_no_hooks_are_registered(tmp_path, moto_server, staged_in
     del env["AWS_LAMBDA_FUNCTION_NAME"]  # not in Lambda: the initialisation type means nothing
     result = _run_runtime(tmp_path, env)
     assert result["registered"] == []
+    assert result["frozen_at_init"] is False  # the garbage collector is left alone outside Lambda
     assert result["records"] == [2, 2]
 
 

@@ -21,14 +21,21 @@ def handler(data: dict) -> dict:
 """
 
 PROBE = """
-import json, sys
+import gc, json, os, sys
+if os.environ.get("PROBE_GC_OFF"):
+    gc.disable()  # the user's own choice, before the handler is imported
 import ceap_stage
 lean = "botocore" not in sys.modules
 import lambda_handler
 runtime = lambda_handler.handler.runtime
 resolved = runtime._resolved
 store = resolved.store if resolved else None
+client = getattr(store, "_client", None)
 print(json.dumps({
+    # gc.get_objects() leaves out the frozen generation: a frozen client is not in it.
+    "client_frozen": client is not None and not any(o is client for o in gc.get_objects()),
+    "frozen_objects": gc.get_freeze_count() > 0,
+    "gc_enabled": gc.isenabled(),
     "lean_import": lean,
     "resolved_at_import": resolved is not None,
     "client_at_import": store is not None and getattr(store, "_client", None) is not None,
@@ -68,6 +75,9 @@ LAMBDA_ENV = {
 def test_inside_lambda_the_client_and_observer_exist_after_import(tmp_path: Path) -> None:
     result = _probe(tmp_path, LAMBDA_ENV)
     assert result == {
+        "client_frozen": True,  # made with the collector paused, then frozen (CEAP_GC_FREEZE)
+        "frozen_objects": True,
+        "gc_enabled": True,  # enabled again after the freeze
         "lean_import": True,
         "resolved_at_import": True,
         "client_at_import": True,
@@ -82,6 +92,9 @@ def test_inside_lambda_the_client_and_observer_exist_after_import(tmp_path: Path
 def test_outside_lambda_nothing_is_created_at_import(tmp_path: Path) -> None:
     result = _probe(tmp_path, {})
     assert result == {
+        "client_frozen": False,
+        "frozen_objects": False,  # the garbage collector is left alone outside Lambda
+        "gc_enabled": True,
         "lean_import": True,
         "resolved_at_import": False,
         "client_at_import": False,
@@ -91,6 +104,38 @@ def test_outside_lambda_nothing_is_created_at_import(tmp_path: Path) -> None:
         "sqs_models_after_import": False,
         "batch_code_after_import": False,
     }
+
+
+def test_gc_freeze_false_leaves_the_garbage_collector_alone(tmp_path: Path) -> None:
+    result = _probe(tmp_path, {**LAMBDA_ENV, "CEAP_GC_FREEZE": "false"})
+    assert result["client_at_import"] is True
+    assert (result["client_frozen"], result["frozen_objects"]) == (False, False)
+    assert result["gc_enabled"] is True
+
+
+def test_a_collector_the_user_disabled_stays_disabled(tmp_path: Path) -> None:
+    result = _probe(tmp_path, {**LAMBDA_ENV, "PROBE_GC_OFF": "1"})
+    assert (result["client_frozen"], result["gc_enabled"]) == (True, False)
+
+
+def test_a_bad_gc_freeze_value_fails_the_first_invocation_with_the_variable_named(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "lambda_handler.py").write_text(HANDLER_MODULE)
+    code = (
+        "import gc, lambda_handler\n"
+        "from ceap_stage import ConfigurationError\n"
+        "print('frozen', gc.get_freeze_count() > 0)\n"
+        "try:\n"
+        "    lambda_handler.handler({}, None)\n"
+        "except ConfigurationError as exc:\n"
+        "    print('ConfigurationError', exc)\n"
+    )
+    env = {**os.environ, **LAMBDA_ENV, "CEAP_GC_FREEZE": "sometimes"}
+    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), *sys.path])
+    out = run_python(code, env=env, cwd=tmp_path)
+    assert "frozen False" in out
+    assert "ConfigurationError CEAP_GC_FREEZE must be true or false, not 'sometimes'" in out
 
 
 def test_sam_local_is_not_lambda(tmp_path: Path) -> None:
@@ -133,6 +178,7 @@ def test_settings_resolved_inside_lambda_are_fixed(
 
     for name, value in LAMBDA_ENV.items():
         monkeypatch.setenv(name, value)
+    monkeypatch.setenv("CEAP_GC_FREEZE", "false")  # never freeze the test process's objects
     monkeypatch.setenv("CEAP_STORE", (tmp_path / "init").as_uri())
 
     @stage

@@ -50,6 +50,24 @@ def test_spark_submit_keeps_its_own_master() -> None:
     assert resolve_settings(environ=env).spark_master == "local[1]"
 
 
+@pytest.mark.parametrize(
+    ("value", "expected"), [("false", False), ("0", False), ("OFF", False), ("true", True)]
+)
+def test_gc_freeze_is_on_unless_the_environment_or_an_argument_says_otherwise(
+    value: str, expected: bool
+) -> None:
+    assert resolve_settings(environ={}).gc_freeze is True
+    assert resolve_settings(environ={"CEAP_GC_FREEZE": value}).gc_freeze is expected
+    assert resolve_settings(environ={"CEAP_GC_FREEZE": value}, gc_freeze=True).gc_freeze is True
+    with using_settings(Settings(gc_freeze=False)):
+        assert resolve_settings().gc_freeze is False
+
+
+def test_a_gc_freeze_that_is_not_a_boolean_is_refused_with_its_value() -> None:
+    with pytest.raises(ConfigurationError, match="CEAP_GC_FREEZE must be true or false, not 'x'"):
+        resolve_settings(environ={"CEAP_GC_FREEZE": "x"})
+
+
 def test_caller_defaults_sit_below_the_environment() -> None:
     quiet = Settings(log_level="WARNING", metrics_enabled=False)
     assert resolve_settings(environ={}, defaults=quiet).log_level == "WARNING"
