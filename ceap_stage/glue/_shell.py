@@ -1,8 +1,10 @@
 """The Python-shell variant: read and write records through the stores, without Spark.
 
-For small Glue jobs (Glue's "Python shell" job type) that have no Spark: the input is read into
+For small Glue scripts that need no Spark (``glue_job(spark=False)``): the input is read into
 Python values the way a Lambda stage reads it, and the output is written the way the Spark side
-writes it (JSON Lines parts under a fresh attempt prefix, then the manifest).
+writes it (JSON Lines parts under a fresh attempt prefix, then the manifest). Such a script is
+deployed as a Spark job that never starts Spark; Glue's own "Python shell" job type offers
+Python 3.9 at most, below what ceap-stage needs (3.11).
 """
 
 from __future__ import annotations
