@@ -6,9 +6,16 @@ from pathlib import Path
 
 from ceap_stage import LocalStore
 from ceap_stage._io import OutputRef, StageIO
+from ceap_stage.testing import assert_record_wise
 from ceap_stage.workflow import LocalRunner, build_definition
 
+from .stages import Reading, _payload, score
 from .workflow import sample_input, scoring_workflow, workflow
+
+
+def test_score_is_record_wise() -> None:
+    readings = [Reading(sensor=f"s-{i % 3}", sequence=i, payload=_payload(i)) for i in range(7)]
+    assert_record_wise(score, readings, records_per_shard=2)
 
 
 def test_the_fanned_out_score_equals_the_plain_score(tmp_path: Path) -> None:
