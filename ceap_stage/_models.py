@@ -429,9 +429,13 @@ def drift(stored_metadata: Mapping[str, str], model: Any) -> str | None:
         A sentence saying so, or None when the fingerprints agree or the output carries none
         (written before fingerprints, or not by ceap-stage).
 
-    >>> drift({"ceap-schema": "list[int]", "ceap-schema-fingerprint": "0123456789abcdef"},
+    >>> drift({"ceap-schema": "list[str]", "ceap-schema-fingerprint": "0123456789abcdef"},
     ...       list[int])  # doctest: +ELLIPSIS
-    'written by model list[int] (fingerprint 0123456789abcdef); the code now has list[int] (...)'
+    'written by model list[str] (fingerprint 0123456789abcdef); the code now has list[int] (...)'
+    >>> print(drift({"ceap-schema": "list[int]", "ceap-schema-fingerprint": "0123456789abcdef"},
+    ...             list[int]))  # doctest: +ELLIPSIS +NORMALIZE_WHITESPACE
+    written by an earlier version of model list[int] (fingerprint 0123456789abcdef): the code's
+    list[int] has fingerprint ... (a field added, removed, renamed or retyped since)
     """
     stored = stored_metadata.get(FINGERPRINT_KEY)
     if not stored:
@@ -440,9 +444,15 @@ def drift(stored_metadata: Mapping[str, str], model: Any) -> str | None:
     if stored == now:
         return None
     label = stored_metadata.get(SCHEMA_KEY, "an unnamed model")
+    name = model_name(model)
+    if label == name:  # same name, so say what differs: the model's fields
+        return (
+            f"written by an earlier version of model {label} (fingerprint {stored}): the code's "
+            f"{name} has fingerprint {now} (a field added, removed, renamed or retyped since)"
+        )
     return (
-        f"written by model {label} (fingerprint {stored}); the code now has "
-        f"{model_name(model)} (fingerprint {now})"
+        f"written by model {label} (fingerprint {stored}); the code now has {name} "
+        f"(fingerprint {now})"
     )
 
 

@@ -304,6 +304,19 @@ def test_each_output_carries_the_fingerprint_of_its_model(tmp_path):
     assert "list[OrderWithTotal]" in message
 
 
+def test_drift_under_the_same_model_name_says_the_fields_changed():
+    class Order(BaseModel):  # an earlier version of m.Order: one field less
+        order_id: str
+
+    old = schema_fingerprint(list[Order])
+    message = drift({"ceap-schema": "list[Order]", FINGERPRINT_KEY: old}, list[m.Order])
+    assert message == (
+        f"written by an earlier version of model list[Order] (fingerprint {old}): the code's "
+        f"list[Order] has fingerprint {schema_fingerprint(list[m.Order])} (a field added, "
+        "removed, renamed or retyped since)"
+    )
+
+
 def test_an_output_without_a_fingerprint_shows_no_drift():
     assert drift({"ceap-schema": "list[Order]"}, list[m.Order]) is None
 
@@ -349,7 +362,7 @@ def test_the_runner_says_when_the_stored_input_was_written_by_another_model(tmp_
     runner = LocalRunner(config, store=store)
     note = runner._drift_note(1, InputValidationError("fails"), "run-1")
     assert note.startswith(" (schema drift: the stored input was written by model list[OrderFloat]")
-    assert f"(fingerprint {old}); the code now has list[Order]" in note
+    assert f"(fingerprint {old}); the code now has list[Order] (fingerprint " in note
     assert runner._drift_note(1, ValueError("other"), "run-1") == ""
 
 
