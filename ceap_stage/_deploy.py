@@ -110,7 +110,10 @@ def _session(options: DeployOptions) -> Any:
     except ProfileNotFound as exc:
         raise ConfigurationError(f"{exc}; fix --profile or AWS_PROFILE") from None
     if not session.region_name:
-        raise ConfigurationError("no AWS region: pass --region or set AWS_REGION (or a profile's)")
+        raise ConfigurationError(
+            "no AWS region: pass --region, or set AWS_DEFAULT_REGION or a profile's region "
+            "(boto3 does not read AWS_REGION)"
+        )
     try:
         credentials = session.get_credentials()
     except BotoCoreError as exc:

@@ -114,7 +114,8 @@ def _is_transient_botocore(exc: Exception) -> bool:
 _SETUP_HINTS: Final = {
     "NoCredentialsError": ": no AWS credentials found (set AWS_PROFILE or the "
     "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY variables, or run `aws configure`)",
-    "NoRegionError": ": no AWS region is set (set AWS_REGION or AWS_PROFILE)",
+    "NoRegionError": ": no AWS region is set (set AWS_DEFAULT_REGION or AWS_PROFILE; boto3 "
+    "does not read AWS_REGION)",
 }
 
 

@@ -345,6 +345,36 @@ def test_missing_credentials_exit_2_with_one_line(
     assert not (tmp_path / "out").exists()  # told before anything was built
 
 
+def test_no_region_tells_to_set_aws_default_region_which_boto3_reads(
+    tmp_path: Path,
+    cli: CliRunner,
+    layer_cache: Path,
+    aws: Aws,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # AWS_REGION alone is what the old advice asked for; boto3 does not read it.
+    monkeypatch.delenv("AWS_DEFAULT_REGION", raising=False)
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    assert boto3.Session().region_name is None
+
+    result = cli(
+        *_deploy_args(EXAMPLE, aws, "noregion", tmp_path / "out", cache=layer_cache, env=_env())
+    )
+
+    assert result.status == 2
+    assert result.err.startswith(
+        "ceap-stage deploy: error: no AWS region: pass --region, or set AWS_DEFAULT_REGION"
+    )
+    assert "boto3 does not read AWS_REGION" in result.err
+    assert len(result.err.strip().splitlines()) == 1
+    assert aws.keys() == []
+    assert not (tmp_path / "out").exists()  # told before anything was built
+
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+    assert boto3.Session().region_name == "eu-west-1"  # the variable the advice names works
+
+
 def test_a_failed_upload_says_what_was_uploaded_before_it(
     tmp_path: Path, layer_cache: Path, aws: Aws
 ) -> None:

@@ -358,7 +358,8 @@ def test_missing_credentials_and_region_say_what_to_set():
     assert "no AWS credentials found" in str(no_credentials)
     assert "AWS_PROFILE" in str(no_credentials)
     no_region = translate_error(NoRegionError(), bucket=BUCKET, key=KEY, action="read")
-    assert "no AWS region is set" in str(no_region)
+    assert "no AWS region is set (set AWS_DEFAULT_REGION or AWS_PROFILE" in str(no_region)
+    assert "does not read AWS_REGION" in str(no_region)
     assert (no_region.bucket, no_region.key) == (BUCKET, KEY)
 
 
