@@ -4,7 +4,7 @@ The project runs as it is (``ceap-stage run workflow.py``), its test passes (``p
 packages and deploys (``ceap-stage deploy``)::
 
     DIR/
-      README.md            the commands: run it, test it, deploy it
+      README.md            the commands: set it up, run it, test it, deploy it
       pyproject.toml       depends on ceap-stage; pytest finds the package
       workflow.py          the WorkflowConfiguration and sample_input()
       <package>/__init__.py
@@ -108,6 +108,8 @@ _PYPROJECT: Final = """[project]
 name = "{name}"
 version = "0.1.0"
 requires-python = ">=3.11"
+# ceap-stage is not on the package index yet: install it first from a checkout of ceap-stage
+# or its wheel (see README.md); pip then finds this dependency satisfied.
 dependencies = ["ceap-stage>={version}"]
 
 [project.optional-dependencies]
@@ -122,6 +124,19 @@ _README: Final = """# {name}
 
 A data workflow on AWS Step Functions, built with ceap-stage: one stage
 (`{package}/stages.py`), its test (`tests/test_stages.py`) and the workflow (`workflow.py`).
+
+Set up an environment with ceap-stage and pytest.
+ceap-stage is not on the package index yet: install it from a checkout of ceap-stage (its
+folder) or from a wheel built there (`pip wheel --no-deps -w dist .`):
+
+```bash
+python3 -m venv .venv && . .venv/bin/activate
+pip install /path/to/ceap-stage pytest
+# or, from a wheel: pip install /path/to/ceap_stage-{version}-py3-none-any.whl pytest
+```
+
+The project itself needs no install: `ceap-stage run` and `pytest` import its stages from this
+folder. (`pip install -e '.[dev]'` works too, once ceap-stage is installed as above.)
 
 Run it on this machine (outputs under `.ceap/`), and test it:
 

@@ -36,7 +36,14 @@ def test_a_new_project_passes_its_test_and_runs_out_of_the_box(tmp_path: Path) -
     ]  # fmt: skip
     readme = (project / "README.md").read_text()
     assert "ceap-stage run workflow.py\npytest\n" in readme
-    assert f"ceap-stage>={ceap_stage.__version__}" in (project / "pyproject.toml").read_text()
+    pyproject = (project / "pyproject.toml").read_text()
+    assert f"ceap-stage>={ceap_stage.__version__}" in pyproject
+    # ceap-stage is not on the package index: both files say to install it from a checkout or
+    # a wheel first, and the README names the wheel of this version.
+    assert "not on the package index yet" in pyproject
+    assert "not on the package index yet" in readme
+    assert "pip install /path/to/ceap-stage pytest" in readme
+    assert f"ceap_stage-{ceap_stage.__version__}-py3-none-any.whl" in readme
 
     tested = _run(sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", cwd=project)
     assert tested.returncode == 0, tested.stdout + tested.stderr
