@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 from ._errors import ContextResolutionError
 
@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from aws_lambda_powertools import Logger
 
 __all__ = [
+    "EVENT_FIELDS",
     "INITIAL_STAGE",
     "OUTPUT_FORMATS",
     "ExecutionContext",
@@ -30,6 +31,24 @@ __all__ = [
     "validate_identifier",
 ]
 
+#: Every event field a Lambda stage reads, by its wire name: section 2's, ``outputFormat``
+#: (section 9) and the fan-out's (section 7, read by :mod:`ceap_stage._fanout`). Other fields are
+#: ignored by a stage; the testing kit refuses them as keywords (a typo, most likely).
+EVENT_FIELDS: Final = (
+    "executionId",
+    "currentStage",
+    "previousStage",
+    "workflowBucket",
+    "initialData",
+    "workflowName",
+    "retryCount",
+    "redriveCount",
+    "outputFormat",
+    "ceapPhase",
+    "recordsPerShard",
+    "shard",
+    "toleratedFailurePercentage",
+)
 #: The pseudo-stage whose output a first stage that is a Glue job reads.
 INITIAL_STAGE = "initial"
 #: What the event's ``outputFormat`` may ask for (docs/contract.md section 9): ``json``, one JSON

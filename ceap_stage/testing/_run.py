@@ -17,7 +17,14 @@ from ceap_stage._observability import Capture, capture
 from ceap_stage._settings import resolve_settings
 from ceap_stage._store import Store
 
-from ._events import _ABSENT, DEFAULT_BUCKET, DEFAULT_EXECUTION_ID, build_event
+from ._events import (
+    _ABSENT,
+    DEFAULT_BUCKET,
+    DEFAULT_EXECUTION_ID,
+    _own_keywords,
+    build_event,
+    check_event_keywords,
+)
 from ._lambda import FakeLambdaContext
 
 __all__ = ["StageRun", "capture_logs", "run_stage"]
@@ -136,12 +143,17 @@ def run_stage(
             ``s3_store`` fixture has, else ``CEAP_WORKFLOW_BUCKET``, else ``ceap-test-bucket``).
         previous_format: Write ``previous_output`` as ``"json"`` or as ``"jsonl"`` (JSON Lines).
         lambda_context: The Lambda context (default: a new :class:`FakeLambdaContext`).
-        **event_fields: More event fields, e.g. ``workflow_name="orders"``, ``retry_count=1``.
+        **event_fields: The event's other fields (those a stage reads, docs/contract.md
+            sections 2, 7 and 9): ``workflow_name="orders"``, ``retry_count=1``,
+            ``redrive_count``, ``output_format``, ``ceap_phase``, ``records_per_shard``,
+            ``shard``, ``tolerated_failure_percentage``.
 
     Returns:
         A :class:`StageRun`.
 
     Raises:
+        TypeError: A keyword is neither a parameter nor one of those event fields (a typo:
+            ``previous_ouput=`` gives ``did you mean previous_output?``); nothing is written.
         CeapStageError: What the handler raised (the contract's errors), or the stage's own
             exception, unchanged.
 
@@ -162,6 +174,12 @@ def run_stage(
         >>> run.result["recordsProcessed"], run.messages()
         (1, ['stage started', 'stage finished'])
     """
+    check_event_keywords(
+        "run_stage",
+        event_fields,
+        _own_keywords(run_stage),
+        instead={"current_stage": "stage", "workflow_bucket": "bucket"},
+    )
     if previous_output is not _ABSENT and initial_data is not _ABSENT:
         raise TypeError("give previous_output (a later stage) or initial_data (a first stage)")
     runtime = handler.runtime

@@ -170,3 +170,57 @@ def test_errors_propagate_and_capture_logs_still_sees_them(local_store: LocalSto
 def test_previous_output_and_initial_data_are_exclusive(local_store: LocalStore) -> None:
     with pytest.raises(TypeError, match="previous_output"):
         run_stage(score, store=local_store, previous_output=[], initial_data={})
+
+
+@pytest.mark.parametrize(
+    ("keyword", "suggestion"),
+    [
+        ("previous_ouput", "previous_output"),
+        ("inital_data", "initial_data"),
+        ("retry_cont", "retry_count"),
+        ("current_stage", "stage"),
+        ("workflow_bucket", "bucket"),
+    ],
+)
+def test_a_misspelt_keyword_is_refused_with_the_closest_name_and_nothing_is_written(
+    local_store: LocalStore, keyword: str, suggestion: str
+) -> None:
+    # Before, a misspelt keyword became an event field (previous_ouput -> previousOuput) and
+    # the stage failed with a ContextResolutionError about initialData.
+    given: dict[str, Any] = {keyword: [{"order_id": "a", "amount": 12}]}
+    with pytest.raises(TypeError) as raised:
+        run_stage(score, store=local_store, **given)
+
+    assert str(raised.value) == (
+        f"run_stage() got an unexpected keyword argument {keyword!r} (did you mean {suggestion}?)"
+    )
+    assert not local_store.root.exists() or not any(local_store.root.rglob("*.json"))
+
+
+def test_a_keyword_far_from_any_name_lists_the_event_fields(local_store: LocalStore) -> None:
+    with pytest.raises(TypeError) as raised:
+        run_stage(score, store=local_store, previous_output=ORDERS, customer="x")
+
+    message = str(raised.value)
+    assert message.startswith("run_stage() got an unexpected keyword argument 'customer' (")
+    assert "workflow_name, retry_count, redrive_count, output_format" in message
+    assert not local_store.root.exists() or not any(local_store.root.rglob("*.json"))
+
+
+def test_every_event_field_a_stage_reads_is_a_keyword(local_store: LocalStore) -> None:
+    run = run_stage(
+        score,
+        store=local_store,
+        previous_output=ORDERS,
+        workflow_name="orders",
+        retry_count=1,
+        redrive_count=2,
+        output_format="json",
+    )
+    assert {k: run.event[k] for k in ("workflowName", "retryCount", "redriveCount")} == {
+        "workflowName": "orders",
+        "retryCount": 1,
+        "redriveCount": 2,
+    }
+    assert run.event["outputFormat"] == "json"
+    assert run.output == [Scored(order_id="b", score=100.0)]
