@@ -1289,7 +1289,11 @@ def _parser() -> argparse.ArgumentParser:
         description="Create DIRECTORY with a package holding one stage, its pytest test and "
         "a workflow.py that `ceap-stage run` runs as it is.",
     )
-    init.add_argument("directory", help="the project folder (created; must be new or empty)")
+    init.add_argument(
+        "directory",
+        help="the project folder (created; must be new or empty); its name names the package, "
+        "and a name that would shadow a module (json, test, pytest) is refused",
+    )
 
     layer = _command(
         commands,

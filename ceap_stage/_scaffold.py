@@ -15,7 +15,11 @@ packages and deploys (``ceap-stage deploy``)::
 from __future__ import annotations
 
 import keyword
+import os
 import re
+import sys
+import sysconfig
+from importlib.machinery import ModuleSpec, PathFinder
 from pathlib import Path
 from typing import Final
 
@@ -155,6 +159,15 @@ ceap-stage deploy workflow.py --stack-name {name}-dev --artifacts-bucket BUCKET
 _GITIGNORE: Final = ".ceap/\n__pycache__/\n.venv/\n"
 
 
+#: The project's own top-level modules: the package must not take one of their names
+#: (pytest imports ``tests/test_stages.py`` as the top-level module ``test_stages``).
+_GENERATED: Final = {
+    "tests": "the generated tests folder",
+    "test_stages": "the generated test module tests/test_stages.py",
+    "workflow": "the generated workflow.py",
+}
+
+
 def _names(directory: Path) -> tuple[str, str]:
     """The workflow name (``my-flow``) and the package name (``my_flow``) of ``directory``."""
     base = re.sub(r"[^a-z0-9]+", "-", directory.resolve().name.lower()).strip("-")
@@ -162,16 +175,79 @@ def _names(directory: Path) -> tuple[str, str]:
         base = f"wf-{base}".rstrip("-")
     name = base[:40].rstrip("-")
     package = name.replace("-", "_")
-    if keyword.iskeyword(package) or package in ("ceap_stage", "tests", "test"):
+    if keyword.iskeyword(package) or package in ("ceap_stage", "tests"):
         package = f"{package}_stages"
     return name, package
+
+
+def _clash(package: str) -> str | None:
+    """What a top-level package named ``package`` would clash with, or None.
+
+    The project runs with its folder first on ``sys.path`` (``ceap-stage run``, pytest's
+    ``pythonpath``), so its package would shadow a module of the same name that Python, pytest
+    or ceap-stage import.
+
+    Example:
+        >>> _clash("json")
+        'the standard library module json'
+        >>> _clash("test_stages")
+        'the generated test module tests/test_stages.py'
+        >>> _clash("order_flow") is None
+        True
+    """
+    if package in _GENERATED:
+        return _GENERATED[package]
+    if package in sys.stdlib_module_names:
+        return f"the standard library module {package}"
+    spec = _find(package)
+    if spec is None:
+        return None
+    stdlib = Path(sysconfig.get_path("stdlib")).resolve()
+    origin = spec.origin or next(iter(spec.submodule_search_locations or ()), None)
+    if origin and Path(origin).resolve().is_relative_to(stdlib):
+        return f"the standard library module {package}"  # the test package is not listed
+    return f"the installed module {package}"
+
+
+def _find(name: str) -> ModuleSpec | None:
+    """Where ``name`` imports from here, looking anywhere but the current directory."""
+    here = {"", os.getcwd()}
+    paths = [entry for entry in sys.path if entry not in here]
+    for finder in sys.meta_path:
+        if finder is PathFinder:
+            spec = PathFinder.find_spec(name, paths)
+        else:
+            find_spec = getattr(finder, "find_spec", None)
+            spec = find_spec(name, None) if find_spec is not None else None
+        if spec is not None:
+            return spec
+    return None
+
+
+def _project_names(directory: Path) -> tuple[str, str]:
+    """:func:`_names`, refused when the package would clash (with a name that would not)."""
+    name, package = _names(directory)
+    clash = _clash(package)
+    if clash is None:
+        return name, package
+    suggestion = next(
+        candidate
+        for candidate in (f"{name}-{suffix}" for suffix in ("flow", "workflow", "stages", "wf"))
+        if _clash(candidate.replace("-", "_")) is None
+    )
+    raise ConfigurationError(
+        f"{directory.name!r} would name the project's package {package}, which would shadow "
+        f"{clash}; choose another name, e.g. {suggestion}"
+    )
 
 
 def scaffold(directory: Path, *, version: str) -> list[Path]:
     """Write a new project into ``directory`` (created; it must be empty); return the files.
 
     Raises:
-        ConfigurationError: ``directory`` exists and is not empty.
+        ConfigurationError: ``directory`` exists and is not empty, or its name would make a
+            package that shadows a module of the standard library, an installed module or one
+            of the project's own (``json``, ``pytest``, ``test``); the message suggests a name.
 
     Example:
         >>> import tempfile
@@ -181,7 +257,7 @@ def scaffold(directory: Path, *, version: str) -> list[Path]:
     """
     if directory.exists() and any(directory.iterdir()):
         raise ConfigurationError(f"{directory} is not empty; choose a new or empty folder")
-    name, package = _names(directory)
+    name, package = _project_names(directory)
     values = {"name": name, "package": package, "version": version}
     files = {
         "README.md": _README,

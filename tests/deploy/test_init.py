@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import ceap_stage
 
 from .conftest import CliRunner
@@ -65,3 +67,40 @@ def test_init_refuses_a_folder_that_is_not_empty(tmp_path: Path, cli: CliRunner)
         f"ceap-stage init: error: {tmp_path / 'taken'} is not empty; choose a new or empty folder"
     )
     assert [p.name for p in (tmp_path / "taken").iterdir()] == ["notes.txt"]
+
+
+@pytest.mark.parametrize(
+    ("given", "package", "clash"),
+    [
+        ("test", "test", "the standard library module test"),
+        ("Test", "test", "the standard library module test"),
+        ("json", "json", "the standard library module json"),
+        ("pytest", "pytest", "the installed module pytest"),
+        ("test-stages", "test_stages", "the generated test module tests/test_stages.py"),
+        ("workflow", "workflow", "the generated workflow.py"),
+    ],
+)
+def test_init_refuses_a_name_whose_package_would_shadow_a_module(
+    tmp_path: Path, cli: CliRunner, given: str, package: str, clash: str
+) -> None:
+    result = cli("init", tmp_path / given)
+
+    assert result.status == 2
+    assert result.err.strip() == (
+        f"ceap-stage init: error: {given!r} would name the project's package {package}, which "
+        f"would shadow {clash}; choose another name, e.g. {given.lower()}-flow"
+    )
+    assert not (tmp_path / given).exists()
+
+
+def test_the_suggested_name_makes_a_project_that_passes_its_test(tmp_path: Path) -> None:
+    refused = _run(BIN / "ceap-stage", "init", "json", cwd=tmp_path)
+    suggested = refused.stderr.strip().rsplit("e.g. ", 1)[-1]
+    assert (refused.returncode, suggested) == (2, "json-flow")
+
+    assert _run(BIN / "ceap-stage", "init", suggested, cwd=tmp_path).returncode == 0
+    project = tmp_path / suggested
+    assert (project / "json_flow" / "stages.py").is_file()
+    tested = _run(sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", cwd=project)
+    assert tested.returncode == 0, tested.stdout + tested.stderr
+    assert "1 passed" in tested.stdout
