@@ -25,6 +25,7 @@ from pydantic import (
     ValidationError,
     field_validator,
 )
+from pydantic.alias_generators import to_camel
 
 from ceap_stage._context import INITIAL_STAGE, validate_bucket
 from ceap_stage._errors import ContextResolutionError
@@ -174,7 +175,8 @@ class WorkflowConfiguration(_Model):
             super().__init__(**data)
         except ValidationError as exc:
             given = isinstance(data.get("steps"), list | tuple)
-            problems = _field_problems(exc) + _workflow_problems(_draft_of(data), steps_given=given)
+            problems = field_problems(exc, snake=_snake_style(data))
+            problems += _workflow_problems(_draft_of(data), steps_given=given)
             raise WorkflowConfigurationError(_message(problems)) from None
         problems = _workflow_problems(WorkflowDraft(self.workflow_type, tuple(self.steps)))
         if problems:
@@ -304,33 +306,100 @@ class WorkflowConfiguration(_Model):
         return INITIAL_STAGE if kind_of(self.steps[0]).reads_staged_input else None
 
 
-def _field_problems(exc: ValidationError) -> list[str]:
+def field_problems(
+    exc: ValidationError, *, snake: bool, title: str | None = None, show_input: bool = False
+) -> list[str]:
+    """One line per field error of ``exc``: where (dotted), and what is wrong.
+
+    The one formatting of configuration errors, for a file (:meth:`WorkflowConfiguration.parse`)
+    and for a Python module that builds the models itself (the loader): a key the model does not
+    have is named with the closest known key (:func:`_unknown_key`), and fields are named the way
+    the configuration names them, snake_case (``state_name``) or camelCase (``stateName``).
+
+    Args:
+        exc: What pydantic raised.
+        snake: Name fields in snake_case (else in camelCase, as a file of CEAP's names does).
+        title: The model's name before each location (``LambdaStep.handler``).
+        show_input: Add the refused value to a value's error (``(got 'x')``).
+
+    Example:
+        >>> from ceap_stage.workflow import LambdaStep
+        >>> try:
+        ...     LambdaStep(stat_name="A", function_name="fa")
+        ... except ValidationError as exc:
+        ...     field_problems(exc, snake=True, title="LambdaStep")
+        ['LambdaStep.state_name: Field required', 'LambdaStep.stat_name: not a known key (did you mean state_name, a key of a Lambda step and a Glue step?)']
+    """  # noqa: E501
     kinds = {kind.name for kind in registered_kinds()}
+    names = _field_names() if snake else _camel_names()
     problems = []
     for error in exc.errors(include_url=False):
-        where = ".".join(str(p) for p in error["loc"] if p not in kinds)
+        path = [str(p) for p in error["loc"] if p not in kinds]
+        unknown = error["type"] == "extra_forbidden" and bool(path)
+        if unknown:
+            path[:-1] = [names.get(part, part) for part in path[:-1]]  # the typo as written
+        else:
+            path = [names.get(part, part) for part in path]
+        where = ".".join(([title] if title else []) + path)
         message = error["msg"].removeprefix("Value error, ")
-        if error["type"] == "extra_forbidden" and error["loc"]:
-            message = _unknown_key(str(error["loc"][-1]))
+        if unknown:
+            message = _unknown_key(path[-1], snake=snake)
+        elif show_input and isinstance(error.get("input"), str | int | float):
+            message += f" (got {error['input']!r})"
         problems.append(f"{where or 'configuration'}: {message}")
     return problems
 
 
-def _unknown_key(key: str) -> str:
-    """Why ``key`` is refused: where it belongs, or the closest known key when one is close.
+def _unknown_key(key: str, *, snake: bool = False) -> str:
+    """Why ``key`` is refused: where it belongs, or the closest known key when one is close
+    (a snake_case one when the configuration is written in snake_case).
 
     >>> _unknown_key("workflowBuckt")
     'not a known key (did you mean workflowBucket, a key of the workflow?)'
+    >>> _unknown_key("workflow_buckt", snake=True)
+    'not a known key (did you mean workflow_bucket, a key of the workflow?)'
     >>> _unknown_key("retryConfig")
     'not a key here: retryConfig is a key of the workflow'
     """
     owners = _key_owners()
     if key in owners:
         return f"not a key here: {key} is a key of {' and '.join(owners[key])}"
-    close = difflib.get_close_matches(key, owners, n=1, cutoff=0.75)
+    known = [k for k in owners if k == k.lower()] if snake else list(owners)
+    close = difflib.get_close_matches(key, known, n=1, cutoff=0.75)
     if not close:
         return "not a known key"
     return f"not a known key (did you mean {close[0]}, a key of {' and '.join(owners[close[0]])}?)"
+
+
+def _snake_style(data: dict[str, Any]) -> bool:
+    """Whether a configuration's keys are snake_case (as Python keywords are): none is
+    camelCase."""
+    return not any(isinstance(key, str) and key != key.lower() for key in data)
+
+
+@functools.cache
+def _field_names() -> dict[str, str]:
+    """The field name (``state_name``) of every camelCase alias (``stateName``) of the
+    configuration's models."""
+    names: dict[str, str] = {}
+    for model in _models():
+        for name, info in model.model_fields.items():
+            for key in (info.alias, *_alias_names(info.validation_alias)):
+                if isinstance(key, str) and key != name:
+                    names.setdefault(key, name)
+    return names
+
+
+@functools.cache
+def _camel_names() -> dict[str, str]:
+    """The camelCase name (``functionName``) of every field name (``function_name``) of the
+    configuration's models: pydantic names a field by its alias, or by its name when it has
+    a choice of aliases."""
+    names: dict[str, str] = {}
+    for model in _models():
+        for name, info in model.model_fields.items():
+            names.setdefault(name, info.alias or to_camel(name))
+    return names
 
 
 @functools.cache
@@ -338,6 +407,23 @@ def _key_owners() -> dict[str, tuple[str, ...]]:
     """Every key a workflow configuration may hold (field names and aliases, nested models
     too), with what holds it: ``the workflow``, ``a Lambda step``, ``RetryConfiguration``..."""
     owners: dict[str, list[str]] = {}
+    for model, label in _labelled_models():
+        for name, info in model.model_fields.items():
+            for key in (name, info.alias, *_alias_names(info.validation_alias)):
+                if isinstance(key, str) and label not in owners.setdefault(key, []):
+                    owners[key].append(label)
+    return {key: tuple(labels) for key, labels in owners.items()}
+
+
+def _models() -> list[Any]:
+    return [model for model, _ in _labelled_models()]
+
+
+@functools.cache
+def _labelled_models() -> tuple[tuple[Any, str], ...]:
+    """The configuration's models (the workflow, each kind's step, the models they hold), each
+    with what it is called in a message."""
+    found: list[tuple[Any, str]] = []
     pending: list[tuple[Any, str]] = [(WorkflowConfiguration, "the workflow")]
     pending += [(kind.model, f"a {kind.noun}") for kind in registered_kinds()]
     seen: set[Any] = set()
@@ -346,12 +432,10 @@ def _key_owners() -> dict[str, tuple[str, ...]]:
         if model in seen:
             continue
         seen.add(model)
-        for name, info in model.model_fields.items():
-            for key in (name, info.alias, *_alias_names(info.validation_alias)):
-                if isinstance(key, str) and label not in owners.setdefault(key, []):
-                    owners[key].append(label)
+        found.append((model, label))
+        for info in model.model_fields.values():
             pending.extend((m, m.__name__) for m in _models_in(info.annotation))
-    return {key: tuple(labels) for key, labels in owners.items()}
+    return tuple(found)
 
 
 def _alias_names(alias: Any) -> list[str]:

@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from ceap_stage._handler import WorkflowLambdaHandler
 
-from ._config import WorkflowConfiguration, WorkflowConfigurationError
+from ._config import WorkflowConfiguration, WorkflowConfigurationError, field_problems
 from ._kinds import kind_of
 
 __all__ = ["LoadedWorkflow", "load_handler", "load_workflow"]
@@ -104,17 +104,24 @@ def _load_module(path: Path) -> Any:
 
 
 def _construction_message(source: Path, exc: ValidationError) -> str:
-    """What is wrong with an object a workflow module builds, one line per field, headed by
-    the line of the module that built it."""
+    """What is wrong with an object a workflow module builds, one line per field (snake_case,
+    as the module names them), headed by the line of the module that built it."""
     line = _line_in(source, exc)
     lines = [f"invalid workflow configuration in {source}{f', line {line}' if line else ''}:"]
-    for error in exc.errors(include_url=False):
-        where = ".".join([exc.title, *(str(p) for p in error["loc"])])
-        message = error["msg"].removeprefix("Value error, ")
-        got = error.get("input")
-        suffix = f" (got {got!r})" if isinstance(got, str | int | float) else ""
-        lines.append(f"  - {where}: {message}{suffix}")
+    problems = field_problems(exc, snake=True, title=exc.title, show_input=True)
+    lines.extend(f"  - {problem}" for problem in problems)
     return "\n".join(lines)
+
+
+def _located(source: Path, exc: WorkflowConfigurationError) -> WorkflowConfigurationError:
+    """``exc``, its heading naming the line of ``source`` that built the configuration."""
+    heading = "invalid workflow configuration:"
+    line = _line_in(source, exc)
+    message = str(exc)
+    if type(exc) is not WorkflowConfigurationError or not message.startswith(heading) or not line:
+        return exc
+    located = f"invalid workflow configuration in {source}, line {line}:"
+    return WorkflowConfigurationError(located + message.removeprefix(heading))
 
 
 def _line_in(source: Path, exc: BaseException) -> int | None:
@@ -185,8 +192,8 @@ def load_workflow(path: str | Path) -> LoadedWorkflow:
             module = _load_module(source)
         except ValidationError as exc:  # a step or model built with invalid fields
             raise WorkflowConfigurationError(_construction_message(source, exc)) from None
-        except WorkflowConfigurationError:
-            raise
+        except WorkflowConfigurationError as exc:  # WorkflowConfiguration(...) in the module
+            raise _located(source, exc) from None
         except SyntaxError as exc:
             raise WorkflowConfigurationError(
                 f"{exc.filename or source}, line {exc.lineno}: {exc.msg} (a syntax error in "

@@ -224,6 +224,62 @@ def test_a_step_with_an_invalid_field_in_a_python_module_is_a_configuration_erro
     assert "errors.pydantic.dev" not in message
 
 
+def test_misspelt_keywords_in_a_python_module_get_snake_case_names_and_suggestions(tmp_path):
+    # Every error of the step at once, named as the module names them (state_name, not
+    # stateName), each misspelt keyword with the closest known one, as in a YAML file.
+    module = tmp_path / "typo_keys.py"
+    module.write_text(
+        "from ceap_stage.workflow import LambdaStep, WorkflowConfiguration\n"
+        "steps = [LambdaStep(state_name='A', function_name='fa'),\n"
+        "         LambdaStep(stat_name='B', function_name='fb', handlr='pkg.stages:b')]\n"
+    )
+    with pytest.raises(WorkflowConfigurationError) as caught:
+        load_workflow(module)
+    assert str(caught.value).splitlines() == [
+        f"invalid workflow configuration in {module}, line 3:",
+        "  - LambdaStep.state_name: Field required",
+        "  - LambdaStep.stat_name: not a known key (did you mean state_name, a key of a Lambda "
+        "step and a Glue step?)",
+        "  - LambdaStep.handlr: not a known key (did you mean handler, a key of a Lambda step?)",
+    ]
+
+
+def test_a_misspelt_workflow_keyword_in_a_python_module_names_its_line_and_the_key(tmp_path):
+    module = tmp_path / "typo_workflow.py"
+    module.write_text(
+        "from ceap_stage.workflow import LambdaStep, WorkflowConfiguration, RetryConfiguration\n"
+        "workflow = WorkflowConfiguration(\n"
+        "    workflow_name='w',\n"
+        "    steps=[LambdaStep(state_name='A', function_name='fa')],\n"
+        "    workflow_buckt='bkt-1',\n"
+        "    retry_config={'lambda_max_attemps': 3},\n"
+        ")\n"
+    )
+    with pytest.raises(WorkflowConfigurationError) as caught:
+        load_workflow(module)
+    assert str(caught.value).splitlines() == [
+        f"invalid workflow configuration in {module}, line 2:",
+        "  - workflow_bucket: Field required",
+        "  - retry_config.lambda_max_attemps: not a known key (did you mean lambda_max_attempts, "
+        "a key of RetryConfiguration?)",
+        "  - workflow_buckt: not a known key (did you mean workflow_bucket, a key of the "
+        "workflow?)",
+    ]
+
+
+def test_a_configuration_written_in_snake_case_is_answered_in_snake_case():
+    with pytest.raises(WorkflowConfigurationError) as caught:
+        WorkflowConfiguration.parse(
+            {"workflow_name": "w", "workflow_bucket": "bkt-1", "steps": [{"state_name": "A"}]}
+        )
+    assert "  - steps.0.function_name: Field required" in str(caught.value).splitlines()
+    with pytest.raises(WorkflowConfigurationError) as caught:
+        WorkflowConfiguration.parse(
+            {"workflowName": "w", "workflowBucket": "bkt-1", "steps": [{"stateName": "A"}]}
+        )
+    assert "  - steps.0.functionName: Field required" in str(caught.value).splitlines()
+
+
 def test_the_example_modules_load_as_package_modules():
     loaded = load_workflow("examples/engagement/workflow.py")
     assert loaded.config.state_names == [
