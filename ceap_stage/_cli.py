@@ -24,8 +24,8 @@ Commands::
 ``WORKFLOW`` is a Python module exposing a ``WorkflowConfiguration`` (as ``workflow``) or a
 YAML/JSON file. Exit status: 0 on success, 1 when a stage fails (the error class is printed) or
 an edge is incompatible (``check``, and ``run`` before any stage runs), 2 for a usage or
-configuration error (a handler that does not import included). The module imports only the
-standard library; the rest is imported by the command that needs it.
+configuration error (a handler that does not import included), 130 when interrupted (Ctrl-C).
+The module imports only the standard library; the rest is imported by the command that needs it.
 """
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ __all__ = ["main"]
 EXIT_OK = 0
 EXIT_STAGE_FAILED = 1
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
 DEFAULT_STORE = "file://.ceap"
 
 
@@ -77,22 +78,33 @@ class ConsoleReporter:
     def __init__(self, out: TextIO) -> None:
         self.out = out
         self.total = 0
+        self.standard = False
+        self.execution_id: str | None = None
+        self.running: str | None = None  # the stage running now
+        self.first_running = False
 
     def _print(self, text: str = "") -> None:
         print(text, file=self.out, flush=True)
 
     def run_started(self, result: RunResult, config: WorkflowConfiguration) -> None:
         self.total = len(config.steps)
+        self.standard = config.workflow_type.value == "STANDARD"
+        self.execution_id = result.execution_id
         self._print(
             f"ceap-stage run: workflow {config.workflow_name} ({config.workflow_type.value}, "
             f"{self.total} step{'' if self.total == 1 else 's'}), execution {result.execution_id}"
         )
         self._print(f"store: {_describe_store(result.store)}, bucket {result.bucket}")
+        if result.cleared:
+            self._print(
+                f"removed the earlier outputs of {', '.join(result.cleared)}: they run again"
+            )
 
     def stage_started(self, index: int, step: Step) -> None:
         from ceap_stage.workflow._kinds import kind_of
 
         label = kind_of(step).display(step)
+        self.running, self.first_running = step.state_name, index == 0
         self._print(f"[{index + 1}/{self.total}] {step.state_name} ({label}) running ...")
 
     def attempt_failed(
@@ -115,6 +127,7 @@ class ConsoleReporter:
         self._print(f"      shard {index} failed with {type(error).__name__}: {error}")
 
     def stage_finished(self, index: int, outcome: StageOutcome) -> None:
+        self.running = None
         prefix = f"[{index + 1}/{self.total}] {outcome.stage}"
         retries = f", {outcome.attempts} attempts" if outcome.attempts > 1 else ""
         if outcome.status == "REUSED":
@@ -149,8 +162,8 @@ class ConsoleReporter:
                     s.status,
                     "-" if s.records is None else str(s.records),
                     _human_bytes(s.bytes),
-                    _seconds(s.seconds) if s.status not in ("NOT_RUN", "REUSED") else "-",
-                    (s.output or "-") if done else "-",
+                    _seconds(s.seconds) if s.status in ("SUCCEEDED", "FAILED") else "-",
+                    (s.output or "-") if done or s.status == "KEPT" else "-",
                 )
             )
         widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
@@ -163,11 +176,11 @@ class ConsoleReporter:
             self._print("  ".join(cells).rstrip())
         self._print()
         total = sum(s.seconds for s in result.stages)
-        if result.succeeded and any(s.status == "NOT_RUN" for s in result.stages):
-            ran = ", ".join(s.stage for s in result.stages if s.status == "SUCCEEDED")
+        if result.succeeded and result.only is not None:
             self._print(
-                f"{ran} of execution {result.execution_id} succeeded in {_seconds(total)}, run "
-                "alone: the other stages did not run."
+                f"{result.only} of execution {result.execution_id} succeeded in "
+                f"{_seconds(total)}, run alone: the other stages did not run (KEPT: their "
+                "earlier outputs are left as they were)."
             )
             self._print(f"Outputs: {result.execution_location}")
         elif result.succeeded:
@@ -179,6 +192,24 @@ class ConsoleReporter:
                 self._print(f"Returned to the queue (batchItemFailures): {ids}")
         elif result.outputs_exist:
             self._print(f"Outputs of the stages that succeeded: {result.execution_location}")
+        self._rejected(result)
+
+    def _rejected(self, result: RunResult) -> None:
+        """Where the records the first stage rejected are, and what becomes of them."""
+        from ceap_stage._io import OutputRef
+        from ceap_stage.workflow._runner import _display
+
+        first = result.stages[0] if result.stages else None
+        if first is None or not first.rejected or first.status != "SUCCEEDED":
+            return
+        ref = OutputRef(result.bucket, result.execution_id, first.stage)
+        where = _display(result.store, result.bucket, ref.rejected_key)
+        self._print(f"Rejected by {first.stage}: {_records(first.rejected)}, listed in {where}")
+        if self.standard:
+            self._print(
+                "  a STANDARD workflow does not return them to the queue (the pipe deleted the "
+                "batch when the execution started): see docs/batches.md to replay them"
+            )
 
 
 def _records(count: int | None) -> str:
@@ -291,18 +322,62 @@ class _Refused(Exception):
     """The workflow has incompatible edges (exit status 1); the report is printed."""
 
 
-def _contract_check(loaded: Any, out: TextIO) -> Any:
+def _contract_check(loaded: Any) -> Any:
     """Check the workflow's edges; a handler that does not import is a usage error."""
     from ceap_stage.workflow import check_workflow
 
     report = check_workflow(loaded)
     if report.import_errors:
-        for line in report.lines():
-            print(line, file=out)
-        raise _UsageError(
-            "cannot check the workflow: " + "; ".join(p.message for p in report.import_errors)
-        )
+        problems = _import_problems(loaded, report.import_errors)
+        if len(problems) == 1:
+            raise _UsageError(f"cannot check the workflow: {problems[0]}")
+        raise _UsageError("cannot check the workflow:\n  - " + "\n  - ".join(problems))
     return report
+
+
+def _import_problems(loaded: Any, errors: list[Any]) -> list[str]:
+    """Each distinct import problem once: the handlers of one module share it.
+
+    A module that does not import but lies beside the workflow file, which is not the working
+    directory, gets the fix: run from there (handlers are imported from the working directory).
+    """
+    steps = {step.state_name: step for step in loaded.config.steps}
+    grouped: dict[str, list[Any]] = {}  # the module's message -> its stages' problems
+    modules: dict[str, str] = {}
+    for problem in errors:
+        text = problem.message
+        reference = getattr(steps.get(problem.stage), "handler", None)
+        if reference and ":" in reference:
+            module = reference.partition(":")[0]
+            shared = text.replace(f"the module of handler {reference!r}", f"module {module!r}")
+            shared = shared.replace(f"handler {reference}: ", f"module {module}: ")
+            if shared != text:
+                text = shared
+                modules[text] = module
+        grouped.setdefault(text, []).append(problem)
+    here = Path.cwd().resolve()
+    beside = loaded.source.resolve().parent
+    problems = []
+    for text, same in grouped.items():
+        if len(same) == 1:  # one handler: its own words, naming it
+            line = same[0].message
+        else:
+            line = f"{text} (stages {', '.join(p.stage for p in same)})"
+        module = modules.get(text)
+        if module is not None and line.startswith("cannot import") and beside != here:
+            path = Path(*module.split("."))
+            found = next(
+                (
+                    p
+                    for p in (path.with_suffix(".py"), path / "__init__.py")
+                    if (beside / p).is_file()
+                ),
+                None,
+            )
+            if found is not None:
+                line += f"; run from {beside}, the workflow's directory, which holds {found}"
+        problems.append(line)
+    return problems
 
 
 def require_compatible(loaded: Any, *, no_check: bool, command: str, err: TextIO) -> None:
@@ -320,7 +395,7 @@ def require_compatible(loaded: Any, *, no_check: bool, command: str, err: TextIO
             file=err,
         )
         return
-    report = _contract_check(loaded, err)
+    report = _contract_check(loaded)
     if not report.ok:
         for line in report.lines():
             if not line.split(": ", 2)[1].startswith("OK"):
@@ -333,7 +408,7 @@ def require_compatible(loaded: Any, *, no_check: bool, command: str, err: TextIO
 
 def _cmd_check(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     loaded = _load(args.workflow)
-    report = _contract_check(loaded, out)
+    report = _contract_check(loaded)
     for line in report.lines():
         print(line, file=out)
     counts = {v: sum(e.verdict == v for e in report.edges) for v in ("OK", "UNCHECKED")}
@@ -384,7 +459,7 @@ def _check_run_options(args: argparse.Namespace) -> None:
 def _cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from ceap_stage._errors import CeapStageError
     from ceap_stage.workflow._inspect import InspectError
-    from ceap_stage.workflow._runner import LocalRunError, LocalRunner
+    from ceap_stage.workflow._runner import ExecutionExistsError, LocalRunError, LocalRunner
 
     _check_run_options(args)
     settings = _quiet_logs(args.verbose)
@@ -418,6 +493,13 @@ def _cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             )
         else:
             result = runner.run(initial, execution_id=args.execution_id)
+    except KeyboardInterrupt:
+        _report_interrupt(args, reporter, store, bucket or loaded.config.workflow_bucket, err)
+        return EXIT_INTERRUPTED
+    except ExecutionExistsError as exc:
+        raise _UsageError(
+            _execution_exists(args, exc, store, bucket or loaded.config.workflow_bucket)
+        ) from None
     except (LocalRunError, InspectError) as exc:
         raise _UsageError(str(exc)) from None
     except (ValueError, CeapStageError) as exc:  # a bad --execution-id, bucket or store
@@ -437,49 +519,108 @@ def _cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return EXIT_STAGE_FAILED
 
 
+def _report_interrupt(
+    args: argparse.Namespace, reporter: ConsoleReporter, store: Store, bucket: str, err: TextIO
+) -> None:
+    """Ctrl-C during a run: one line, the stage it stopped and how to continue.
+
+    The interrupted stage wrote nothing (every store write is atomic), so resuming runs it again.
+    """
+    import shlex
+
+    if reporter.running is None or reporter.execution_id is None:
+        print("ceap-stage run: interrupted before any stage ran", file=err)
+        return
+    workflow = shlex.quote(args.workflow)
+    option = _store_option(store, bucket, args.store)
+    if args.only is not None or (reporter.first_running and args.resume is None):
+        given = getattr(args, "input", None)
+        input_option = f" --input {shlex.quote(given)}" if given and reporter.first_running else ""
+        only = f" --only {args.only}" if args.only is not None else ""
+        again = (
+            f"run it again: ceap-stage run {workflow}{input_option}{only} --execution-id "
+            f"{reporter.execution_id}{option}"
+        )
+    else:
+        again = f"resume: ceap-stage run {workflow} --resume {reporter.execution_id}{option}"
+    print(
+        f"ceap-stage run: interrupted during stage {reporter.running}, which wrote nothing; "
+        f"{again}",
+        file=err,
+    )
+
+
+def _execution_exists(args: argparse.Namespace, exc: Any, store: Store, bucket: str) -> str:
+    """The one line that refuses a new run under the id of an execution that has outputs."""
+    import shlex
+
+    resume = (
+        f"ceap-stage run {shlex.quote(args.workflow)} --resume {exc.execution_id}"
+        f"{_store_option(store, bucket, args.store)}"
+    )
+    return (
+        f"execution {exc.execution_id} already has outputs (stages {', '.join(exc.stages)}); "
+        f"a new run needs a new --execution-id (leave it out for a fresh one); to continue "
+        f"this execution: {resume} (add --from STAGE to run again from STAGE)"
+    )
+
+
+def _failure_line(failed: StageOutcome) -> str:
+    """``error: stage X failed with Class: message (file:line)``."""
+    origin = f" ({failed.error_origin})" if failed.error_origin else ""
+    return (
+        f"error: stage {failed.stage} failed with {failed.error_type}: "
+        f"{failed.error_message}{origin}"
+    )
+
+
 def _report_failure(
     args: argparse.Namespace, result: RunResult, stage: str, store: Store, err: TextIO
 ) -> None:
     """The one report of a failed stage: its error, and the commands that continue from it."""
     import shlex
 
+    from ceap_stage._store import LocalStore
+
     failed = result.failed_stage
     assert failed is not None
-    print(
-        f"error: stage {stage} failed with {failed.error_type}: {failed.error_message}",
-        file=err,
-    )
+    print(_failure_line(failed), file=err)
     workflow = shlex.quote(args.workflow)
     option = _store_option(store, result.bucket, args.store)
     given_input = getattr(args, "input", None)
     # The first stage reads the execution input: a command that runs it again must pass it.
     first = result.stages[0].stage == stage
     input_option = f" --input {shlex.quote(given_input)}" if first and given_input else ""
-    if first:  # nothing was written, so there is nothing to resume
-        print(
+    if result.only is not None:  # the other stages' outputs are kept: run it alone again
+        hints = [
+            f"  fix it, then run it again: ceap-stage run {workflow}{input_option} --only "
+            f"{stage} --execution-id {result.execution_id}{option}"
+        ]
+    elif first:  # nothing was written, so there is nothing to resume
+        hints = [
             f"  fix it, then run it again: ceap-stage run {workflow}{input_option} "
-            f"--execution-id {result.execution_id}{option}",
-            file=err,
-        )
-        return
-    print(
-        f"  fix it, then resume: ceap-stage run {workflow} --resume {result.execution_id}{option}",
-        file=err,
-    )
-    from ceap_stage._store import LocalStore
-
-    if isinstance(store, LocalStore):
-        print(
-            f"  or run it alone:     ceap-stage run {workflow} --only {stage} "
-            f"--execution-id {result.execution_id}{option}",
-            file=err,
-        )
+            f"--execution-id {result.execution_id}{option}"
+        ]
     else:
-        print(
-            f"  or replay it here:   ceap-stage replay {workflow} {result.execution_id} {stage} "
-            f"--from-store s3://{result.bucket}",
-            file=err,
-        )
+        hints = [
+            f"  fix it, then resume: ceap-stage run {workflow} --resume {result.execution_id}"
+            f"{option}"
+        ]
+        if isinstance(store, LocalStore):
+            hints.append(
+                f"  or run it alone:     ceap-stage run {workflow} --only {stage} "
+                f"--execution-id {result.execution_id}{option}"
+            )
+        else:
+            hints.append(
+                f"  or replay it here:   ceap-stage replay {workflow} {result.execution_id} "
+                f"{stage} --from-store s3://{result.bucket}"
+            )
+    if not args.verbose:
+        replay = "" if isinstance(store, LocalStore) else "; replay with --pdb opens the debugger"
+        hints.append(f"  -v shows the traceback{replay}")
+    for hint in hints:
+        print(hint, file=err)
 
 
 def _inspect_target(args: argparse.Namespace) -> tuple[Store, str]:
@@ -608,11 +749,26 @@ def _cmd_show(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if args.head is not None and args.head < 0:
         raise _UsageError("--head must not be negative")
     store, bucket = _inspect_target(args)
+    # With the workflow, its stages are listed in its order, those without output too.
+    names = (
+        None
+        if args.workflow is None
+        else [step.state_name for step in _load(args.workflow).config.steps]
+    )
     try:
-        execution = Execution(store, bucket, args.execution)
+        execution = Execution(store, bucket, args.execution, stage_order=names)
         if args.stage is None:
-            outputs = list(execution.stages.values())
+            found = execution.stages
+            missing = [execution.output(n) for n in names or () if n not in found]
+            outputs = [*found.values(), *missing]
+            if names is not None:
+                outputs.sort(key=lambda o: names.index(o.name) if o.name in names else len(names))
         else:
+            if names is not None and args.stage in names and args.stage not in execution.stages:
+                raise InspectError(
+                    f"stage {args.stage} of execution {args.execution} wrote no output (it "
+                    "failed, or did not run)"
+                )
             output = execution.stage(args.stage)
             records = output.records(chunk_size=64 * 1024)
     except (InspectError, CeapStageError) as exc:
@@ -796,10 +952,7 @@ def _cmd_replay(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         return EXIT_OK
     failed = result.failed_stage
     assert failed is not None
-    print(
-        f"error: stage {failed.stage} failed with {failed.error_type}: {failed.error_message}",
-        file=err,
-    )
+    print(_failure_line(failed), file=err)
     if args.pdb and result.error is not None:
         import pdb
 
@@ -1143,7 +1296,8 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument(
         "--workflow",
         metavar="WORKFLOW",
-        help="warn about outputs written by another model than this workflow's code has now",
+        help="list the workflow's stages in its order (those without output too), and warn "
+        "about outputs written by another model than its code has now",
     )
     _option(
         show, "format", help="table (default; records print one JSON line each), jsonl, or json"

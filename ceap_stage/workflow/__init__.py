@@ -54,12 +54,19 @@ from ._template import build_template, template_json
 
 if TYPE_CHECKING:
     from ._inspect import Execution, ExecutionSummary, InspectError, StageOutput, list_executions
-    from ._runner import LocalRunner, RunResult, StageOutcome
+    from ._runner import (
+        ExecutionExistsError,
+        LocalRunError,
+        LocalRunner,
+        RunResult,
+        StageOutcome,
+    )
 
 __all__ = [
     "CheckReport",
     "EdgeCheck",
     "Execution",
+    "ExecutionExistsError",
     "ExecutionSummary",
     "FanOut",
     "GLUE_RETRY_ERRORS",
@@ -68,6 +75,7 @@ __all__ = [
     "LAMBDA_RETRY_ERRORS",
     "LambdaStep",
     "LoadedWorkflow",
+    "LocalRunError",
     "LocalRunner",
     "RetryConfiguration",
     "RunResult",
@@ -91,7 +99,9 @@ __all__ = [
     "template_json",
 ]
 
-_RUNNER_NAMES = frozenset({"LocalRunner", "RunResult", "StageOutcome"})
+_RUNNER_NAMES = frozenset(
+    {"ExecutionExistsError", "LocalRunError", "LocalRunner", "RunResult", "StageOutcome"}
+)
 _INSPECT_NAMES = frozenset(
     {"Execution", "ExecutionSummary", "InspectError", "StageOutput", "list_executions"}
 )

@@ -45,16 +45,18 @@ from ._kinds import LocalStepRun, kind_of, registered_kinds
 from ._loader import LoadedWorkflow
 
 __all__ = [
+    "ExecutionExistsError",
     "GLUE_LOCAL_RETRY_ERRORS",
     "LocalRunError",
     "LocalRunner",
     "Reporter",
     "RunResult",
     "StageOutcome",
+    "error_origin",
     "new_execution_id",
 ]
 
-Status = Literal["SUCCEEDED", "FAILED", "NOT_RUN", "REUSED"]
+Status = Literal["SUCCEEDED", "FAILED", "NOT_RUN", "REUSED", "KEPT"]
 
 
 class LocalRunError(Exception):
@@ -74,6 +76,36 @@ class LocalRunError(Exception):
     """
 
 
+class ExecutionExistsError(LocalRunError):
+    """A new run was given the id of an execution that already has stage outputs.
+
+    Like Step Functions, which refuses a second execution with the same name, a new run never
+    writes over another run's outputs: a failed run would otherwise leave the earlier run's
+    later outputs in place, and look complete. Continue that execution with
+    :meth:`LocalRunner.resume` instead, or pick another id. Raised before any step runs; nothing
+    is written.
+
+    Attributes:
+        execution_id: The execution id.
+        stages: The stages that have an output in that execution (workflow order first).
+
+    Example:
+        >>> error = ExecutionExistsError("run-1", ["Load", "Score"])
+        >>> str(error).split(":")[0]
+        'execution run-1 already has outputs (stages Load, Score)'
+        >>> error.stages
+        ['Load', 'Score']
+    """
+
+    def __init__(self, execution_id: str, stages: list[str]) -> None:
+        super().__init__(
+            f"execution {execution_id} already has outputs (stages {', '.join(stages)}): give a "
+            "new run another execution id, or continue this one with resume"
+        )
+        self.execution_id = execution_id
+        self.stages = stages
+
+
 @dataclass
 class StageOutcome:
     """What happened to one step in a local run.
@@ -81,8 +113,10 @@ class StageOutcome:
     Attributes:
         stage: The step's state name.
         kind: The step's kind (its ``type``: ``"lambda"``, ``"glue"``).
-        status: ``SUCCEEDED``, ``FAILED``, ``NOT_RUN`` (after an earlier failure, or left out
-            by ``run_only``) or ``REUSED`` (kept from the execution a ``resume`` continues).
+        status: ``SUCCEEDED``, ``FAILED``, ``NOT_RUN`` (after an earlier failure, or a stage
+            without output that ``run_only`` left out), ``REUSED`` (kept from the execution a
+            ``resume`` continues) or ``KEPT`` (not run by ``run_only``; its earlier output is
+            left as it was).
         attempts: How many times it ran (retries included).
         records: Records in its output (None when unknown).
         bytes: Size of its output in bytes (data parts included; None when unknown).
@@ -90,6 +124,9 @@ class StageOutcome:
         output: Where its ``output.json`` is (a local path or an ``s3://`` URL).
         error_type: The class name of the error it failed with.
         error_message: That error's message (contract errors carry no payload).
+        error_origin: Where the stage's own code raised it, ``path:line`` (the deepest frame
+            outside ceap-stage, the standard library and installed packages; None when there is
+            none, e.g. a contract error raised before the stage's function ran).
         rejected: Queue records it left out under ``on_invalid_record="reject"`` (None when
             it wrote no ``rejected.jsonl``).
         details: What its kind reported beside (a fanned-out step: ``shards``, ``workers``,
@@ -110,6 +147,7 @@ class StageOutcome:
     output: str | None = None
     error_type: str | None = None
     error_message: str | None = None
+    error_origin: str | None = None
     rejected: int | None = None
     details: dict[str, Any] = field(default_factory=dict)
 
@@ -131,6 +169,8 @@ class RunResult:
         only: The one stage :meth:`LocalRunner.run_only` ran (None: a whole or resumed run).
         warnings: What the run found worth saying (a kept output written by another model
             than the code has now).
+        cleared: The stages whose earlier outputs a ``resume`` removed before running them
+            again (they were not this run's to keep).
 
     Example:
         >>> from ceap_stage import LocalStore
@@ -149,6 +189,7 @@ class RunResult:
     batch_item_failures: list[dict[str, str]] | None = None
     only: str | None = None
     warnings: list[str] = field(default_factory=list)
+    cleared: list[str] = field(default_factory=list)
 
     @property
     def succeeded(self) -> bool:
@@ -180,7 +221,7 @@ class RunResult:
     @property
     def outputs_exist(self) -> bool:
         """True when some stage of the execution has an output (its directory exists)."""
-        return any(s.status in ("SUCCEEDED", "REUSED") for s in self.stages)
+        return any(s.status in ("SUCCEEDED", "REUSED", "KEPT") for s in self.stages)
 
 
 class Reporter(Protocol):
@@ -252,6 +293,52 @@ def _display(store: Store, bucket: str, key: str) -> str:
 
 def _store_url(store: Store) -> str:
     return store.root.as_uri() if isinstance(store, LocalStore) else "s3://"
+
+
+def _library_dirs() -> tuple[str, ...]:
+    """Where code that is not the user's lives: ceap-stage, the standard library, packages."""
+    import sysconfig
+
+    paths = sysconfig.get_paths()
+    found = {Path(__file__).resolve().parents[1]}
+    found.update(
+        Path(paths[name]).resolve()
+        for name in ("stdlib", "platstdlib", "purelib", "platlib")
+        if name in paths
+    )
+    return tuple(sorted(str(path) + os.sep for path in found))
+
+
+def error_origin(error: BaseException) -> str | None:
+    """Where the user's code raised ``error``: ``path:line`` of its deepest frame outside
+    ceap-stage, the standard library and installed packages (None: no such frame).
+
+    The path is relative to the working directory when it lies below it.
+
+    Example:
+        >>> try:
+        ...     {}["missing"]
+        ... except KeyError as exc:
+        ...     error_origin(exc).startswith("<doctest")
+        True
+    """
+    import traceback
+
+    libraries = _library_dirs()
+    origin = None
+    for frame in traceback.extract_tb(error.__traceback__):
+        filename = frame.filename
+        if filename.startswith("<frozen") or (
+            not filename.startswith("<") and str(Path(filename).resolve()).startswith(libraries)
+        ):
+            continue
+        origin = frame
+    if origin is None:
+        return None
+    path = origin.filename
+    with contextlib.suppress(ValueError):
+        path = str(Path(path).resolve().relative_to(Path.cwd()))
+    return f"{path}:{origin.lineno}"
 
 
 def _root_cause(error: BaseException) -> BaseException:
@@ -356,12 +443,42 @@ class LocalRunner:
             ``error``, and the failed step wrote no ``output.json``).
 
         Raises:
+            ExecutionExistsError: ``execution_id`` already has stage outputs (nothing ran; the
+                execution input staged for a first Glue step does not count).
             LocalRunError: A step cannot run locally (nothing ran).
             ContextResolutionError: ``execution_id`` breaks the identifier rules.
         """
         self.check()
-        execution_id = validate_execution_id(execution_id or new_execution_id())
+        if execution_id is not None:
+            execution_id = validate_execution_id(execution_id)
+            existing = self.stage_outputs(execution_id)
+            if existing:
+                raise ExecutionExistsError(execution_id, existing)
+        execution_id = execution_id or new_execution_id()
         return self._run(initial_input, execution_id, start=0, stop=len(self.config.steps))
+
+    def stage_outputs(self, execution_id: str) -> list[str]:
+        """The stages with an ``output.json`` in ``execution_id``: workflow order, then others.
+
+        One delimiter listing of the execution and one ``HEAD`` per stage found. A stage that
+        failed wrote no output and does not count, nor does the staged execution input.
+
+        Example:
+            >>> import tempfile
+            >>> from ceap_stage import LocalStore
+            >>> from ceap_stage.workflow import LambdaStep, WorkflowConfiguration
+            >>> wf = WorkflowConfiguration(workflow_name="w", workflow_bucket="bkt-1",
+            ...     source_queue="q", steps=[LambdaStep(state_name="A", function_name="fa")])
+            >>> LocalRunner(wf, store=LocalStore(tempfile.mkdtemp())).stage_outputs("run-1")
+            []
+        """
+        from ._inspect import Execution
+
+        names = [step.state_name for step in self.config.steps]
+        execution = Execution(
+            self.store, self.config.workflow_bucket, execution_id, stage_order=names
+        )
+        return [name for name, output in execution.stages_if_any().items() if output.exists]
 
     def resume(
         self,
@@ -375,6 +492,9 @@ class LocalRunner:
         The steps before ``from_stage`` (default: before the first step without an output)
         are kept, after checking their outputs (the object exists; a manifest's parts exist
         with their sizes), and reported ``REUSED``; the rest run with the same execution id.
+        Outputs of the steps that run again are removed first (listed in
+        :attr:`RunResult.cleared`): were the run to fail, an output the earlier run left after
+        the failed step would otherwise make the execution look complete.
 
         Args:
             execution_id: The execution to continue.
@@ -417,9 +537,22 @@ class LocalRunner:
             changed = output.drift(self.written_model(index))
             if changed:
                 warnings.append(f"the kept output of stage {name} was {changed}")
-        result = self._run(initial_input, execution_id, start=start, stop=len(names))
+        cleared = [name for name in names[start:] if execution.output(name).exists]
+        for name in cleared:
+            self._clear(execution_id, name)
+        result = self._run(
+            initial_input, execution_id, start=start, stop=len(names), cleared=cleared
+        )
         result.warnings.extend(warnings)
         return result
+
+    def _clear(self, execution_id: str, stage: str) -> None:
+        """Remove what a stage stored: its ``output.json`` first, so it never looks written."""
+        ref = OutputRef(self.config.workflow_bucket, execution_id, stage)
+        self.store.delete(ref.bucket, [ref.key])
+        rest = self.store.list_keys(ref.bucket, ref.prefix)
+        if rest:
+            self.store.delete(ref.bucket, rest)
 
     def written_model(self, index: int) -> Any:
         """The model step ``index`` writes with as the code has it now (None: unknown)."""
@@ -458,7 +591,19 @@ class LocalRunner:
                 )
         result = self._run(initial_input, execution_id, start=index, stop=index + 1, keep=False)
         result.only = stage
+        for outcome in result.stages:  # the others did not run; their outputs stay as they were
+            if outcome.stage != stage:
+                self._mark_kept(execution_id, outcome, "KEPT")
         return result
+
+    def _mark_kept(self, execution_id: str, outcome: StageOutcome, status: Status) -> None:
+        """Describe a stage's existing output in ``outcome`` (left NOT_RUN when it has none)."""
+        ref = OutputRef(self.config.workflow_bucket, execution_id, outcome.stage)
+        if self.store.head(ref.bucket, ref.key) is None:
+            return
+        outcome.status = status
+        outcome.records, outcome.bytes = self._measure(execution_id, outcome.stage)
+        outcome.output = _display(self.store, ref.bucket, ref.key)
 
     def _index_of(self, stage: str, what: str) -> int:
         from ._inspect import InspectError
@@ -469,7 +614,14 @@ class LocalRunner:
             raise InspectError(str(exc)) from None
 
     def _run(
-        self, initial_input: Any, execution_id: str, *, start: int, stop: int, keep: bool = True
+        self,
+        initial_input: Any,
+        execution_id: str,
+        *,
+        start: int,
+        stop: int,
+        keep: bool = True,
+        cleared: list[str] | None = None,
     ) -> RunResult:
         """Run steps ``start`` to ``stop``; those before ``start`` are ``REUSED`` when ``keep``."""
         config = self.config
@@ -479,6 +631,7 @@ class LocalRunner:
             bucket=config.workflow_bucket,
             store=self.store,
             stages=[StageOutcome(step.state_name, step.type) for step in config.steps],
+            cleared=list(cleared or ()),
         )
         kept = start if keep else 0
         for outcome in result.stages[:kept]:
@@ -581,6 +734,7 @@ class LocalRunner:
                     outcome.status = "FAILED"
                     outcome.error_type = type(error).__name__
                     outcome.error_message = str(error)
+                    outcome.error_origin = error_origin(error)
                     outcome.seconds = time.perf_counter() - started
                     return error
                 if wait > 0:

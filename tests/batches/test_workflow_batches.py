@@ -160,7 +160,8 @@ def test_a_rerun_in_fail_mode_reports_no_stale_rejects(tmp_path):
     )
     valid = [m for n, m in enumerate(batch_of_50()) if n not in INVALID]
     strict = LocalRunner(_workflow(WorkflowType.EXPRESS, first="ingest_strict"), store=store)
-    result = strict.run(valid, execution_id="run-mode")
+    # The first stage alone, again, in the same execution (a plain rerun of the id is refused).
+    result = strict.run_only("Ingest", execution_id="run-mode", initial_input=valid)
     assert result.succeeded
     assert result.stages[0].rejected is None
     assert result.batch_item_failures is None

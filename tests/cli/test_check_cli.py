@@ -125,3 +125,53 @@ def test_a_folder_given_as_the_workflow_names_the_file_inside(in_tmp, capsys):  
     assert main(["check", "my_flow"]) == 2
     err = capsys.readouterr().err
     assert err.strip().endswith("did you mean my_flow/workflow.yaml?")
+
+
+def test_handlers_that_do_not_import_from_here_are_one_line_that_says_where_to_run(
+    in_tmp,  # noqa: F811
+    capsys,
+    monkeypatch,
+):
+    import sys
+
+    monkeypatch.setattr(sys, "path", list(sys.path))  # main() puts the working directory on it
+    monkeypatch.setattr(sys, "modules", dict(sys.modules))
+    project = in_tmp / "project"
+    (project / "shopx").mkdir(parents=True)
+    (project / "shopx" / "stages.py").write_text(
+        "from ceap_stage import stage\n"
+        "@stage\n"
+        "def a(xs: list[int]) -> list[int]:\n    return xs\n"
+        "@stage\n"
+        "def b(xs: list[int]) -> list[int]:\n    return xs\n"
+    )
+    workflow = _workflow(project, "shopx.stages:a", "shopx.stages:b")
+    for command in ("check", "run"):
+        assert main([command, workflow]) == 2
+        captured = capsys.readouterr()
+        assert captured.out == ""
+        (line,) = captured.err.splitlines()  # once, whatever the number of its handlers
+        assert line.startswith(
+            f"ceap-stage {command}: error: cannot check the workflow: cannot import module "
+            "'shopx.stages': No module named 'shopx'"
+        )
+        assert "(stages S0, S1)" in line
+        assert line.endswith(
+            f"; run from {project}, the workflow's directory, which holds shopx/stages.py"
+        )
+    # From there, as the line says, it checks.
+    monkeypatch.chdir(project)
+    assert main(["check", workflow]) == 0
+    assert "S0 -> S1: OK (structural)" in capsys.readouterr().out
+
+
+def test_one_handler_typo_is_said_once(in_tmp, capsys):  # noqa: F811
+    workflow = _workflow(in_tmp, f"{H}:make_orders", f"{H}:read_orderz")
+    for command in ("check", "run"):
+        assert main([command, workflow]) == 2
+        captured = capsys.readouterr()
+        assert captured.out == ""
+        assert captured.err == (
+            f"ceap-stage {command}: error: cannot check the workflow: handler "
+            f"'{H}:read_orderz': no attribute 'read_orderz' (did you mean 'read_orders'?)\n"
+        )

@@ -136,6 +136,12 @@ def test_a_failure_is_reported_once_with_the_commands_that_continue(in_tmp, wher
     assert '"level"' not in captured.out  # no JSON log line without -v
     assert "[2/3] Score FAILED" in captured.out
     assert "Outputs of the stages that succeeded" in captured.out
+    # Where the stage's code raised, and how to see more.
+    source = Path(handlers.__file__).read_text().splitlines()
+    line = next(i for i, text in enumerate(source, 1) if "divides by zero" in text)
+    assert f"{message} [execution_id=run-1" not in captured.err  # not a contract error
+    assert f"handlers.py:{line})\n" in captured.err
+    assert "  -v shows the traceback" in captured.err
 
 
 def test_executions_and_show_see_the_failed_execution(in_tmp, where, capsys):
@@ -478,8 +484,13 @@ def test_only_says_the_other_stages_did_not_run(in_tmp, capsys):
     assert main(["run", str(wf), "--only", "Score", "--execution-id", "run-o", *store]) == 0
     out = capsys.readouterr().out
     assert "Score of execution run-o succeeded in" in out
-    assert "run alone: the other stages did not run." in out
+    assert "run alone: the other stages did not run (KEPT" in out
     assert "Execution run-o succeeded" not in out
+    rows = {line.split()[0]: line.split() for line in out.splitlines() if line[:1].isupper()}
+    # Load's output was read and Double's left as it was: neither is NOT_RUN.
+    assert rows["Load"][1:4] == ["KEPT", "2", "43"]
+    assert rows["Load"][-1].endswith("executions/run-o/Load/output.json")
+    assert rows["Double"][1] == "KEPT"
 
 
 def test_package_folders_under_the_store_root_are_not_buckets(in_tmp, capsys):
@@ -498,3 +509,157 @@ def test_package_folders_under_the_store_root_are_not_buckets(in_tmp, capsys):
     assert "run-p" in capsys.readouterr().out
     assert main(["show", "run-p", *store]) == 0
     assert "Double" in capsys.readouterr().out
+
+
+def test_a_new_run_under_an_execution_id_with_outputs_is_refused(in_tmp, where, capsys):
+    wf = _fail_first(in_tmp, where, capsys)
+    before = where["list"]()
+    handlers.BUG["on"] = False
+    handlers.ATTEMPTS.clear()
+    capsys.readouterr()
+    argv = ["run", str(wf), "--input", str(_input(in_tmp)), "--execution-id", "run-1"]
+    assert main([*argv, *where["args"]]) == 2
+    captured = capsys.readouterr()
+    (line,) = captured.err.splitlines()  # one line
+    assert line.startswith(
+        "ceap-stage run: error: execution run-1 already has outputs (stages Load); a new run "
+        "needs a new --execution-id"
+    )
+    assert f"ceap-stage run {wf} --resume run-1 {' '.join(where['args'])}" in line
+    assert "--from STAGE" in line
+    assert captured.out == ""
+    assert handlers.ATTEMPTS == {}
+    assert where["list"]() == before  # nothing written, nothing removed
+
+
+def test_a_rerun_from_a_stage_that_fails_again_does_not_look_complete(in_tmp, capsys):
+    # A finished execution, run again from its middle stage with the bug back: the later
+    # outputs are removed first, so neither show nor --resume takes the old ones for this run's.
+    wf = _workflow(in_tmp)
+    store = ["--store", f"file://{in_tmp / 'store'}"]
+    handlers.BUG["on"] = False
+    argv = ["run", str(wf), "--input", str(_input(in_tmp)), "--execution-id", "run-1", *store]
+    assert main(argv) == 0
+    handlers.BUG["on"] = True
+    capsys.readouterr()
+    assert main(["run", str(wf), "--resume", "run-1", "--from", "Score", *store]) == 1
+    out = capsys.readouterr().out
+    assert "removed the earlier outputs of Score, Double: they run again" in out
+    assert main(["run", str(wf), "--resume", "run-1", *store]) == 1
+    captured = capsys.readouterr()
+    assert "[2/3] Score FAILED" in captured.out
+    assert "Execution run-1 succeeded" not in captured.out
+
+    assert main(["show", "run-1", "Score", "--workflow", str(wf), *store]) == 2
+    assert capsys.readouterr().err == (
+        "ceap-stage show: error: stage Score of execution run-1 wrote no output (it failed, or "
+        "did not run)\n"
+    )
+    assert main(["show", "run-1", "--workflow", str(wf), *store]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert [row.split()[:2] for row in table[1:]] == [
+        ["Load", "json"], ["Score", "no"], ["Double", "no"]
+    ]  # fmt: skip
+    assert main(["show", "run-1", "--workflow", str(wf), *store, "--format", "jsonl"]) == 0
+    rows = [json.loads(row) for row in capsys.readouterr().out.splitlines()]
+    assert [(r["stage"], r["output"] is None) for r in rows] == [
+        ("Load", False), ("Score", True), ("Double", True)
+    ]  # fmt: skip
+
+
+def _queue_workflow(tmp_path: Path, workflow_type: str) -> Path:
+    steps = [
+        {
+            "stateName": "Ingest",
+            "functionName": "ingest",
+            "handler": "tests.batches.handlers:ingest",
+        },
+        {"stateName": "Rank", "functionName": "rank", "handler": "tests.batches.handlers:rank"},
+    ]
+    path = tmp_path / f"wf_{workflow_type}.json"
+    path.write_text(
+        json.dumps(
+            {
+                "workflowName": "queue-test",
+                "workflowType": workflow_type,
+                "workflowBucket": BUCKET,
+                "sourceQueue": "in",
+                "steps": steps,
+            }
+        )
+    )
+    return path
+
+
+@pytest.mark.parametrize("workflow_type", ["STANDARD", "EXPRESS"])
+def test_a_run_says_where_the_rejected_messages_are(in_tmp, capsys, workflow_type):
+    wf = _queue_workflow(in_tmp, workflow_type)
+    batch = in_tmp / "batch.json"
+    bodies = [{"customerId": "a", "score": 1.0}, {"customerId": "b"}, {"score": 2.0}]
+    batch.write_text(
+        json.dumps([{"messageId": f"m-{i}", "body": json.dumps(b)} for i, b in enumerate(bodies)])
+    )
+    store = in_tmp / "store"
+    argv = ["run", str(wf), "--input", str(batch), "--execution-id", "q-1"]
+    assert main([*argv, "--store", f"file://{store}"]) == 0
+    out = capsys.readouterr().out
+    rejected = store / BUCKET / "executions" / "q-1" / "Ingest" / "rejected.jsonl"
+    assert len(rejected.read_text().splitlines()) == 2
+    where = rejected.relative_to(in_tmp)  # the working directory
+    assert f"Rejected by Ingest: 2 records, listed in {where}\n" in out
+    standard = "a STANDARD workflow does not return them to the queue" in out
+    assert standard == (workflow_type == "STANDARD")
+    assert ("Returned to the queue (batchItemFailures): m-1, m-2" in out) == (not standard)
+
+
+def test_ctrl_c_during_a_run_is_one_line_exit_130_and_nothing_half_written(in_tmp):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    (in_tmp / "slow_stage.py").write_text(
+        "import time\n"
+        "from tests.workflow.handlers import Item\n"
+        "from ceap_stage import stage\n"
+        "@stage\n"
+        "def slow(items: list[Item]) -> list[Item]:\n"
+        "    time.sleep(60)\n"
+        "    return items\n"
+    )
+    wf = _workflow(in_tmp)
+    config = json.loads(wf.read_text())
+    config["steps"][1]["handler"] = "slow_stage:slow"
+    wf.write_text(json.dumps(config))
+    root = Path(__file__).resolve().parents[2]
+    command = [
+        sys.executable, "-m", "ceap_stage._cli", "run", str(wf), "--input", str(_input(in_tmp)),
+        "--execution-id", "run-c", "--store", f"file://{in_tmp / 'store'}",
+    ]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": f"{root}{os.pathsep}{in_tmp}"}
+    process = subprocess.Popen(
+        command, cwd=in_tmp, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert process.stdout is not None
+    try:
+        lines = []
+        for line in process.stdout:
+            lines.append(line)
+            if line.startswith("[2/3] Score") and "running" in line:
+                break
+        else:
+            raise AssertionError(f"the run ended before Score started: {lines}")
+        time.sleep(0.3)
+        process.send_signal(signal.SIGINT)
+        _out, err = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 130
+    assert err == (
+        "ceap-stage run: interrupted during stage Score, which wrote nothing; resume: "
+        f"ceap-stage run {wf} --resume run-c --store file://{in_tmp / 'store'}\n"
+    )
+    execution = in_tmp / "store" / BUCKET / "executions" / "run-c"
+    assert sorted(str(p.relative_to(execution)) for p in execution.rglob("*") if p.is_file()) == [
+        "Load/output.json"
+    ]

@@ -20,6 +20,7 @@ from ceap_stage.workflow import (
     lambda_event,
     load_workflow,
 )
+from ceap_stage.workflow._inspect import Execution
 from ceap_stage.workflow._runner import LocalRunError, new_execution_id
 
 from . import handlers
@@ -463,7 +464,9 @@ def test_a_glue_step_resumes_and_runs_alone_with_the_arguments_it_gets(tmp_path,
     monkeypatch.setattr(runpy, "run_path", recording)
     alone = LocalRunner(config, store=store).run_only("Shell", execution_id="run-g")
     assert alone.succeeded, alone.error
-    assert [s.status for s in alone.stages] == ["NOT_RUN", "SUCCEEDED", "NOT_RUN"]
+    assert [s.status for s in alone.stages] == ["KEPT", "SUCCEEDED", "KEPT"]  # left as they were
+    assert alone.stages[0].output is not None
+    assert alone.stages[0].records == 2
     expected = ["--JOB_NAME", "shell-job"]
     for name, value in glue_arguments(config, 1, execution_id="run-g").items():
         expected += [name, value]
@@ -490,3 +493,136 @@ def test_a_manifest_output_is_counted_with_its_parts(tmp_path):
     assert manifest["ceap"] == "manifest/1"  # the output is parts + a manifest
     parts = sum(part["bytes"] for part in manifest["parts"])
     assert load.bytes == (folder / "output.json").stat().st_size + parts
+
+
+def _snapshot(store: LocalStore, bucket: str) -> list[tuple[str, bytes, int]]:
+    root = store.root / bucket
+    return sorted(
+        (str(p.relative_to(root)), p.read_bytes(), p.stat().st_mtime_ns)
+        for p in root.rglob("*")
+        if p.is_file()
+    )
+
+
+def test_a_new_run_is_refused_an_execution_id_that_has_outputs(tmp_path):
+    from ceap_stage.workflow import ExecutionExistsError
+
+    config = _workflow()
+    store = LocalStore(tmp_path)
+    assert LocalRunner(config, store=store).run(batch(1.0), execution_id="run-1").succeeded
+    before = _snapshot(store, "ceap-runner-test")
+    handlers.ATTEMPTS.clear()
+    with pytest.raises(ExecutionExistsError) as raised:
+        LocalRunner(config, store=store).run(batch(5.0), execution_id="run-1")
+    assert raised.value.execution_id == "run-1"
+    assert raised.value.stages == ["Load", "Double"]
+    assert "execution run-1 already has outputs (stages Load, Double)" in str(raised.value)
+    assert isinstance(raised.value, LocalRunError)  # raised before any step runs
+    assert handlers.ATTEMPTS == {}
+    assert _snapshot(store, "ceap-runner-test") == before
+    # A new id is free; no id at all makes a fresh one.
+    assert LocalRunner(config, store=store).run(batch(5.0), execution_id="run-2").succeeded
+    assert LocalRunner(config, store=store).run(batch(5.0)).succeeded
+
+
+def test_a_failed_first_step_leaves_its_execution_id_free(tmp_path, monkeypatch):
+    # A first Glue step reads the batch the run stages under `initial/`: that is not an output,
+    # so the id the failure report suggests can be used again.
+    from ceap_stage.workflow import LoadedWorkflow, _glue_kind
+
+    monkeypatch.setattr(_glue_kind, "_ensure_spark", lambda master: None)
+    script = tmp_path / "unpack.py"
+    script.write_text("raise RuntimeError('not yet')\n")
+    config = WorkflowConfiguration(
+        workflow_name="glue-first",
+        workflow_type=WorkflowType.STANDARD,
+        steps=[
+            GlueStep(state_name="Unpack", job_name="unpack", script=script.name),
+            LambdaStep(state_name="Double", function_name="double", handler=f"{_H}:double"),
+        ],
+        workflow_bucket="ceap-runner-test",
+        source_queue="in",
+    )
+    loaded = LoadedWorkflow(config, tmp_path / "wf.yaml", tmp_path)
+    store = LocalStore(tmp_path / "store")
+    failed = LocalRunner(loaded, store=store).run(batch(1.0), execution_id="run-gf")
+    assert failed.failed_stage is not None
+    assert failed.failed_stage.stage == "Unpack"
+    assert store.head("ceap-runner-test", "executions/run-gf/initial/output.json") is not None
+    script.write_text(
+        "import json\n"
+        "from ceap_stage.glue import glue_job\n"
+        "with glue_job(spark=False) as job:\n"
+        "    job.write_records([json.loads(r['body']) for r in job.read_records()])\n"
+    )
+    again = LocalRunner(loaded, store=store).run(batch(1.0), execution_id="run-gf")
+    assert again.succeeded, again.error
+
+
+def test_resume_never_reports_success_on_the_outputs_of_another_run(tmp_path):
+    # The sequence of a user who re-ran a finished execution with a bug in its middle stage.
+    config = _workflow(
+        LambdaStep(state_name="Score", function_name="score", handler=f"{_H}:fixable")
+    )
+    store = LocalStore(tmp_path)
+    handlers.BUG["on"] = False
+    try:
+        assert LocalRunner(config, store=store).run(batch(1.0), execution_id="run-1").succeeded
+        handlers.BUG["on"] = True  # the bug comes back
+        again = LocalRunner(config, store=store).resume("run-1", from_stage="Score")
+        assert not again.succeeded
+        assert again.cleared == ["Score", "Double"]
+        assert [s.status for s in again.stages] == ["REUSED", "FAILED", "NOT_RUN"]
+        execution = Execution(store, "ceap-runner-test", "run-1")
+        assert [n for n, o in execution.stages.items() if o.exists] == ["Load"]
+        resumed = LocalRunner(config, store=store).resume("run-1")  # the bug is still there
+        assert not resumed.succeeded
+        assert resumed.failed_stage is not None
+        assert resumed.failed_stage.stage == "Score"
+        handlers.BUG["on"] = False
+        fixed = LocalRunner(config, store=store).resume("run-1")
+        assert fixed.succeeded
+        assert [s.status for s in fixed.stages] == ["REUSED", "SUCCEEDED", "SUCCEEDED"]
+    finally:
+        handlers.BUG["on"] = True
+
+
+def test_resume_removes_outputs_left_after_a_stage_without_output(tmp_path):
+    config = _workflow(
+        LambdaStep(state_name="Score", function_name="score", handler=f"{_H}:fixable")
+    )
+    store = LocalStore(tmp_path)
+    handlers.BUG["on"] = False
+    try:
+        assert LocalRunner(config, store=store).run(batch(1.0), execution_id="run-1").succeeded
+        store.delete("ceap-runner-test", ["executions/run-1/Score/output.json"])
+        handlers.BUG["on"] = True
+        resumed = LocalRunner(config, store=store).resume("run-1")
+    finally:
+        handlers.BUG["on"] = True
+    assert resumed.cleared == ["Double"]  # not this run's: it followed a stage with no output
+    assert not resumed.succeeded
+    assert store.head("ceap-runner-test", "executions/run-1/Double/output.json") is None
+
+
+def test_a_failure_names_where_the_stage_code_raised(tmp_path):
+    config = _workflow(
+        LambdaStep(state_name="Score", function_name="score", handler=f"{_H}:fixable")
+    )
+    result = LocalRunner(config, store=LocalStore(tmp_path)).run(batch(1.0))
+    failed = result.failed_stage
+    assert failed is not None
+    assert failed.error_origin is not None
+    source = Path(handlers.__file__).read_text().splitlines()
+    line = next(i for i, text in enumerate(source, 1) if "divides by zero" in text)
+    assert failed.error_origin.endswith(f"handlers.py:{line}")
+    # A contract error raised by ceap-stage before the stage's code ran has no such place:
+    # Double is given the count Score writes instead of a list of items.
+    config = _workflow(
+        LambdaStep(state_name="Count", function_name="count", handler=f"{_H}:count_items")
+    )
+    broken = LocalRunner(config, store=LocalStore(tmp_path)).run(batch(1.0), execution_id="r-2")
+    failed = broken.failed_stage
+    assert failed is not None
+    assert (failed.stage, failed.error_type) == ("Double", "InputValidationError")
+    assert failed.error_origin is None
