@@ -31,7 +31,7 @@ from ceap_stage._store import Store
 from ._args import GlueArgs, resolve_args
 from ._output import GlueOutput, default_store
 from ._shell import read_input_value, read_records, write_records
-from ._spark import _mismatch, _schema_mismatch_error, read_input, write_output
+from ._spark import _mismatch_error, read_input, write_output
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -282,10 +282,11 @@ def glue_job(
         try:
             yield job
         except Exception as exc:
-            if _mismatch(exc):  # a lazily read schema mismatch surfacing in the user's code
-                # Spark's message quotes the malformed record: do not chain it.
-                raise _schema_mismatch_error(args) from None
-            raise
+            # A lazily read schema mismatch surfacing in the user's code: the contract error.
+            mismatch = _mismatch_error(exc, args)
+            if mismatch is None:
+                raise
+            raise mismatch from None
         if session is not None:
             session.commit()
     except Exception as exc:

@@ -3,6 +3,14 @@
 PySpark is imported inside the functions, never at module import, so ``import ceap_stage.glue``
 works in a Python-shell job without Spark.
 
+Records are never quoted. Spark's ``FAILFAST`` mode fails a task on the first record that does
+not fit the schema, and its exception (logged by the executor, the task scheduler and the writer,
+at ERROR and WARN, in every executor's log) quotes the record's values. So a schema read is made
+in ``PERMISSIVE`` mode with a column for the text of a record that does not fit, which nothing
+shows (:class:`_SchemaRead`): the check counts such records in a pass where nothing fails inside
+Spark, the returned DataFrame fails a task on one with a message of our own (ids and keys only),
+and only then one more pass names the fields at fault.
+
 Order is kept end to end. Reading, each part (and a JSON document or JSON Lines file) is one
 file read on its own, whose splits Spark keeps in file order, and the parts are concatenated in
 manifest order with ``union``. Writing, Spark writes one ``part-NNNNN-...`` file per partition
@@ -15,8 +23,12 @@ from __future__ import annotations
 import functools
 import os
 import re
+import uuid
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
+
+import orjson
 
 from ceap_stage._errors import InputValidationError
 from ceap_stage._formats import JSONL, Manifest, ManifestPart
@@ -37,6 +49,17 @@ __all__ = ["read_input", "write_output"]
 _DATA_PART = re.compile(r"part-(\d+)(?:-.*?)?(?:-c(\d+))?\.json")
 _MALFORMED = ("Malformed records are detected", "MALFORMED_RECORD_IN_PARSING", "BadRecordException")
 _CORRUPT = "_corrupt_record"
+# A schema read's column for the text of a record that does not fit (never a user's field).
+_UNREADABLE = "__ceap_unreadable_record"
+# The field at fault of an unreadable record ("" when none is identified), and its key.
+_FAULT = "__ceap_field_at_fault"
+_FAULT_KEY = "__ceap_key_at_fault"
+# What a task that meets an unreadable record fails with: the read's token and the key, no value.
+_GUARD = "ceap-stage: a record does not match the schema"
+_GUARD_FACTS = re.compile(re.escape(_GUARD) + r" \(read ([0-9a-f]+)\) in \[(.*?)\]")
+# The latest schema reads by token, so a failure met later can name the fields at fault.
+_READS: OrderedDict[str, _SchemaRead] = OrderedDict()
+_KEPT_READS = 64
 
 
 def local_session(master: str, app_name: str, conf: Mapping[str, str]) -> SparkSession:
@@ -57,17 +80,49 @@ def local_session(master: str, app_name: str, conf: Mapping[str, str]) -> SparkS
     return session
 
 
-def _mismatch(exc: BaseException) -> bool:
+def _schema_mismatch_error(
+    args: GlueArgs,
+    *,
+    records: int | None = None,
+    fields: Sequence[str] = (),
+    key: str | None = None,
+) -> InputValidationError:
+    """The error for input that does not fit the schema: counts, field names and keys only."""
+    who = "a record" if records is None else f"{records} record{'' if records == 1 else 's'}"
+    if fields:
+        has = "has" if records in (None, 1) else "have"
+        named = ", ".join(fields)
+        detail = (
+            f"{who} {has} a value that cannot be read as its field's type "
+            f"(field{'s' if len(fields) > 1 else ''} {named})"
+        )
+    else:
+        detail = f"{who} cannot be read as a JSON object of the schema's fields"
+    facts = args.error_facts()
+    if key is not None:
+        facts["key"] = key
+    return InputValidationError(f"the input does not match the schema: {detail}", **facts)
+
+
+def _mismatch_error(exc: BaseException, args: GlueArgs) -> InputValidationError | None:
+    """The contract error for a Spark failure caused by input that does not fit the schema.
+
+    Recognises the helper's own guard: the error names the part's key and, when the read is
+    still known, the records and fields at fault (found by one more pass over the input, only
+    now that the job has failed). For a read made elsewhere in ``FAILFAST`` mode, Spark's
+    malformed-record errors are recognised by their class only. None for any other failure.
+    """
     text = str(exc)
-    return any(marker in text for marker in _MALFORMED)
-
-
-def _schema_mismatch_error(args: GlueArgs) -> InputValidationError:
-    return InputValidationError(
-        "the input does not match the schema: a record has a value that cannot be read as "
-        "the schema's type (mode FAILFAST)",
-        **args.error_facts(),
-    )
+    found = _GUARD_FACTS.search(text)
+    if found is not None:
+        token, key = found.groups()
+        read = _READS.get(token)
+        if read is None:
+            return _schema_mismatch_error(args, key=key)
+        return read.error(args)
+    if any(marker in text for marker in _MALFORMED):
+        return _schema_mismatch_error(args)
+    return None
 
 
 def _check_records(value: Any, args: GlueArgs, what: str) -> None:
@@ -127,57 +182,178 @@ def read_input(
         struct = schema
     else:  # a DDL string; an empty DataFrame parses it without running a job
         struct = spark.createDataFrame([], schema).schema
-    reader = spark.read.option("mode", "FAILFAST") if struct is not None else spark.read
 
-    df: DataFrame
+    # (Spark path, key) of each file to read, in order.
+    files: list[tuple[str, str]]
+    multi_line = False
     if isinstance(value, Manifest):
         paths = _check_parts(spark, store, bucket, value, facts)
-        if not paths:
-            return spark.createDataFrame([], struct or StructType([]))
-        read_schema = struct if struct is not None else spark.read.json(paths).schema
-        frames = [reader.schema(read_schema).json(path) for path in paths]
-        df = functools.reduce(lambda a, b: a.union(b), frames)
-        if struct is None and _CORRUPT in df.columns:
-            raise InputValidationError("a manifest part is not valid JSON Lines", **facts)
+        files = [(path, part.key) for path, part in zip(paths, value.parts, strict=True)]
     else:
         _check_records(value, args, fmt)
-        if fmt == "json" and value == []:
-            return spark.createDataFrame([], struct or StructType([]))
-        if struct is not None:
-            reader = reader.schema(struct)
-        df = reader.json(store.uri(bucket, key), multiLine=fmt == "json")
+        files = [] if fmt == "json" and value == [] else [(store.uri(bucket, key), key)]
+        multi_line = fmt == "json"
+    if not files:
+        return spark.createDataFrame([], struct or StructType([]))
 
-    if struct is not None and validate:
-        _validate(df, struct, args)
-    return df
+    if struct is None:  # Spark infers the schema (of all the parts at once)
+        if not isinstance(value, Manifest):
+            return spark.read.json(files[0][0], multiLine=multi_line)
+        paths = [path for path, _ in files]
+        inferred = spark.read.json(paths).schema
+        df = _concat([spark.read.schema(inferred).json(path) for path in paths])
+        if _CORRUPT in df.columns:
+            raise InputValidationError("a manifest part is not valid JSON Lines", **facts)
+        return df
+    if not struct.fields:  # nothing to check a record against
+        return _concat([spark.read.schema(struct).json(p, multiLine=multi_line) for p, _ in files])
+
+    read = _SchemaRead(spark, struct, files, multi_line)
+    if validate:
+        read.validate(args)
+    return read.guarded()
 
 
-def _validate(df: DataFrame, struct: StructType, args: GlueArgs) -> None:
-    """One pass over every column (FAILFAST parsing), counting nulls in ``NOT NULL`` fields."""
-    from pyspark.sql import Observation
+def _concat(frames: Sequence[DataFrame]) -> DataFrame:
+    return functools.reduce(lambda a, b: a.union(b), frames)
+
+
+def _quoted(name: str) -> str:
+    return "`{}`".format(name.replace("`", "``"))
+
+
+class _SchemaRead:
+    """The files of one read with a schema, read so that no record's value reaches Spark's logs.
+
+    Each file is read in ``PERMISSIVE`` mode with a column for the text of a record that does not
+    fit (filled by Spark, never shown). :meth:`validate` counts such records in one pass where
+    nothing fails inside Spark; :meth:`guarded` is the DataFrame handed out, whose tasks fail
+    on such a record with the guard's message (this read's token and the file's key). Only when
+    a record does not fit does :meth:`error` make one more pass to name the fields at fault.
+    """
+
+    def __init__(
+        self,
+        spark: SparkSession,
+        struct: StructType,
+        files: Sequence[tuple[str, str]],
+        multi_line: bool,
+    ) -> None:
+        from pyspark.sql.types import StringType, StructField, StructType
+
+        self.struct = struct
+        self.fields = [field.name for field in struct.fields]
+        with_text = StructType([*struct.fields, StructField(_UNREADABLE, StringType(), True)])
+        reader = (
+            spark.read.schema(with_text)
+            .option("mode", "PERMISSIVE")
+            .option("columnNameOfCorruptRecord", _UNREADABLE)
+        )
+        self.reads = [(reader.json(path, multiLine=multi_line), key) for path, key in files]
+        self.token = uuid.uuid4().hex
+        _READS[self.token] = self
+        while len(_READS) > _KEPT_READS:
+            _READS.popitem(last=False)
+
+    def _columns(self) -> list[Any]:
+        from pyspark.sql import functions as F
+
+        return [F.col(_quoted(name)) for name in self.fields]
+
+    def guarded(self) -> DataFrame:
+        """The schema's fields; a task that computes a record that does not fit fails with the
+        guard's message, which holds no value."""
+        from pyspark.sql import functions as F
+
+        # Spark refuses a JSON scan of the unreadable column alone (a count(), say), so the
+        # guard also asks about the first field, keeping it in every scan.
+        first = self._columns()[0]
+        frames = []
+        for raw, key in self.reads:
+            message = F.lit(f"{_GUARD} (read {self.token}) in [{key}]")
+            guard = (
+                F.when(F.col(_UNREADABLE).isNotNull(), F.raise_error(message))
+                .when(first.isNull(), F.lit(True))
+                .otherwise(F.lit(True))
+            )
+            frames.append(raw.where(guard).select(*self._columns()))
+        return _concat(frames)
+
+    def validate(self, args: GlueArgs) -> None:
+        """One pass over every field of every record, counting the records that do not fit and
+        the nulls in ``NOT NULL`` fields. Nothing fails inside Spark, so Spark logs nothing."""
+        from pyspark.sql import Observation
+        from pyspark.sql import functions as F
+
+        aggregates = [F.count(F.col(_UNREADABLE)).alias("unreadable")]
+        required = [f.name for f in self.struct.fields if not f.nullable]
+        if required:
+            nulls = [F.col(_quoted(name)).isNull() for name in required]
+            missing = functools.reduce(lambda a, b: a | b, nulls)
+            aggregates.append(F.count(F.when(missing, 1)).alias("missing"))
+        observation = Observation("ceap-validate")
+        every = _concat([raw.select(*self._columns(), _UNREADABLE) for raw, _ in self.reads])
+        every.observe(observation, *aggregates).write.format("noop").mode("overwrite").save()
+        seen = observation.get
+        if seen["unreadable"]:
+            raise self.error(args)
+        lacking = int(seen.get("missing", 0))
+        if lacking:
+            raise InputValidationError(
+                f"the input does not match the schema: {lacking} records lack a value for a "
+                f"NOT NULL field ({', '.join(required)})",
+                **args.error_facts(),
+            )
+
+    def error(self, args: GlueArgs) -> InputValidationError:
+        """The error for this read's records that do not fit: how many, the fields at fault and
+        the first file's key. One pass over the input (a failure path only)."""
+        from pyspark.sql import Observation
+        from pyspark.sql import functions as F
+
+        observation = Observation("ceap-diagnose")
+        frames = [
+            raw.select(
+                *self._columns(), _fault(self.struct).alias(_FAULT), F.lit(key).alias(_FAULT_KEY)
+            )
+            for raw, key in self.reads
+        ]
+        fault = F.col(_FAULT)
+        _concat(frames).observe(
+            observation,
+            F.count(fault).alias("unreadable"),
+            # A JSON text: an array does not come back through py4j as a list.
+            F.to_json(F.collect_set(F.when(fault != "", fault))).alias("fields"),
+            F.min(F.when(fault.isNotNull(), F.col(_FAULT_KEY))).alias("key"),
+        ).write.format("noop").mode("overwrite").save()
+        seen = observation.get
+        fields = sorted(orjson.loads(seen["fields"]), key=self.fields.index)
+        return _schema_mismatch_error(
+            args, records=int(seen["unreadable"]) or None, fields=fields, key=seen["key"]
+        )
+
+
+def _fault(struct: StructType) -> Any:
+    """The field at fault of a record that does not fit, ``""`` when none is found, null for a
+    record that fits.
+
+    Each field is read again from the record's text on its own (``PERMISSIVE``: a value that
+    does not fit gives null); the first field present in the text whose value does not read is
+    the one at fault.
+    """
     from pyspark.sql import functions as F
+    from pyspark.sql.types import StringType, StructField, StructType
 
-    required = [f.name for f in struct.fields if not f.nullable]
-    observation = Observation("ceap-validate") if required else None
-    if observation is not None:
-        missing = functools.reduce(
-            lambda a, b: a | b,
-            [F.col("`{}`".format(name.replace("`", "``"))).isNull() for name in required],
-        )
-        df = df.observe(observation, F.count(F.when(missing, 1)).alias("missing"))
-    try:
-        df.write.format("noop").mode("overwrite").save()
-    except Exception as exc:
-        if _mismatch(exc):
-            raise _schema_mismatch_error(args) from None
-        raise
-    lacking = int(observation.get["missing"]) if observation is not None else 0
-    if lacking:
-        raise InputValidationError(
-            f"the input does not match the schema: {lacking} records lack a value for a "
-            f"NOT NULL field ({', '.join(required)})",
-            **args.error_facts(),
-        )
+    text = F.col(_UNREADABLE)
+    options = {"mode": "PERMISSIVE"}
+    as_text = StructType([StructField(f.name, StringType(), True) for f in struct.fields])
+    present = F.from_json(text, as_text, options)
+    checks = []
+    for field in struct.fields:
+        alone = StructType([StructField(field.name, field.dataType, True)])
+        unread = F.from_json(text, alone, options)[field.name].isNull()
+        checks.append(F.when(present[field.name].isNotNull() & unread, F.lit(field.name)))
+    return F.when(text.isNotNull(), F.coalesce(*checks, F.lit("")))
 
 
 def _list_files(spark: SparkSession, store: Store, bucket: str, directory: str) -> dict[str, int]:
@@ -308,13 +484,16 @@ def write_output(
     if max_records_per_file is not None:
         writer = writer.option("maxRecordsPerFile", max_records_per_file)
     spark = df.sparkSession
+    mismatch: InputValidationError | None = None
     try:
         with tagged_write(spark) as tag:
             writer.json(directory)
     except Exception as exc:
-        if _mismatch(exc):
-            raise _schema_mismatch_error(args) from None
-        raise
+        mismatch = _mismatch_error(exc, args)
+        if mismatch is None:
+            raise
+    if mismatch is not None:  # raised here: Spark's error is neither chained nor kept as context
+        raise mismatch
     # List first: Spark's row count reaches its status store through the listener bus,
     # usually while we list.
     files = _data_parts(spark, store, args.output_bucket, prefix.rstrip("/"))

@@ -9,7 +9,8 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -52,6 +53,43 @@ def spark() -> Iterator[SparkSession]:
     session.sparkContext.setLogLevel("ERROR")
     yield session
     session.stop()
+
+
+@pytest.fixture
+def jvm_log(spark: SparkSession) -> Iterator[Callable[[], str]]:
+    """What the JVM logs (driver and, in local mode, executors) while the test runs, at INFO.
+
+    Log4j2's root logger gets a capturing appender in place of its own (so the console stays
+    quiet) and level INFO; both are restored afterwards. Yields a function returning the text so
+    far: each event's level, logger, message and stack trace.
+    """
+    jvm: Any = spark.sparkContext._jvm
+    log4j = jvm.org.apache.logging.log4j
+    context = log4j.LogManager.getContext(False)
+    root = context.getConfiguration().getRootLogger()
+    layout = log4j.core.layout.PatternLayout.newBuilder().withPattern("%p %c %m%n%ex").build()
+    buffer = jvm.java.io.StringWriter()
+    name = f"ceap-test-{uuid.uuid4().hex}"
+    capture = log4j.core.appender.WriterAppender.createAppender(
+        layout, None, buffer, name, False, True
+    )
+    capture.start()
+    saved = dict(root.getAppenders())
+    level = root.getLevel()
+    for appender in saved:
+        root.removeAppender(appender)
+    root.addAppender(capture, None, None)
+    root.setLevel(log4j.Level.INFO)
+    context.updateLoggers()
+    try:
+        yield lambda: str(buffer.toString())
+    finally:
+        root.removeAppender(name)
+        for appender in saved.values():
+            root.addAppender(appender, None, None)
+        root.setLevel(level)
+        context.updateLoggers()
+        capture.stop()
 
 
 @pytest.fixture

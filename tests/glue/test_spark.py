@@ -6,7 +6,7 @@ Runs on one real local PySpark session (``local[1]``) shared by the module (see 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,7 +23,14 @@ from ceap_stage import (
     StoredObject,
 )
 from ceap_stage._formats import JSON, JSONL, MANIFEST, Manifest, ManifestPart
-from ceap_stage.glue import GlueArgs, read_input, resolve_args, spark_path, write_output
+from ceap_stage.glue import (
+    GlueArgs,
+    glue_job,
+    read_input,
+    resolve_args,
+    spark_path,
+    write_output,
+)
 
 from ._lambda import (
     Event,
@@ -265,11 +272,13 @@ def test_a_type_mismatch_against_the_schema_is_input_validation(
         read_input(spark, glue_args(), schema=SCHEMA, store=store)
 
     message = str(info.value)
-    assert "does not match the schema" in message
+    assert "does not match the schema: 1 record has a value" in message
+    assert "(field seq)" in message
     assert RUN in message
     assert "Aggregate" in message
     assert f"executions/{RUN}/Ingest/output.json" in message
     assert "secret-not-a-number" not in message
+    assert info.value.__cause__ is None
 
 
 def test_a_null_in_a_not_null_field_is_input_validation(
@@ -288,10 +297,135 @@ def test_an_unvalidated_mismatch_fails_at_write(spark: SparkSession, store: Loca
     args = glue_args()
 
     df = read_input(spark, args, schema=SCHEMA, store=store, validate=False)
-    with pytest.raises(InputValidationError, match="does not match the schema"):
+    with pytest.raises(InputValidationError, match=r"does not match the schema.*\(field seq\)"):
         write_output(df, args, store=store)
 
     assert store.get(BUCKET, args.output_key) is None
+    # Columns that do not touch the bad value compute, as with Spark's own lazy reads.
+    assert rows(df.select("customer_id")) == [{"customer_id": c} for c in ("c-00", "c-01", "c")]
+
+
+def test_every_unreadable_record_is_counted_with_its_fields(
+    spark: SparkSession, store: LocalStore
+) -> None:
+    good = {"kind": "view", "seq": 1, "weight": 0.5}
+    bad = [
+        {**good, "weight": "heavy"},
+        good,
+        {**good, "seq": "one"},
+        {**good, "seq": {"n": 2}, "kind": ["view"]},  # an array is read as its JSON text
+        good,
+    ]
+    put_jsonl(store, "Ingest", bad)
+
+    with pytest.raises(InputValidationError) as info:
+        read_input(spark, glue_args(), schema="kind STRING, seq LONG, weight DOUBLE", store=store)
+
+    assert "3 records have a value that cannot be read" in str(info.value)
+    assert "(fields seq, weight)" in str(info.value)  # in schema order
+    assert info.value.key == f"executions/{RUN}/Ingest/output.json"
+
+
+def test_a_record_that_is_not_an_object_is_named_as_such(
+    spark: SparkSession, store: LocalStore
+) -> None:
+    _write_parts(store, "Ingest", [events(2)])
+    part = manifest_of(store, "Ingest").parts[0]
+    broken = b'{"customer_id": "c"}\n{broken\n'
+    store.path(BUCKET, part.key).write_bytes(broken.ljust(part.bytes - 1) + b"\n")
+
+    with pytest.raises(InputValidationError, match="1 record cannot be read as a JSON object"):
+        read_input(spark, glue_args(), schema=SCHEMA, store=store)
+
+
+def test_a_mismatch_in_a_json_document_is_input_validation(
+    spark: SparkSession, store: LocalStore
+) -> None:
+    bad = [*events(2), {"customer_id": "c-9", "kind": "view", "seq": "secret"}]
+    put_output(store, "Ingest", orjson.dumps(bad), JSON)
+    args = glue_args()
+
+    with pytest.raises(InputValidationError, match="does not match the schema") as validated:
+        read_input(spark, args, schema=SCHEMA, store=store)
+    lazy = read_input(spark, args, schema=SCHEMA, store=store, validate=False)
+    with pytest.raises(InputValidationError, match="does not match the schema") as written:
+        write_output(lazy, args, store=store)
+
+    for info in (validated, written):
+        assert info.value.key == f"executions/{RUN}/Ingest/output.json"
+        assert "secret" not in str(info.value)
+    assert store.get(BUCKET, args.output_key) is None
+
+
+@pytest.mark.parametrize("validate", [True, False])
+def test_a_mismatch_in_a_manifest_part_names_the_part(
+    spark: SparkSession, store: LocalStore, validate: bool
+) -> None:
+    bad = {"customer_id": "c-9", "kind": "view", "seq": "secret"}
+    _write_parts(store, "Ingest", [events(3), [*events(2), bad], events(1)])
+    part = manifest_of(store, "Ingest").parts[1]
+    args = glue_args()
+
+    def read_and_write() -> None:
+        df = read_input(spark, args, schema=SCHEMA, store=store, validate=validate)
+        write_output(df, args, store=store)
+
+    with pytest.raises(InputValidationError) as info:
+        read_and_write()
+
+    assert info.value.key == part.key
+    assert info.value.bucket == BUCKET
+    assert info.value.stage == "Aggregate"
+    assert "(field seq)" in str(info.value)
+    assert store.get(BUCKET, args.output_key) is None
+
+
+def test_no_record_value_reaches_spark_logs_our_logs_or_the_error(
+    spark: SparkSession, store: LocalStore, jvm_log: Callable[[], str], capsys: Any
+) -> None:
+    """Spark's FAILFAST errors quote the record (in executor, scheduler and writer logs, in the
+    exception); the helper's reads keep every value of a record that does not fit out of all
+    of them, and still name the stage, the key and the field."""
+    sentinel = "sentinel-4c1f9e-do-not-log"
+    bad = {"customer_id": f"{sentinel}-id", "kind": sentinel, "seq": f"{sentinel}-seq"}
+    key = put_jsonl(store, "Ingest", [*events(3), bad])
+    args = glue_args()
+    argv = job_argv()
+    errors: list[BaseException] = []
+
+    with pytest.raises(InputValidationError) as validated:  # checked at once
+        read_input(spark, args, schema=SCHEMA, store=store)
+    errors.append(validated.value)
+    lazy = read_input(spark, args, schema=SCHEMA, store=store, validate=False)
+    with pytest.raises(InputValidationError) as written:  # checked while written
+        write_output(lazy, args, store=store)
+    errors.append(written.value)
+    # In the job's own code, then reported by the job.
+    with pytest.raises(SystemExit) as job_exit, glue_job(argv, store=store) as job:
+        job.read_input(SCHEMA, validate=False).collect()
+    cause = job_exit.value.__cause__
+    assert isinstance(cause, InputValidationError)
+    errors += [job_exit.value, cause]
+    spark_log = jvm_log()
+    ours = capsys.readouterr()
+
+    assert "Exception in task" in spark_log  # the capture sees what tasks fail with
+    assert "does not match the schema" in spark_log
+    assert sentinel not in spark_log
+    assert sentinel not in ours.out + ours.err
+    assert '"error":"InputValidationError"' in ours.out
+    for error in errors:
+        assert sentinel not in str(error)
+        assert "(field seq)" in str(error)
+        assert "stage=Aggregate" in str(error)
+        assert key in str(error)
+    assert store.get(BUCKET, args.output_key) is None
+
+    # The control: Spark's own FAILFAST read of the same input quotes the record in its logs.
+    failfast = spark.read.schema(SCHEMA).option("mode", "FAILFAST")
+    with pytest.raises(Exception, match=sentinel):
+        failfast.json(spark_path(BUCKET, key, store)).collect()
+    assert sentinel in jvm_log()
 
 
 @pytest.mark.parametrize(
