@@ -8,8 +8,9 @@ not fit the schema, and its exception (logged by the executor, the task schedule
 at ERROR and WARN, in every executor's log) quotes the record's values. So a schema read is made
 in ``PERMISSIVE`` mode with a column for the text of a record that does not fit, which nothing
 shows (:class:`_SchemaRead`): the check counts such records in a pass where nothing fails inside
-Spark, the returned DataFrame fails a task on one with a message of our own (ids and keys only),
-and only then one more pass names the fields at fault.
+Spark, and only then one more pass names the fields at fault. Once the check passed, the files
+are read again plainly (every record fits); unchecked (``validate=False``), the returned
+DataFrame fails a task on such a record with a message of our own (ids and keys only).
 
 Order is kept end to end. Reading, each part (and a JSON document or JSON Lines file) is one
 file read on its own, whose splits Spark keeps in file order, and the parts are concatenated in
@@ -209,9 +210,13 @@ def read_input(
         return _concat([spark.read.schema(struct).json(p, multiLine=multi_line) for p, _ in files])
 
     read = _SchemaRead(spark, struct, files, multi_line)
-    if validate:
-        read.validate(args)
-    return read.guarded()
+    if not validate:
+        return read.guarded()
+    read.validate(args)
+    # Every record fits (the check read these same files, and stage outputs are never changed
+    # in place): a plain read spares each later computation the guard and its text column.
+    checked = spark.read.schema(struct).option("mode", "FAILFAST")
+    return _concat([checked.json(path, multiLine=multi_line) for path, _ in files])
 
 
 def _concat(frames: Sequence[DataFrame]) -> DataFrame:
