@@ -258,7 +258,9 @@ def _read_json(path: str, what: str) -> Any:
     except FileNotFoundError:
         raise _UsageError(f"{what}: no file at {path}") from None
     except orjson.JSONDecodeError as exc:
-        raise _UsageError(f"{what}: {path} is not valid JSON ({exc.msg})") from None
+        raise _UsageError(
+            f"{what}: {path} is not valid JSON at line {exc.lineno}, column {exc.colno} ({exc.msg})"
+        ) from None
 
 
 def _load(path: str) -> Any:

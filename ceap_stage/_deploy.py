@@ -17,6 +17,7 @@ and ``profile`` override the first two.
 
 from __future__ import annotations
 
+import difflib
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -163,9 +164,16 @@ def _check_options(result: PackageResult, options: DeployOptions) -> None:
     declared = result.template.get("Parameters", {})
     unknown = sorted(set(options.parameters) - set(declared))
     if unknown:
+        hints = [
+            f"{name}: did you mean {close[0]}?"
+            for name in unknown
+            if (close := difflib.get_close_matches(name, declared, n=1))
+        ]
+        hint = "; ".join(hints)
         raise ConfigurationError(
-            f"unknown --parameter {', '.join(unknown)}; the template declares "
-            f"{', '.join(sorted(declared))}"
+            f"unknown --parameter {', '.join(unknown)}"
+            + (f" ({hint})" if hint else "")
+            + f"; the template declares {', '.join(sorted(declared))}"
         )
 
 

@@ -143,7 +143,9 @@ def _load_data(path: Path) -> Any:
         try:
             return orjson.loads(text)
         except orjson.JSONDecodeError as exc:
-            raise WorkflowConfigurationError(f"{path} is not valid JSON: {exc.msg}") from None
+            raise WorkflowConfigurationError(
+                f"{path} is not valid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
+            ) from None
     try:
         import yaml
     except ImportError:  # pragma: no cover - the dev extra installs it

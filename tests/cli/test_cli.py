@@ -145,6 +145,10 @@ def test_a_transient_failure_is_retried_and_the_retry_is_shown(in_tmp, capsys):
     [
         (["run", "missing.py"], "no workflow file at missing.py"),
         (["run", "{wf}", "--input", "nope.json"], "--input: no file at nope.json"),
+        (
+            ["run", "{wf}", "--input", "{bad_json}"],
+            "bad.json is not valid JSON at line 2, column 8 (unexpected character",
+        ),
         (["run", "{wf}"], "has no sample_input()"),
         (["run", "{wf}", "--store", "ftp://x"], "--store must be file://DIR or s3://BUCKET"),
         (["run", "{wf}", "--store", "s3:/bkt", "--input", "{input}"], "not 's3:/bkt'"),
@@ -160,7 +164,14 @@ def test_usage_and_configuration_errors_exit_2(in_tmp, capsys, argv, expected):
         "workflowName: g\nworkflowBucket: ceap-g\nsourceQueue: q\n"
         "steps:\n  - stateName: G\n    jobName: job-g\n"
     )
-    values = {"wf": str(wf), "input": str(_input_file(in_tmp)), "express_glue": str(express_glue)}
+    bad_json = in_tmp / "bad.json"
+    bad_json.write_text('[{"a": 1},\n {"a": x}]')
+    values = {
+        "wf": str(wf),
+        "input": str(_input_file(in_tmp)),
+        "express_glue": str(express_glue),
+        "bad_json": str(bad_json),
+    }
     status = main([a.format(**values) for a in argv])
     err = capsys.readouterr().err
     assert status == 2

@@ -463,6 +463,12 @@ def test_deploy_refuses_an_incompatible_workflow_before_any_upload(
     "case",
     [
         ("ok-stack", "Nope=1", "unknown --parameter Nope; the template declares "),
+        (
+            "ok-stack",
+            "Enviroment=dev",
+            "unknown --parameter Enviroment (Enviroment: did you mean Environment?); the "
+            "template declares AlarmTopicArn, ArtifactsBucket, Environment,",
+        ),
         ("my_flow", "Environment=dev", "stack name 'my_flow' is not valid: a letter, then"),
     ],
 )

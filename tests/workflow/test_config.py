@@ -300,7 +300,7 @@ def test_the_example_modules_load_as_package_modules():
     [
         ("missing.yaml", None, "no workflow file"),
         ("wf.txt", "x", "a .py module or a .yaml"),
-        ("bad.json", "{", "not valid JSON"),
+        ("bad.json", '{\n  "a": }', "not valid JSON at line 2, column 8"),
         ("bad.yaml", "a: [", "not valid YAML"),
         ("list.yaml", "- 1\n", "must be a mapping"),
         ("empty.py", "x = 1\n", "defines no WorkflowConfiguration"),
