@@ -733,7 +733,7 @@ class LocalRunner:
                 if wait is None:
                     outcome.status = "FAILED"
                     outcome.error_type = type(error).__name__
-                    outcome.error_message = str(error)
+                    outcome.error_message = self._error_message(error)
                     outcome.error_origin = error_origin(error)
                     outcome.seconds = time.perf_counter() - started
                     return error
@@ -755,6 +755,15 @@ class LocalRunner:
             outcome.rejected = None if rejected is None else len(rejected)
             outcome.seconds = time.perf_counter() - started
             return None
+
+    def _error_message(self, error: BaseException) -> str:
+        """``str(error)``, with a local store's path where a contract error names an object."""
+        message = str(error)
+        if isinstance(self.store, LocalStore) and isinstance(error, CeapStageError) and error.key:
+            bucket = error.bucket or self.config.workflow_bucket
+            local = _display(self.store, bucket, error.key)
+            message = message.replace(f"key={error.location}", f"key={error.key}, file={local}")
+        return message
 
     def _drift_note(self, index: int, error: BaseException, execution_id: str) -> str:
         """For an input that fails its model: whether the previous stage's code changed since.

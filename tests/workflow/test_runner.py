@@ -140,6 +140,11 @@ def test_a_failing_stage_stops_the_run_and_writes_nothing(tmp_path):
     assert failed.error_type == "InputValidationError"
     assert failed.error_message is not None
     assert "run-fail" in failed.error_message  # contract messages name the execution
+    # the object it names is shown where a local store keeps it, not as an s3:// URL
+    input_file = tmp_path / "ceap-runner-test/executions/run-fail/Load/output.json"
+    assert "key=executions/run-fail/Load/output.json" in failed.error_message
+    assert f"file={input_file}" in failed.error_message
+    assert "s3://" not in failed.error_message
     assert failed.attempts == 1  # not retryable
     assert type(result.error).__name__ == "InputValidationError"
     assert store.list_keys("ceap-runner-test", "executions/run-fail/Broken/") == []
