@@ -682,6 +682,11 @@ def _cmd_executions(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         raise _UsageError("--limit must be at least 1")
     store, bucket = _inspect_target(args)
     summaries = list_executions(store, bucket, limit=args.limit)
+    names = (
+        None
+        if args.workflow is None
+        else [step.state_name for step in _load(args.workflow).config.steps]
+    )
     if args.format != "table":
         rows = [
             {
@@ -689,6 +694,7 @@ def _cmd_executions(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
                 "writtenAt": None if s.written_at is None else s.written_at.isoformat(),
                 "stages": list(s.stages),
                 "withoutOutput": list(s.pending),
+                **({} if names is None else {"status": _progress(s.stages, names)}),
             }
             for s in summaries
         ]
@@ -702,11 +708,33 @@ def _cmd_executions(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         print(f"no executions in bucket {bucket}", file=err)
         return EXIT_OK
     table: list[tuple[str, ...]] = [("EXECUTION", "LAST OUTPUT", "STAGES")]
+    if names is not None:
+        table[0] = (*table[0], "STATUS")
     for s in summaries:
         stages = [*s.stages, *(f"{name} (no output)" for name in s.pending)]
-        table.append((s.execution_id, _when(s.written_at), ", ".join(stages) or "-"))
+        cells = (s.execution_id, _when(s.written_at), ", ".join(stages) or "-")
+        table.append(cells if names is None else (*cells, _progress(s.stages, names)))
     _table(table, (), out)
     return EXIT_OK
+
+
+def _progress(stages: Sequence[str], names: Sequence[str]) -> str:
+    """How far an execution got through the workflow's stages, from the outputs it has.
+
+    >>> _progress(("A", "B", "C"), ["A", "B", "C"])
+    'complete'
+    >>> _progress(("A",), ["A", "B", "C"])
+    'stopped after A (B: no output)'
+    >>> _progress((), ["A", "B"])
+    'no output'
+    """
+    done = set(stages)
+    if all(name in done for name in names):
+        return "complete"
+    first_missing = next(i for i, name in enumerate(names) if name not in done)
+    if first_missing == 0:
+        return "no output"
+    return f"stopped after {names[first_missing - 1]} ({names[first_missing]}: no output)"
 
 
 def _stage_row(output: Any) -> dict[str, Any]:
@@ -1280,6 +1308,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     store_options(executions)
     executions.add_argument("--limit", type=int, metavar="N", help="show the newest N")
+    executions.add_argument(
+        "--workflow",
+        metavar="WORKFLOW",
+        help="add a STATUS column: complete, or the stage after which the execution stopped",
+    )
     _option(executions, "format", help="default: table")
 
     show = _command(

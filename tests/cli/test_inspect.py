@@ -157,6 +157,17 @@ def test_executions_and_show_see_the_failed_execution(in_tmp, where, capsys):
     assert main(["executions", *where["args"], "--limit", "1", "--format", "jsonl"]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [(r["executionId"], r["stages"]) for r in rows] == [("run-2", ["Load"])]
+    assert "status" not in rows[0]  # how far it got needs the workflow
+
+    wf = str(_workflow(in_tmp))
+    assert main(["executions", *where["args"], "--workflow", wf]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[-1] == "STATUS"
+    assert lines[1].startswith("run-2")
+    assert lines[1].endswith(" Load    stopped after Load (Score: no output)")
+    assert main(["executions", *where["args"], "--workflow", wf, "--format", "json"]) == 0
+    statuses = [r["status"] for r in json.loads(capsys.readouterr().out)]
+    assert statuses == ["stopped after Load (Score: no output)"] * 2
 
     assert main(["show", "run-1", *where["args"]]) == 0
     table = capsys.readouterr().out.splitlines()
