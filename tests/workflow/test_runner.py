@@ -382,6 +382,23 @@ def test_a_failed_glue_script_runs_once_whatever_its_error(tmp_path, monkeypatch
     assert result.stages[2].status == "NOT_RUN"
 
 
+def _glue_first(script: Path) -> Any:
+    """A workflow whose first step is the Glue ``script`` (beside its file), then Double."""
+    from ceap_stage.workflow import LoadedWorkflow
+
+    config = WorkflowConfiguration(
+        workflow_name="glue-first",
+        workflow_type=WorkflowType.STANDARD,
+        steps=[
+            GlueStep(state_name="Unpack", job_name="unpack", script=script.name),
+            LambdaStep(state_name="Double", function_name="double", handler=f"{_H}:double"),
+        ],
+        workflow_bucket="ceap-runner-test",
+        source_queue="in",
+    )
+    return LoadedWorkflow(config, script.parent / "wf.yaml", script.parent)
+
+
 def test_a_first_glue_step_reads_the_staged_batch(tmp_path, monkeypatch):
     from ceap_stage.workflow import _glue_kind
 
@@ -394,19 +411,7 @@ def test_a_first_glue_step_reads_the_staged_batch(tmp_path, monkeypatch):
         "    assert job.args.is_first_stage\n"
         "    job.write_records([json.loads(r['body']) for r in job.read_records()])\n"
     )
-    config = WorkflowConfiguration(
-        workflow_name="glue-first",
-        workflow_type=WorkflowType.STANDARD,
-        steps=[
-            GlueStep(state_name="Unpack", job_name="unpack", script=script.name),
-            LambdaStep(state_name="Double", function_name="double", handler=f"{_H}:double"),
-        ],
-        workflow_bucket="ceap-runner-test",
-        source_queue="in",
-    )
-    from ceap_stage.workflow import LoadedWorkflow
-
-    loaded = LoadedWorkflow(config, tmp_path / "wf.yaml", tmp_path)  # scripts beside the file
+    loaded = _glue_first(script)
     store = LocalStore(tmp_path / "store")
     the_batch = batch(1.0, 4.0)
     result = LocalRunner(loaded, store=store).run(the_batch, execution_id="run-gf")
@@ -533,22 +538,12 @@ def test_a_new_run_is_refused_an_execution_id_that_has_outputs(tmp_path):
 def test_a_failed_first_step_leaves_its_execution_id_free(tmp_path, monkeypatch):
     # A first Glue step reads the batch the run stages under `initial/`: that is not an output,
     # so the id the failure report suggests can be used again.
-    from ceap_stage.workflow import LoadedWorkflow, _glue_kind
+    from ceap_stage.workflow import _glue_kind
 
     monkeypatch.setattr(_glue_kind, "_ensure_spark", lambda master: None)
     script = tmp_path / "unpack.py"
     script.write_text("raise RuntimeError('not yet')\n")
-    config = WorkflowConfiguration(
-        workflow_name="glue-first",
-        workflow_type=WorkflowType.STANDARD,
-        steps=[
-            GlueStep(state_name="Unpack", job_name="unpack", script=script.name),
-            LambdaStep(state_name="Double", function_name="double", handler=f"{_H}:double"),
-        ],
-        workflow_bucket="ceap-runner-test",
-        source_queue="in",
-    )
-    loaded = LoadedWorkflow(config, tmp_path / "wf.yaml", tmp_path)
+    loaded = _glue_first(script)
     store = LocalStore(tmp_path / "store")
     failed = LocalRunner(loaded, store=store).run(batch(1.0), execution_id="run-gf")
     assert failed.failed_stage is not None
