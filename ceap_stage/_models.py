@@ -434,8 +434,8 @@ def drift(stored_metadata: Mapping[str, str], model: Any) -> str | None:
     'written by model list[str] (fingerprint 0123456789abcdef); the code now has list[int] (...)'
     >>> print(drift({"ceap-schema": "list[int]", "ceap-schema-fingerprint": "0123456789abcdef"},
     ...             list[int]))  # doctest: +ELLIPSIS +NORMALIZE_WHITESPACE
-    written by an earlier version of model list[int] (fingerprint 0123456789abcdef): the code's
-    list[int] has fingerprint ... (a field added, removed, renamed or retyped since)
+    written by another version of model list[int] (fingerprint 0123456789abcdef): the code's
+    list[int] has fingerprint ... (a field added, removed, renamed or retyped)
     """
     stored = stored_metadata.get(FINGERPRINT_KEY)
     if not stored:
@@ -447,8 +447,8 @@ def drift(stored_metadata: Mapping[str, str], model: Any) -> str | None:
     name = model_name(model)
     if label == name:  # same name, so say what differs: the model's fields
         return (
-            f"written by an earlier version of model {label} (fingerprint {stored}): the code's "
-            f"{name} has fingerprint {now} (a field added, removed, renamed or retyped since)"
+            f"written by another version of model {label} (fingerprint {stored}): the code's "
+            f"{name} has fingerprint {now} (a field added, removed, renamed or retyped)"
         )
     return (
         f"written by model {label} (fingerprint {stored}); the code now has {name} "

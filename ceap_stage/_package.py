@@ -66,6 +66,8 @@ _PROVIDED: Final = frozenset({"ceap_stage"})
 _SKIPPED_DIRS: Final = frozenset({"__pycache__", "tests", "test", "node_modules", "site"})
 _SKIPPED_SUFFIXES: Final = (".pyc", ".pyo", ".so.tmp")
 _MAX_NAME: Final = 60
+#: A Lambda layer version's ARN (any partition): ``arn:aws:lambda:REGION:ACCOUNT:layer:NAME:N``.
+_LAYER_ARN: Final = re.compile(r"arn:aws[a-z-]*:lambda:[a-z0-9-]+:\d{12}:layer:[A-Za-z0-9_-]+:\d+")
 
 
 @dataclass(frozen=True)
@@ -491,7 +493,7 @@ def package(
 
     Raises:
         PackagingError: A handler does not import, a Glue script is missing, a layer cannot be
-            built, or ``out_dir`` holds something else.
+            built, ``layer_arn`` is not a layer version ARN, or ``out_dir`` holds something else.
 
     Example:
         >>> from ceap_stage.workflow import load_workflow
@@ -501,6 +503,11 @@ def package(
     from ceap_stage.workflow._kinds import kind_of
     from ceap_stage.workflow._stack import StackArtifacts, build_stack_template, lambda_target
 
+    if layer_arn is not None and not _LAYER_ARN.fullmatch(layer_arn):
+        raise PackagingError(
+            f"--layer-arn {layer_arn!r} is not a layer version ARN "
+            "(arn:aws:lambda:REGION:ACCOUNT:layer:NAME:VERSION)"
+        )
     config = loaded.config
     out_dir = out_dir.resolve()
     result = PackageResult(out_dir)

@@ -131,7 +131,9 @@ def _flag(value: str, source: str) -> bool:
         return True
     if said in ("0", "false", "no", "off", "n", "f"):
         return False
-    raise ConfigurationError(f"{source} must be true or false, not {value!r}")
+    raise ConfigurationError(
+        f"{source} must be true or false (or 1/0, yes/no, on/off), not {value!r}"
+    )
 
 
 def _metrics_enabled(environ: Mapping[str, str]) -> bool:
@@ -234,7 +236,8 @@ def resolve_settings(
 
     Raises:
         ConfigurationError: ``tracer`` (or ``CEAP_TRACER``) is not ``xray``, ``otel`` or
-            ``off``; ``CEAP_GC_FREEZE`` is neither true nor false.
+            ``off``; ``log_level`` (or ``POWERTOOLS_LOG_LEVEL``) is not a log level;
+            ``CEAP_GC_FREEZE`` is neither true nor false.
 
     Example:
         >>> resolve_settings(environ={"AWS_LAMBDA_FUNCTION_NAME": "f"}).tracer
@@ -296,7 +299,7 @@ def resolve_settings(
         sse_kms_key_id=pick(sse_kms_key_id, ENV_SSE_KMS_KEY_ID) or base.sse_kms_key_id,
         tracer=chosen,
         service_name=pick(service_name, ENV_SERVICE_NAME) or base.service_name,
-        log_level=pick(log_level, ENV_LOG_LEVEL) or base.log_level,
+        log_level=_check_log_level(pick(log_level, ENV_LOG_LEVEL), log_level) or base.log_level,
         metrics_namespace=pick(metrics_namespace, ENV_METRICS_NAMESPACE) or base.metrics_namespace,
         metrics_enabled=metrics_enabled,
         spark_master=master,
@@ -360,10 +363,26 @@ def _check_tracer(value: str, source: str) -> TracerChoice:
     return chosen  # type: ignore[return-value]
 
 
+_LOG_LEVELS: Final = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def _check_log_level(value: str | None, explicit: str | None) -> str | None:
+    """A log level Python's logging knows (a name, any case, or a number), else an error."""
+    if value is None:
+        return None
+    said = value.strip()
+    if said.upper() in (*_LOG_LEVELS, "WARN", "FATAL", "NOTSET") or said.isdigit():
+        return said
+    source = "log_level" if explicit else ENV_LOG_LEVEL
+    raise ConfigurationError(f"{source} must be one of {', '.join(_LOG_LEVELS)}, not {value!r}")
+
+
 def _apply(settings: Settings, **explicit: object) -> Settings:
     changes = {name: value for name, value in explicit.items() if value is not None}
     if "tracer" in changes:
         changes["tracer"] = _check_tracer(str(changes["tracer"]), "tracer")
+    if "log_level" in changes:
+        changes["log_level"] = _check_log_level(str(changes["log_level"]), "log_level")
     return settings.replace(**changes) if changes else settings
 
 

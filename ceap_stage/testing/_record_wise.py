@@ -53,7 +53,8 @@ def assert_record_wise(
             such as ``list[X] -> Total``).
         AssertionError: The outputs differ; the message says how many records each way gave
             and where they first differ.
-        ValueError: Fewer than two records, or ``records_per_shard`` below 1.
+        ValueError: Fewer than two records, ``records_per_shard`` below 1, or so large that
+            the records make a single shard (nothing would be compared).
 
     Example:
         >>> from pydantic import BaseModel
@@ -83,6 +84,12 @@ def assert_record_wise(
         raise ValueError(f"records: give at least two sample records, not {len(items)}")
     if records_per_shard < 1:
         raise ValueError(f"records_per_shard must be at least 1, not {records_per_shard}")
+    if records_per_shard >= len(items):
+        raise ValueError(
+            f"records_per_shard={records_per_shard} makes one shard of the {len(items)} "
+            "records, which compares a run with itself: give more records or a smaller "
+            "records_per_shard"
+        )
     runtime = handler.runtime
     if runtime.name:
         name = runtime.name

@@ -14,6 +14,7 @@ from ceap_stage._formats import encode_jsonl
 from ceap_stage._handler import StageHandler, WorkflowLambdaHandler
 from ceap_stage._io import OutputRef, StageIO
 from ceap_stage._observability import Capture, capture
+from ceap_stage._runtime import StageRuntime
 from ceap_stage._settings import resolve_settings
 from ceap_stage._store import Store
 
@@ -182,7 +183,21 @@ def run_stage(
     )
     if previous_output is not _ABSENT and initial_data is not _ABSENT:
         raise TypeError("give previous_output (a later stage) or initial_data (a first stage)")
-    runtime = handler.runtime
+    if previous_format not in ("json", "jsonl"):
+        raise ValueError(f"previous_format must be 'json' or 'jsonl', not {previous_format!r}")
+    runtime = getattr(handler, "runtime", None)
+    if not isinstance(runtime, StageRuntime):
+        name = getattr(handler, "__qualname__", type(handler).__name__)
+        if isinstance(handler, type) and issubclass(handler, WorkflowLambdaHandler):
+            hint = f" (pass an instance: {name}())"
+        elif callable(handler):
+            hint = " (decorate it with @stage)"
+        else:
+            hint = ""
+        raise TypeError(
+            "run_stage() runs a @stage function or a WorkflowLambdaHandler instance, not "
+            f"{name!r}{hint}"
+        )
     stage_name = stage or runtime.name or DEFAULT_STAGE
     bucket = (
         bucket

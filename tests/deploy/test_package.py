@@ -174,6 +174,21 @@ def test_a_folder_holding_something_else_is_not_overwritten(
     assert [p.name for p in out.iterdir()] == ["notes.txt"]
 
 
+@pytest.mark.parametrize("arn", ["ceap-layer", "arn:aws:lambda:eu-west-1:123:layer:ceap:1"])
+def test_a_layer_arn_that_is_no_layer_version_arn_is_refused_before_building(
+    tmp_path: Path, cli: CliRunner, arn: str
+) -> None:
+    out = tmp_path / "out"
+    result = cli("package", EXAMPLE, "--artifacts-bucket", "art-bucket", "--out", out,
+                 "--layer-arn", arn)  # fmt: skip
+    assert result.status == 2
+    assert result.err.strip() == (
+        f"ceap-stage package: error: --layer-arn {arn!r} is not a layer version ARN "
+        "(arn:aws:lambda:REGION:ACCOUNT:layer:NAME:VERSION)"
+    )
+    assert not out.exists()
+
+
 def test_a_bad_artifacts_bucket_name_is_a_usage_error(tmp_path: Path, cli: CliRunner) -> None:
     result = cli("package", EXAMPLE, "--artifacts-bucket", "Not_A_Bucket", "--out", tmp_path)
     assert result.status == 2

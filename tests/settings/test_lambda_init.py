@@ -134,7 +134,12 @@ def test_a_local_store_inside_lambda_is_resolved_at_import_too(tmp_path: Path) -
     ("variable", "value", "message"),
     [
         ("CEAP_TRACER", "zipkin", "CEAP_TRACER must be one of off, otel, xray, not 'zipkin'"),
-        ("CEAP_GC_FREEZE", "sometimes", "CEAP_GC_FREEZE must be true or false, not 'sometimes'"),
+        (
+            "CEAP_GC_FREEZE",
+            "sometimes",
+            "CEAP_GC_FREEZE must be true or false (or 1/0, yes/no, on/off), not 'sometimes'",
+        ),
+        ("POWERTOOLS_LOG_LEVEL", "LOUD", "POWERTOOLS_LOG_LEVEL must be one of DEBUG, INFO,"),
     ],
 )
 def test_a_bad_setting_inside_lambda_fails_the_first_invocation_not_the_import(

@@ -64,8 +64,26 @@ def test_gc_freeze_is_on_unless_the_environment_or_an_argument_says_otherwise(
 
 
 def test_a_gc_freeze_that_is_not_a_boolean_is_refused_with_its_value() -> None:
-    with pytest.raises(ConfigurationError, match="CEAP_GC_FREEZE must be true or false, not 'x'"):
+    with pytest.raises(ConfigurationError, match=r"CEAP_GC_FREEZE must be true or false \(or 1/0"):
         resolve_settings(environ={"CEAP_GC_FREEZE": "x"})
+
+
+@pytest.mark.parametrize("level", ["debug", "INFO", "Warning", "10"])
+def test_a_log_level_python_knows_is_kept_as_given(level: str) -> None:
+    assert resolve_settings(environ={"POWERTOOLS_LOG_LEVEL": level}).log_level == level
+
+
+def test_a_log_level_python_does_not_know_is_refused_naming_its_source() -> None:
+    expected = "POWERTOOLS_LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL, not"
+    with pytest.raises(ConfigurationError, match=expected):
+        resolve_settings(environ={"POWERTOOLS_LOG_LEVEL": "LOUD"})
+    with pytest.raises(ConfigurationError, match="log_level must be one of"):
+        resolve_settings(environ={}, log_level="LOUD")
+    with (
+        pytest.raises(ConfigurationError, match="log_level must be one of"),
+        using_settings(Settings()),
+    ):
+        resolve_settings(log_level="LOUD")
 
 
 def test_caller_defaults_sit_below_the_environment() -> None:

@@ -111,6 +111,7 @@ def test_every_run_goes_to_the_given_store(tmp_path) -> None:
     [
         (SAMPLE[:1], 1, "give at least two sample records, not 1"),
         (SAMPLE, 0, "records_per_shard must be at least 1, not 0"),
+        (SAMPLE, 3, "records_per_shard=3 makes one shard of the 3 records, which compares"),
     ],
 )
 def test_bad_arguments_are_refused(

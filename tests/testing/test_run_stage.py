@@ -224,3 +224,37 @@ def test_every_event_field_a_stage_reads_is_a_keyword(local_store: LocalStore) -
     }
     assert run.event["outputFormat"] == "json"
     assert run.output == [Scored(order_id="b", score=100.0)]
+
+
+class Halve(WorkflowLambdaHandler[list[Order], list[Order]]):
+    def process(self, data: list[Order], ctx: ExecutionContext) -> list[Order]:
+        return data
+
+
+def plain(orders: list[Order]) -> list[Order]:  # not decorated
+    return orders
+
+
+@pytest.mark.parametrize(
+    ("handler", "message"),
+    [
+        (plain, "not 'plain' (decorate it with @stage)"),
+        (Halve, "not 'Halve' (pass an instance: Halve())"),
+        (42, "not 'int'"),
+    ],
+)
+def test_something_that_is_no_handler_is_refused_before_anything_is_written(
+    local_store: LocalStore, handler: Any, message: str
+) -> None:
+    with pytest.raises(TypeError, match=r"run_stage\(\) runs a @stage function or a") as caught:
+        run_stage(handler, store=local_store, previous_output=ORDERS)
+    assert message in str(caught.value)
+    assert local_store.list_keys("ceap-test-bucket", "") == []
+
+
+def test_an_unknown_previous_format_is_refused_before_anything_is_written(
+    local_store: LocalStore,
+) -> None:
+    with pytest.raises(ValueError, match="previous_format must be 'json' or 'jsonl', not 'csv'"):
+        run_stage(score, store=local_store, previous_output=ORDERS, previous_format="csv")  # type: ignore[arg-type]
+    assert local_store.list_keys("ceap-test-bucket", "") == []

@@ -311,9 +311,9 @@ def test_drift_under_the_same_model_name_says_the_fields_changed():
     old = schema_fingerprint(list[Order])
     message = drift({"ceap-schema": "list[Order]", FINGERPRINT_KEY: old}, list[m.Order])
     assert message == (
-        f"written by an earlier version of model list[Order] (fingerprint {old}): the code's "
+        f"written by another version of model list[Order] (fingerprint {old}): the code's "
         f"list[Order] has fingerprint {schema_fingerprint(list[m.Order])} (a field added, "
-        "removed, renamed or retyped since)"
+        "removed, renamed or retyped)"
     )
 
 
