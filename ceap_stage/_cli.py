@@ -183,6 +183,12 @@ class ConsoleReporter:
                 "earlier outputs are left as they were)."
             )
             self._print(f"Outputs: {result.execution_location}")
+        elif result.succeeded and all(s.status == "REUSED" for s in result.stages):
+            self._print(
+                f"Nothing to run: every stage of execution {result.execution_id} already has "
+                "its output (add --from STAGE to run again from STAGE)."
+            )
+            self._print(f"Final output: {result.final_output}")
         elif result.succeeded:
             self._print(f"Execution {result.execution_id} succeeded in {_seconds(total)}.")
             self._print(f"Outputs: {result.execution_location}")

@@ -142,6 +142,12 @@ def translate_error(exc: Exception, *, bucket: str, key: str | None, action: str
             return TransientStorageError(
                 f"S3 {action} kept failing ({code or status}) after retries", bucket=bucket, key=key
             )
+        if code == "NoSuchBucket":
+            return StorageError(
+                f"S3 refused the {action}: bucket {bucket} does not exist (NoSuchBucket)",
+                bucket=bucket,
+                key=key,
+            )
         return StorageError(f"S3 refused the {action} ({code or status})", bucket=bucket, key=key)
     if _is_transient_botocore(exc):
         return TransientStorageError(

@@ -210,6 +210,15 @@ def test_resume_runs_the_failed_stage_and_the_rest_and_keeps_the_first(in_tmp, w
     assert main(["run", str(wf), "--resume", "run-1", "--from", "Double", *where["args"]]) == 0
     assert set(handlers.ATTEMPTS) == {("run-1", "Double")}
 
+    # Resuming a complete execution runs nothing, and says so.
+    handlers.ATTEMPTS.clear()
+    capsys.readouterr()
+    assert main(["run", str(wf), "--resume", "run-1", *where["args"]]) == 0
+    out = capsys.readouterr().out
+    assert handlers.ATTEMPTS == {}
+    assert "Nothing to run: every stage of execution run-1 already has its output" in out
+    assert "succeeded in" not in out
+
 
 def test_only_runs_one_step_with_the_input_the_execution_has(in_tmp, where, capsys):
     wf = _fail_first(in_tmp, where, capsys)

@@ -162,6 +162,7 @@ def test_a_missing_bucket_is_a_lasting_storage_error(s3: Any, action: str):
         calls[action]()
     assert not isinstance(info.value, TransientStorageError)
     assert info.value.bucket == "no-such-bucket-here"
+    assert "bucket no-such-bucket-here does not exist (NoSuchBucket)" in str(info.value)
 
 
 # -- the client: lazy, one per handler, reused ------------------------------------------------
