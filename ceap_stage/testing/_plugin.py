@@ -102,7 +102,10 @@ def spark() -> Iterator[SparkSession]:
             run = run_glue_stage(enrich, store=local_store, previous_output=[...])
     """
     if importlib.util.find_spec("pyspark") is None:
-        pytest.skip("the spark fixture needs PySpark, which is not installed: pip install pyspark")
+        pytest.skip(
+            "the spark fixture needs PySpark, which is not installed: "
+            "pip install 'ceap-stage[glue]' (PySpark 3.5, as on Glue 4.0 and 5.0; it needs Java 17)"
+        )
     from ceap_stage.glue._spark import local_session
 
     session = local_session(
