@@ -9,11 +9,13 @@ in-process on local Spark).
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import re
 import runpy
 import sys
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Final, Literal
 
 from pydantic import AliasChoices, Field, field_validator, model_validator
@@ -56,6 +58,8 @@ from ._resources import (
 from ._spark_schema import read_glue_declarations, spark_reader_schema, spark_writer_schema
 
 if TYPE_CHECKING:
+    from ceap_stage._store import Store
+
     from ._config import WorkflowConfiguration
     from ._loader import LoadedWorkflow
 
@@ -348,6 +352,31 @@ class GlueKind(StepKind[GlueStep]):
             ]
         return []
 
+    def local_store_problems(
+        self, steps: Sequence[GlueStep], workflow: LoadedWorkflow, store: Store, bucket: str
+    ) -> list[str]:
+        """Local Spark reads and writes files only: without Hadoop's S3 connector (``hadoop-aws``
+        and its AWS SDK, not in PySpark's wheel) it has no ``s3://`` filesystem. A Python-shell
+        script (``glue_job(spark=False)``) reads and writes through the store, so it runs."""
+        from ceap_stage._store import LocalStore
+
+        if isinstance(store, LocalStore):
+            return []
+        steps = [
+            step
+            for step in steps
+            if step.script is None or _uses_spark(workflow.script_path(step.script))
+        ]
+        if not steps:
+            return []
+        names = ", ".join(step.state_name for step in steps)
+        return [
+            f"Glue steps ({names}) run locally only on a local store (--store file://DIR): "
+            "local Spark has no s3 filesystem; to run one on an S3 execution's data, use "
+            f"ceap-stage replay WORKFLOW EXECUTION {steps[0].state_name} "
+            f"--from-store s3://{bucket}"
+        ]
+
     def step_input(
         self, config: WorkflowConfiguration, index: int, *, execution_id: str, state_input: Any
     ) -> Any:
@@ -518,6 +547,30 @@ class GlueKind(StepKind[GlueStep]):
 
 #: The registered Glue kind.
 GLUE_KIND: Final = GlueKind()
+
+
+def _uses_spark(script: Path) -> bool:
+    """False for a Python-shell script: every ``glue_job(...)`` it calls passes ``spark=False``
+    (read from its source, not run). A script that cannot be read counts as a Spark one."""
+    try:
+        tree = ast.parse(script.read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, ValueError):
+        return True
+    calls = [
+        node
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call)
+        and (getattr(node.func, "id", None) or getattr(node.func, "attr", None)) == "glue_job"
+    ]
+    shell = [
+        call
+        for call in calls
+        if any(
+            k.arg == "spark" and isinstance(k.value, ast.Constant) and k.value.value is False
+            for k in call.keywords
+        )
+    ]
+    return not calls or len(shell) < len(calls)
 
 
 def _ensure_spark(master: str | None) -> Any:

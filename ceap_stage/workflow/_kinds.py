@@ -491,6 +491,13 @@ class StepKind(ABC, Generic[S]):
         """Why this kind's steps cannot run on this machine (a missing optional dependency)."""
         return []
 
+    def local_store_problems(
+        self, steps: Sequence[S], workflow: LoadedWorkflow, store: Store, bucket: str
+    ) -> list[str]:
+        """Why this kind's ``steps`` cannot run locally on ``store`` (``bucket`` holds the
+        execution); empty when they can. Only the steps that are about to run are given."""
+        return []
+
     @abstractmethod
     def local_retry(self, config: WorkflowConfiguration) -> LocalRetry:
         """Which errors of a local attempt are retried, how often and after what wait."""

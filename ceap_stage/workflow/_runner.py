@@ -428,6 +428,22 @@ class LocalRunner:
         if problems:
             raise LocalRunError("cannot run this workflow locally:\n  - " + "\n  - ".join(problems))
 
+    def _check_store(self, start: int, stop: int) -> None:
+        """Check that steps ``start`` to ``stop`` (those about to run) can run on this store.
+
+        Raises:
+            LocalRunError: They cannot (Glue steps on S3); one line, nothing ran or was written.
+        """
+        problems: list[str] = []
+        steps = self.config.steps[start:stop]
+        bucket = self.config.workflow_bucket
+        for kind in registered_kinds():
+            mine = [step for step in steps if kind_of(step) is kind]
+            if mine:
+                problems.extend(kind.local_store_problems(mine, self.workflow, self.store, bucket))
+        if problems:
+            raise LocalRunError("; ".join(problems))
+
     # -- the run ----------------------------------------------------------------------------
 
     def run(self, initial_input: Any, *, execution_id: str | None = None) -> RunResult:
@@ -449,6 +465,7 @@ class LocalRunner:
             ContextResolutionError: ``execution_id`` breaks the identifier rules.
         """
         self.check()
+        self._check_store(0, len(self.config.steps))
         if execution_id is not None:
             execution_id = validate_execution_id(execution_id)
             existing = self.stage_outputs(execution_id)
@@ -537,6 +554,7 @@ class LocalRunner:
             changed = output.drift(self.written_model(index))
             if changed:
                 warnings.append(f"the kept output of stage {name} was {changed}")
+        self._check_store(start, len(names))
         cleared = [name for name in names[start:] if execution.output(name).exists]
         for name in cleared:
             self._clear(execution_id, name)
@@ -581,6 +599,7 @@ class LocalRunner:
         self.check()
         execution_id = validate_execution_id(execution_id)
         index = self._index_of(stage, "stage")
+        self._check_store(index, index + 1)
         previous = self.config.previous_stage(index)
         if index > 0 and previous is not None:
             execution = Execution(self.store, self.config.workflow_bucket, execution_id)

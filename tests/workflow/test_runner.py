@@ -423,6 +423,62 @@ def test_a_first_glue_step_reads_the_staged_batch(tmp_path, monkeypatch):
     assert final == [{"id": 0, "value": 2.0}, {"id": 1, "value": 8.0}]
 
 
+_UNPACK_SCRIPT = (
+    "import json\n"
+    "from ceap_stage.glue import glue_job\n"
+    "with glue_job(spark=False) as job:\n"
+    "    job.write_records([json.loads(r['body']) for r in job.read_records()])\n"
+)
+
+
+def test_a_spark_glue_step_on_s3_is_refused_before_anything_runs(
+    tmp_path, moto_server, moto_server_client, monkeypatch
+):
+    from ceap_stage import S3Store
+    from tests.conftest import new_bucket_name
+
+    script = tmp_path / "unpack.py"
+    script.write_text(_UNPACK_SCRIPT.replace("spark=False", "spark=True"))
+    bucket = new_bucket_name()
+    moto_server_client.create_bucket(Bucket=bucket)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server)
+    runner = LocalRunner(_glue_first(script), store=S3Store(), bucket=bucket)
+
+    with pytest.raises(LocalRunError) as refused_run:
+        runner.run(batch(1.0), execution_id="run-gs3")
+    with pytest.raises(LocalRunError) as refused_only:
+        runner.run_only("Unpack", execution_id="run-gs3", initial_input=batch(1.0))
+
+    for caught in (refused_run, refused_only):
+        assert "Glue steps (Unpack) run locally only on a local store" in str(caught.value)
+        assert f"--from-store s3://{bucket}" in str(caught.value)
+    assert moto_server_client.list_objects_v2(Bucket=bucket).get("KeyCount") == 0
+
+
+def test_a_python_shell_glue_step_runs_on_s3(
+    tmp_path, moto_server, moto_server_client, monkeypatch
+):
+    # It reads and writes through the store, not Spark, so S3 is no obstacle.
+    from ceap_stage import S3Store
+    from ceap_stage.workflow import _glue_kind
+    from tests.conftest import new_bucket_name
+
+    monkeypatch.setattr(_glue_kind, "_ensure_spark", lambda master: None)
+    script = tmp_path / "unpack.py"
+    script.write_text(_UNPACK_SCRIPT)
+    bucket = new_bucket_name()
+    moto_server_client.create_bucket(Bucket=bucket)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server)
+    result = LocalRunner(_glue_first(script), store=S3Store(), bucket=bucket).run(
+        batch(1.0, 4.0), execution_id="run-py-s3"
+    )
+    assert result.succeeded, result.error
+    body = moto_server_client.get_object(
+        Bucket=bucket, Key="executions/run-py-s3/Double/output.json"
+    )["Body"].read()
+    assert orjson.loads(body) == [{"id": 0, "value": 2.0}, {"id": 1, "value": 8.0}]
+
+
 def test_a_handler_module_that_fails_to_import_is_reported(tmp_path, monkeypatch):
     (tmp_path / "bad_stages.py").write_text(
         "from ceap_stage import stage\n@stage\ndef oops(data) -> dict:\n    return {}\n"
