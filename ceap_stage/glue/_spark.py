@@ -87,6 +87,7 @@ def _schema_mismatch_error(
     records: int | None = None,
     fields: Sequence[str] = (),
     key: str | None = None,
+    schema_fields: Sequence[str] = (),
 ) -> InputValidationError:
     """The error for input that does not fit the schema: counts, field names and keys only."""
     who = "a record" if records is None else f"{records} record{'' if records == 1 else 's'}"
@@ -102,7 +103,20 @@ def _schema_mismatch_error(
     facts = args.error_facts()
     if key is not None:
         facts["key"] = key
-    return InputValidationError(f"the input does not match the schema: {detail}", **facts)
+    return InputValidationError(
+        f"the input does not match the schema: {detail}{_first_stage_hint(args, schema_fields)}",
+        **facts,
+    )
+
+
+def _first_stage_hint(args: GlueArgs, schema_fields: Sequence[str]) -> str:
+    """For a first stage whose schema does not read ``body``: the likely cause of a mismatch."""
+    if not args.is_first_stage or "body" in schema_fields:
+        return ""
+    return (
+        "; a first stage reads the execution input as staged, the queue's records "
+        "(messageId, body, ...), whose messages are JSON text in `body` (see docs/glue.md)"
+    )
 
 
 def _mismatch_error(exc: BaseException, args: GlueArgs) -> InputValidationError | None:
@@ -255,6 +269,9 @@ class _SchemaRead:
             .option("columnNameOfCorruptRecord", _UNREADABLE)
         )
         self.reads = [(reader.json(path, multiLine=multi_line), key) for path, key in files]
+        self.spark = spark
+        self.files = files
+        self.multi_line = multi_line
         self.token = uuid.uuid4().hex
         _READS[self.token] = self
         while len(_READS) > _KEPT_READS:
@@ -304,9 +321,12 @@ class _SchemaRead:
             raise self.error(args)
         lacking = int(seen.get("missing", 0))
         if lacking:
+            records = f"{lacking} record{'' if lacking == 1 else 's'}"
+            lack = "lacks" if lacking == 1 else "lack"
             raise InputValidationError(
-                f"the input does not match the schema: {lacking} records lack a value for a "
-                f"NOT NULL field ({', '.join(required)})",
+                f"the input does not match the schema: {records} {lack} a value for a "
+                f"NOT NULL field ({', '.join(required)})"
+                f"{_first_stage_hint(args, self.fields)}",
                 **args.error_facts(),
             )
 
@@ -317,12 +337,17 @@ class _SchemaRead:
         from pyspark.sql import functions as F
 
         observation = Observation("ceap-diagnose")
-        frames = [
-            raw.select(
-                *self._columns(), _fault(self.struct).alias(_FAULT), F.lit(key).alias(_FAULT_KEY)
-            )
-            for raw, key in self.reads
-        ]
+        if self.multi_line:
+            frames = [self._document_faults(path, key) for path, key in self.files]
+        else:
+            frames = [
+                raw.select(
+                    *self._columns(),
+                    _fault(self.struct).alias(_FAULT),
+                    F.lit(key).alias(_FAULT_KEY),
+                )
+                for raw, key in self.reads
+            ]
         fault = F.col(_FAULT)
         _concat(frames).observe(
             observation,
@@ -334,8 +359,33 @@ class _SchemaRead:
         seen = observation.get
         fields = sorted(orjson.loads(seen["fields"]), key=self.fields.index)
         return _schema_mismatch_error(
-            args, records=int(seen["unreadable"]) or None, fields=fields, key=seen["key"]
+            args,
+            records=int(seen["unreadable"]) or None,
+            fields=fields,
+            key=seen["key"] or self.files[0][1],
+            schema_fields=self.fields,
         )
+
+    def _document_faults(self, path: str, key: str) -> DataFrame:
+        """The field at fault of each record of a JSON document that does not fit.
+
+        In multi-line mode one record that does not fit makes Spark give the whole document as
+        the unreadable text of every row, so the document is read again as text, split into its
+        records' JSON texts (an object is one record), and each is checked on its own; only the
+        records with a field at fault are kept.
+        """
+        from pyspark.sql import functions as F
+
+        text = F.col("value")
+        records = F.coalesce(F.from_json(text, "array<string>"), F.array(text))
+        split = self.spark.read.text(path, wholetext=True).select(
+            F.explode(records).alias(_UNREADABLE)
+        )
+        blanks = [F.lit(None).cast(f.dataType).alias(f.name) for f in self.struct.fields]
+        faults = split.select(
+            *blanks, _fault(self.struct).alias(_FAULT), F.lit(key).alias(_FAULT_KEY)
+        )
+        return faults.where(F.col(_FAULT) != "")
 
 
 def _fault(struct: StructType) -> Any:

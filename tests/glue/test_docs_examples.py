@@ -26,7 +26,7 @@ def _examples() -> dict[str, str]:
 
 
 #: Examples that run Spark: they reuse the shared session instead of starting their own.
-SPARK_EXAMPLES = {"first_job"}
+SPARK_EXAMPLES = {"first_job", "first_glue_step"}
 
 
 @pytest.mark.parametrize("name", sorted(_examples()))
@@ -38,4 +38,5 @@ def test_the_example_runs(name: str, request: pytest.FixtureRequest) -> None:
 
 
 def test_the_page_has_its_examples() -> None:
-    assert set(_examples()) >= {"first_job", "decorator", "arguments", "failure", "python_shell"}
+    expected = {"first_job", "first_glue_step", "decorator", "arguments", "failure", "python_shell"}
+    assert set(_examples()) >= expected

@@ -286,7 +286,7 @@ def test_a_null_in_a_not_null_field_is_input_validation(
 ) -> None:
     put_jsonl(store, "Ingest", [*events(2), {"customer_id": "c-9", "kind": "view"}])
 
-    with pytest.raises(InputValidationError, match="1 records lack a value for a NOT NULL"):
+    with pytest.raises(InputValidationError, match="1 record lacks a value for a NOT NULL"):
         read_input(spark, glue_args(), schema=f"{SCHEMA} NOT NULL", store=store)
     # Nullable, the same input reads fine.
     assert read_input(spark, glue_args(), schema=SCHEMA, store=store).count() == 3
@@ -355,6 +355,73 @@ def test_a_mismatch_in_a_json_document_is_input_validation(
         assert info.value.key == f"executions/{RUN}/Ingest/output.json"
         assert "secret" not in str(info.value)
     assert store.get(BUCKET, args.output_key) is None
+
+
+@pytest.mark.parametrize("validate", [True, False])
+def test_a_json_document_counts_the_records_that_do_not_fit_and_their_fields(
+    spark: SparkSession, store: LocalStore, jvm_log: Callable[[], str], validate: bool
+) -> None:
+    """In multi-line mode one record that does not fit makes Spark give up on the whole
+    document; the error still counts only the records at fault, as for JSON Lines."""
+    sentinel = "sentinel-7d2a-do-not-log"
+    good = {"customer_id": "c", "kind": "view", "seq": 1}
+    records = [good, {**good, "seq": sentinel}, good, {**good, "seq": [sentinel]}, good]
+    key = put_output(store, "Ingest", orjson.dumps(records), JSON)
+    args = glue_args()
+
+    def read_and_write() -> None:
+        df = read_input(spark, args, schema=SCHEMA, store=store, validate=validate)
+        write_output(df, args, store=store)
+
+    with pytest.raises(InputValidationError) as info:
+        read_and_write()
+
+    message = str(info.value)
+    assert "2 records have a value that cannot be read as its field's type (field seq)" in message
+    assert info.value.key == key
+    assert sentinel not in message
+    assert sentinel not in jvm_log()
+    assert store.get(BUCKET, args.output_key) is None
+
+
+def test_a_json_document_of_one_record_is_checked_as_one(
+    spark: SparkSession, store: LocalStore
+) -> None:
+    put_output(store, "Ingest", orjson.dumps({"customer_id": "c", "kind": 1, "seq": "x"}), JSON)
+
+    with pytest.raises(InputValidationError, match=r"1 record has a value .*\(field seq\)"):
+        read_input(spark, glue_args(), schema=SCHEMA, store=store)
+
+
+@pytest.mark.parametrize("schema", ["order_id STRING, amount DOUBLE NOT NULL", "amount DOUBLE"])
+def test_a_first_stage_mismatch_says_it_reads_the_queue_records(
+    spark: SparkSession, store: LocalStore, schema: str
+) -> None:
+    """A first stage reads the staged execution input: SQS records whose message is in ``body``."""
+    record = {"messageId": "m1", "body": orjson.dumps({"order_id": "o1", "amount": 3}).decode()}
+    batch = [record, {**record, "messageId": "m2", "amount": "secret"}]
+    key = put_output(store, "initial", orjson.dumps(batch), JSON)
+    args = glue_args(previous=None)
+
+    with pytest.raises(InputValidationError) as info:
+        read_input(spark, args, schema=schema, store=store)
+
+    message = str(info.value)
+    assert "the queue's records (messageId, body, ...)" in message
+    assert "JSON text in `body`" in message
+    assert "secret" not in message
+    assert info.value.key == key
+    assert store.get(BUCKET, args.output_key) is None
+
+
+def test_a_first_stage_that_reads_body_gets_no_hint(spark: SparkSession, store: LocalStore) -> None:
+    put_output(store, "initial", orjson.dumps([{"messageId": "m1", "body": 3, "n": "x"}]), JSON)
+
+    with pytest.raises(InputValidationError) as info:
+        read_input(spark, glue_args(previous=None), schema="body STRING, n INT", store=store)
+
+    assert "(field n)" in str(info.value)
+    assert "queue's records" not in str(info.value)
 
 
 @pytest.mark.parametrize("validate", [True, False])
