@@ -552,7 +552,7 @@ def _report_interrupt(
     else:
         again = f"resume: ceap-stage run {workflow} --resume {reporter.execution_id}{option}"
     print(
-        f"ceap-stage run: interrupted during stage {reporter.running}, which wrote nothing; "
+        f"ceap-stage run: interrupted during stage {reporter.running}, which wrote no output; "
         f"{again}",
         file=err,
     )

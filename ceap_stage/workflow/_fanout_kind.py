@@ -599,7 +599,8 @@ def _run_shards(
     methods = multiprocessing.get_all_start_methods()
     context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
     peak = 0
-    with ProcessPoolExecutor(max_workers=min(workers, total), mp_context=context) as pool:
+    pool = ProcessPoolExecutor(max_workers=min(workers, total), mp_context=context)
+    try:
         futures = {
             pool.submit(
                 _shard_in_worker,
@@ -619,10 +620,33 @@ def _run_shards(
             except Exception as exc:
                 failures.append(ShardFailure(futures[future], exc))
             progress(done, total)
+    except BaseException:  # Ctrl-C (KeyboardInterrupt) or a failure of the pool itself
+        _stop(pool)
+        raise
+    pool.shutdown(wait=True)
     details["workers"] = min(workers, total)
     details["peak_shard_process_bytes"] = peak
     failures.sort(key=lambda f: f.index)
     return failures
+
+
+def _stop(pool: Any) -> None:
+    """Stop ``pool`` at once: drop the shards not started and end the worker processes.
+
+    ``shutdown(wait=True)``, what leaving a ``with`` block does, would first run every queued
+    shard (a minute or more after a Ctrl-C), and a second Ctrl-C during that wait can leave the
+    pool's threads waiting for good. A shard stopped midway leaves no ``output.json`` of the
+    stage (each object is written whole or not at all); running the stage again redoes its
+    shards.
+    """
+    processes = list(getattr(pool, "_processes", {}).values())  # before shutdown forgets them
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        process.join(timeout=5)
+        if process.is_alive():
+            process.kill()
 
 
 #: The registered fan-out variant of the Lambda kind.

@@ -676,10 +676,90 @@ def test_ctrl_c_during_a_run_is_one_line_exit_130_and_nothing_half_written(in_tm
         process.kill()
     assert process.returncode == 130
     assert err == (
-        "ceap-stage run: interrupted during stage Score, which wrote nothing; resume: "
+        "ceap-stage run: interrupted during stage Score, which wrote no output; resume: "
         f"ceap-stage run {wf} --resume run-c --store file://{in_tmp / 'store'}\n"
     )
     execution = in_tmp / "store" / BUCKET / "executions" / "run-c"
     assert sorted(str(p.relative_to(execution)) for p in execution.rglob("*") if p.is_file()) == [
         "Load/output.json"
     ]
+
+
+def _live_processes(group: int) -> list[str]:
+    """The processes of a process group that are still running (zombies left out)."""
+    live = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        state, pgrp = fields[0], int(fields[2])
+        if pgrp == group and state != "Z":
+            live.append(stat.parent.name)
+    return live
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc (Linux)")
+def test_ctrl_c_during_a_fan_out_drops_queued_shards_and_ends_every_worker(in_tmp):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    (in_tmp / "slow_shards.py").write_text(
+        "import time\n"
+        "from ceap_stage import stage\n"
+        "from tests.workflow.handlers import Item\n"
+        "@stage\n"
+        "def make(messages: list[dict]) -> list[Item]:\n"
+        "    return [Item(id=i, value=1.0) for i in range(4)]\n"
+        "@stage\n"
+        "def slow(items: list[Item]) -> list[Item]:\n"
+        "    time.sleep(120)\n"
+        "    return items\n"
+    )
+    (in_tmp / "wf_fan.py").write_text(
+        "from ceap_stage.workflow import FanOut, LambdaStep, WorkflowConfiguration\n"
+        "workflow = WorkflowConfiguration(\n"
+        "    workflow_name='slowfan', workflow_type='STANDARD', workflow_bucket='ceap-slowfan',\n"
+        "    source_queue='in',\n"
+        "    steps=[LambdaStep(state_name='Make', function_name='make',\n"
+        "                      handler='slow_shards:make'),\n"
+        "           LambdaStep(state_name='Slow', function_name='slow',\n"
+        "                      handler='slow_shards:slow', fan_out=FanOut(records_per_shard=1))])\n"
+        "def sample_input():\n"
+        "    return [{'messageId': 'm-0', 'body': '{}', 'eventSource': 'aws:sqs'}]\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    command = [sys.executable, "-m", "ceap_stage._cli", "run", "wf_fan.py", "--workers", "2",
+               "--execution-id", "run-f"]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": f"{root}{os.pathsep}{in_tmp}"}
+    # A session of its own: Ctrl-C in a terminal signals the whole process group.
+    process = subprocess.Popen(
+        command, cwd=in_tmp, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,
+    )  # fmt: skip
+    assert process.stdout is not None
+    try:
+        for line in process.stdout:
+            if "shards 0/4 done" in line:
+                break
+        else:
+            stderr = process.stderr.read() if process.stderr else ""
+            raise AssertionError(f"the run ended before its shards started: {stderr}")
+        time.sleep(1.0)  # the two workers are inside their first shards
+        os.killpg(process.pid, signal.SIGINT)
+        # Without stopping the pool, leaving it would first run the two queued shards (4 min).
+        _out, err = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 130
+    assert err.startswith(
+        "ceap-stage run: interrupted during stage Slow, which wrote no output; resume: "
+    )
+    deadline = time.monotonic() + 10
+    while _live_processes(process.pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _live_processes(process.pid) == []  # no worker left running
+    stage = in_tmp / ".ceap" / "ceap-slowfan" / "executions" / "run-f" / "Slow"
+    assert not (stage / "output.json").exists()
