@@ -31,6 +31,7 @@ The module imports only the standard library; the rest is imported by the comman
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -76,7 +77,7 @@ class ConsoleReporter:
     """Prints a local run's progress and summary for humans."""
 
     def __init__(self, out: TextIO) -> None:
-        self.out = out
+        self.out: TextIO | None = out
         self.total = 0
         self.standard = False
         self.execution_id: str | None = None
@@ -84,7 +85,16 @@ class ConsoleReporter:
         self.first_running = False
 
     def _print(self, text: str = "") -> None:
-        print(text, file=self.out, flush=True)
+        if self.out is None:
+            return
+        try:
+            print(text, file=self.out, flush=True)
+        except BrokenPipeError:
+            # The reader went away (`ceap-stage run ... | head`): the run goes on unprinted,
+            # rather than stopping between two stages; its exit status still tells how it went.
+            with contextlib.suppress(OSError):
+                os.dup2(os.open(os.devnull, os.O_WRONLY), self.out.fileno())
+            self.out = None
 
     def run_started(self, result: RunResult, config: WorkflowConfiguration) -> None:
         self.total = len(config.steps)

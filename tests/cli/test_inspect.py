@@ -763,3 +763,32 @@ def test_ctrl_c_during_a_fan_out_drops_queued_shards_and_ends_every_worker(in_tm
     assert _live_processes(process.pid) == []  # no worker left running
     stage = in_tmp / ".ceap" / "ceap-slowfan" / "executions" / "run-f" / "Slow"
     assert not (stage / "output.json").exists()
+
+
+def test_a_reader_that_goes_away_stops_the_printing_not_the_run(in_tmp):
+    import subprocess
+    import sys
+
+    wf = _workflow(in_tmp)
+    config = json.loads(wf.read_text())
+    config["steps"][1]["handler"] = "tests.workflow.handlers:double"  # no bug: the run succeeds
+    wf.write_text(json.dumps(config))
+    root = Path(__file__).resolve().parents[2]
+    command = [
+        sys.executable, "-m", "ceap_stage._cli", "run", str(wf), "--input", str(_input(in_tmp)),
+        "--execution-id", "run-p", "--store", f"file://{in_tmp / 'store'}",
+    ]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": f"{root}{os.pathsep}{in_tmp}"}
+    process = subprocess.Popen(
+        command, cwd=in_tmp, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert process.stdout is not None
+    assert process.stderr is not None
+    first = process.stdout.readline()  # `| head -1`
+    process.stdout.close()
+    err = process.stderr.read()
+    assert process.wait(timeout=60) == 0, err
+    assert first.startswith("ceap-stage run: workflow inspect-test")
+    assert err == ""
+    execution = in_tmp / "store" / BUCKET / "executions" / "run-p"
+    assert (execution / "Double" / "output.json").exists()  # every stage ran
