@@ -641,8 +641,11 @@ def _report_failure(
         print(hint, file=err)
 
 
-def _inspect_target(args: argparse.Namespace) -> tuple[Store, str]:
-    """The store and bucket of ``executions`` and ``show``: ``--store``, ``--bucket``."""
+def _inspect_target(
+    args: argparse.Namespace, workflow_bucket: str | None = None
+) -> tuple[Store, str]:
+    """The store and bucket of ``executions`` and ``show``: ``--store``, ``--bucket``, then
+    the bucket of the ``--workflow`` given (``workflow_bucket``), then the environment's."""
     from ceap_stage._settings import resolve_settings
     from ceap_stage._store import LocalStore
 
@@ -653,7 +656,7 @@ def _inspect_target(args: argparse.Namespace) -> tuple[Store, str]:
         if bucket is not None and bucket != args.bucket:
             raise _UsageError(f"--store names bucket {bucket} and --bucket names {args.bucket}")
         bucket = args.bucket
-    bucket = bucket or settings.workflow_bucket
+    bucket = bucket or workflow_bucket or settings.workflow_bucket
     if bucket is None and isinstance(store, LocalStore):
         # A bucket is a folder with executions in it: `package` keeps its output and cache
         # folders under the default store root too.
@@ -696,13 +699,10 @@ def _cmd_executions(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
     if args.limit is not None and args.limit < 1:
         raise _UsageError("--limit must be at least 1")
-    store, bucket = _inspect_target(args)
+    config = None if args.workflow is None else _load(args.workflow).config
+    names = None if config is None else [step.state_name for step in config.steps]
+    store, bucket = _inspect_target(args, None if config is None else config.workflow_bucket)
     summaries = list_executions(store, bucket, limit=args.limit)
-    names = (
-        None
-        if args.workflow is None
-        else [step.state_name for step in _load(args.workflow).config.steps]
-    )
     if args.format != "table":
         rows = [
             {
@@ -794,13 +794,10 @@ def _cmd_show(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
     if args.head is not None and args.head < 0:
         raise _UsageError("--head must not be negative")
-    store, bucket = _inspect_target(args)
     # With the workflow, its stages are listed in its order, those without output too.
-    names = (
-        None
-        if args.workflow is None
-        else [step.state_name for step in _load(args.workflow).config.steps]
-    )
+    config = None if args.workflow is None else _load(args.workflow).config
+    names = None if config is None else [step.state_name for step in config.steps]
+    store, bucket = _inspect_target(args, None if config is None else config.workflow_bucket)
     try:
         execution = Execution(store, bucket, args.execution, stage_order=names)
         if args.stage is None:

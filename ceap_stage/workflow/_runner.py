@@ -466,12 +466,13 @@ class LocalRunner:
         """
         self.check()
         self._check_store(0, len(self.config.steps))
-        if execution_id is not None:
-            execution_id = validate_execution_id(execution_id)
-            existing = self.stage_outputs(execution_id)
-            if existing:
-                raise ExecutionExistsError(execution_id, existing)
-        execution_id = execution_id or new_execution_id()
+        execution_id = (
+            new_execution_id() if execution_id is None else validate_execution_id(execution_id)
+        )
+        # Also for a fresh id: one listing finds a missing or unreadable bucket before any stage.
+        existing = self.stage_outputs(execution_id)
+        if existing:
+            raise ExecutionExistsError(execution_id, existing)
         return self._run(initial_input, execution_id, start=0, stop=len(self.config.steps))
 
     def stage_outputs(self, execution_id: str) -> list[str]:

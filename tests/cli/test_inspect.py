@@ -792,3 +792,34 @@ def test_a_reader_that_goes_away_stops_the_printing_not_the_run(in_tmp):
     assert err == ""
     execution = in_tmp / "store" / BUCKET / "executions" / "run-p"
     assert (execution / "Double" / "output.json").exists()  # every stage ran
+
+
+def test_a_missing_bucket_is_found_before_any_stage_runs(in_tmp, moto_server, monkeypatch, capsys):
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server)
+    wf = _workflow(in_tmp)
+    status = main(
+        ["run", str(wf), "--input", str(_input(in_tmp)), "--store", "s3://ceap-no-such-bucket"]
+    )
+    captured = capsys.readouterr()
+    assert status == 2
+    assert captured.err.startswith(
+        "ceap-stage run: error: S3 refused the list: bucket ceap-no-such-bucket does not exist "
+        "(NoSuchBucket)"
+    )
+    assert len(captured.err.strip().splitlines()) == 1
+    assert "[1/3] Load" not in captured.out  # nothing ran
+    assert handlers.ATTEMPTS == {}
+
+
+def test_with_a_workflow_executions_and_show_use_its_bucket(in_tmp, capsys):
+    root = in_tmp / "store"
+    where = {"args": ["--store", f"file://{root}"]}
+    wf = str(_fail_first(in_tmp, where, capsys))
+    (root / "ceap-other-bucket" / "executions" / "x-1" / "Load").mkdir(parents=True)
+    capsys.readouterr()
+    assert main(["executions", *where["args"]]) == 2  # which bucket? two hold executions
+    assert "holds several buckets (ceap-inspect-test, ceap-other-bucket)" in capsys.readouterr().err
+    assert main(["executions", *where["args"], "--workflow", wf]) == 0
+    assert capsys.readouterr().out.splitlines()[1].startswith("run-1")
+    assert main(["show", "run-1", *where["args"], "--workflow", wf]) == 0
+    assert capsys.readouterr().out.splitlines()[1].split()[0] == "Load"
