@@ -624,6 +624,14 @@ def _report_failure(
             f"  fix it, then resume: ceap-stage run {workflow} --resume {result.execution_id}"
             f"{option}"
         ]
+        if failed.error_type == "InputValidationError":  # the input may be what is wrong
+            names = [s.stage for s in result.stages]
+            previous = names[names.index(stage) - 1]
+            hints.append(
+                f"  or, if {previous} wrote the wrong input, fix {previous} and run from it: "
+                f"ceap-stage run {workflow} --resume {result.execution_id} --from {previous}"
+                f"{option}"
+            )
         if isinstance(store, LocalStore):
             hints.append(
                 f"  or run it alone:     ceap-stage run {workflow} --only {stage} "

@@ -10,6 +10,7 @@ in-process on local Spark).
 from __future__ import annotations
 
 import ast
+import contextlib
 import importlib.util
 import re
 import runpy
@@ -370,11 +371,14 @@ class GlueKind(StepKind[GlueStep]):
         if not steps:
             return []
         names = ", ".join(step.state_name for step in steps)
+        source = Path(workflow.source)
+        with contextlib.suppress(ValueError):
+            source = source.resolve().relative_to(Path.cwd())
         return [
             f"Glue steps ({names}) run locally only on a local store (--store file://DIR): "
-            "local Spark has no s3 filesystem; to run one on an S3 execution's data, use "
-            f"ceap-stage replay WORKFLOW EXECUTION {steps[0].state_name} "
-            f"--from-store s3://{bucket}"
+            "local Spark has no s3 filesystem; to run one on the data of an S3 execution whose "
+            f"earlier stages ran, use ceap-stage replay {source} EXECUTION "
+            f"{steps[0].state_name} --from-store s3://{bucket}"
         ]
 
     def step_input(

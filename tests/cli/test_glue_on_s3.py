@@ -74,7 +74,12 @@ def test_a_run_with_a_glue_step_on_s3_is_refused_in_one_line(on_s3, capsys):
     assert len(error.splitlines()) == 1
     assert "Glue steps (Agg) run locally only on a local store (--store file://DIR)" in error
     assert "local Spark has no s3 filesystem" in error
-    assert f"ceap-stage replay WORKFLOW EXECUTION Agg --from-store s3://{on_s3['bucket']}" in error
+    assert (
+        # the workflow as given to run, relative to the working directory (its folder here)
+        f"earlier stages ran, use ceap-stage replay {Path(on_s3['wf']).name} EXECUTION Agg "
+        "--from-store "
+        f"s3://{on_s3['bucket']}"
+    ) in error
     assert "Traceback" not in captured.err
     assert "[1/3]" not in captured.out  # nothing ran
     assert on_s3["list"]() == []  # nothing written

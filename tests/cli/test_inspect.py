@@ -823,3 +823,23 @@ def test_with_a_workflow_executions_and_show_use_its_bucket(in_tmp, capsys):
     assert capsys.readouterr().out.splitlines()[1].startswith("run-1")
     assert main(["show", "run-1", *where["args"], "--workflow", wf]) == 0
     assert capsys.readouterr().out.splitlines()[1].split()[0] == "Load"
+
+
+def test_an_input_a_stage_refuses_also_suggests_running_from_the_stage_that_wrote_it(
+    in_tmp, capsys
+):
+    wf = _workflow(in_tmp)
+    config = json.loads(wf.read_text())
+    config["steps"][1]["handler"] = "tests.workflow.handlers:broken"  # InputValidationError
+    wf.write_text(json.dumps(config))
+    store = ["--store", f"file://{in_tmp / 'store'}"]
+    status = main(
+        ["run", str(wf), "--input", str(_input(in_tmp)), "--execution-id", "run-v", *store]
+    )
+    err = capsys.readouterr().err
+    assert status == 1
+    assert "error: stage Score failed with InputValidationError" in err
+    assert (
+        f"  or, if Load wrote the wrong input, fix Load and run from it: ceap-stage run {wf} "
+        f"--resume run-v --from Load --store file://{in_tmp / 'store'}"
+    ) in err
