@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -711,6 +712,14 @@ def _cmd_executions(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     names = None if config is None else [step.state_name for step in config.steps]
     store, bucket = _inspect_target(args, None if config is None else config.workflow_bucket)
     summaries = list_executions(store, bucket, limit=args.limit)
+    if names is not None:  # the workflow's order (a listing gives the order they were written)
+        order = {name: i for i, name in enumerate(names)}
+        summaries = [
+            dataclasses.replace(
+                s, stages=tuple(sorted(s.stages, key=lambda n: order.get(n, len(order))))
+            )
+            for s in summaries
+        ]
     if args.format != "table":
         rows = [
             {

@@ -416,7 +416,8 @@ class Execution:
         if name not in stages:
             known = ", ".join(stages) or "none"
             raise InspectError(
-                f"execution {self.execution_id} has no stage {name} (its stages: {known})"
+                f"execution {self.execution_id} has no stage {name} (its stages: {known}); a "
+                "stage that failed or did not run stores nothing (--workflow lists them all)"
             )
         return stages[name]
 

@@ -322,7 +322,11 @@ def test_show_streams_a_manifest_with_several_parts_in_order(where, in_tmp, caps
     ("argv", "message"),
     [
         (["show", "nope"], "no execution nope"),
-        (["show", "run-1", "Nope"], "execution run-1 has no stage Nope"),
+        (
+            ["show", "run-1", "Nope"],
+            "execution run-1 has no stage Nope (its stages: Load); a stage that failed or did not "
+            "run stores nothing (--workflow lists them all)",
+        ),
         (["run", "{wf}", "--resume", "nope"], "no execution nope"),
         (["run", "{wf}", "--resume", "run-1", "--from", "Nope"], "--from stage Nope is not in"),
         (["run", "{wf}", "--from", "Score"], "--from needs --resume"),
@@ -843,3 +847,20 @@ def test_an_input_a_stage_refuses_also_suggests_running_from_the_stage_that_wrot
         f"  or, if Load wrote the wrong input, fix Load and run from it: ceap-stage run {wf} "
         f"--resume run-v --from Load --store file://{in_tmp / 'store'}"
     ) in err
+
+
+def test_with_a_workflow_executions_lists_the_stages_in_its_order(in_tmp, capsys):
+    root = in_tmp / "store"
+    io = StageIO(LocalStore(root))
+    for age, stage in ((30, "Score"), (20, "Load")):  # Score written before Load
+        ref = OutputRef(BUCKET, "run-o", stage)
+        io.write_document(ref, [1], records=1)
+        path = root / BUCKET / ref.key
+        os.utime(path, (path.stat().st_atime, path.stat().st_mtime - age))
+    args = ["--store", f"file://{root}", "--format", "json"]
+    assert main(["executions", *args]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["stages"] == ["Score", "Load"]
+    assert main(["executions", *args, "--workflow", str(_workflow(in_tmp))]) == 0
+    row = json.loads(capsys.readouterr().out)[0]
+    assert row["stages"] == ["Load", "Score"]
+    assert row["status"] == "stopped after Score (Double: no output)"
