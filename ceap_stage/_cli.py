@@ -247,8 +247,11 @@ def _describe_store(store: Store) -> str:
     return "S3"
 
 
-def _parse_store(url: str) -> tuple[Store, str | None]:
-    """The store a ``--store`` value names, and the bucket it pins (``s3://BUCKET``)."""
+def _parse_store(url: str, source: str = "--store") -> tuple[Store, str | None]:
+    """The store a ``--store`` value names, and the bucket it pins (``s3://BUCKET``).
+
+    ``source`` names where the value came from in an error (``--store`` or ``CEAP_STORE``).
+    """
     from ceap_stage._store import store_from_url
 
     if url.startswith("s3://"):
@@ -258,12 +261,12 @@ def _parse_store(url: str) -> tuple[Store, str | None]:
         bucket = url[len("s3://") :].strip("/") or None
         if bucket is not None:
             try:
-                validate_bucket(bucket, "the --store bucket")
+                validate_bucket(bucket, f"the {source} bucket")
             except ContextResolutionError as exc:
                 raise _UsageError(str(exc)) from None
         return store_from_url("s3://"), bucket
     if url.startswith("s3:") or (not url.startswith(("file:", "/", ".")) and "://" in url):
-        raise _UsageError(f"--store must be file://DIR or s3://BUCKET, not {url!r}")
+        raise _UsageError(f"{source} must be file://DIR or s3://BUCKET, not {url!r}")
     return store_from_url(url), None
 
 
@@ -660,7 +663,7 @@ def _inspect_target(
 
     settings = resolve_settings()
     url = args.store or settings.store_url or DEFAULT_STORE
-    store, bucket = _parse_store(url)
+    store, bucket = _parse_store(url, "--store" if args.store else "CEAP_STORE")
     if args.bucket is not None:
         if bucket is not None and bucket != args.bucket:
             raise _UsageError(f"--store names bucket {bucket} and --bucket names {args.bucket}")

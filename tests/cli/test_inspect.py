@@ -864,3 +864,13 @@ def test_with_a_workflow_executions_lists_the_stages_in_its_order(in_tmp, capsys
     row = json.loads(capsys.readouterr().out)[0]
     assert row["stages"] == ["Load", "Score"]
     assert row["status"] == "stopped after Score (Double: no output)"
+
+
+def test_a_bad_ceap_store_is_named_as_the_environment_variable(in_tmp, monkeypatch, capsys):
+    monkeypatch.setenv("CEAP_STORE", "s3:/typo")
+    assert main(["executions"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "ceap-stage executions: error: CEAP_STORE must be file://DIR or s3://BUCKET, not 's3:/typo'"
+    )
+    assert main(["executions", "--store", "s3:/typo"]) == 2
+    assert "error: --store must be file://DIR or s3://BUCKET" in capsys.readouterr().err
