@@ -783,6 +783,7 @@ def _stage_row(output: Any) -> dict[str, Any]:
         "writtenAt": None if output.written_at is None else output.written_at.isoformat(),
         "parts": output.parts,
         "output": output.ref.key if output.exists else None,
+        "rejected": output.rejected,
     }
 
 
@@ -862,6 +863,14 @@ def _cmd_show(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
                     )
                 )
             _table(table, (2, 3, 6), out)
+            from ceap_stage.workflow._runner import _display
+
+            for o in outputs:
+                if o.rejected is not None:
+                    where = _display(store, bucket, o.ref.rejected_key)
+                    print(
+                        f"Rejected by {o.name}: {_records(o.rejected)}, listed in {where}", file=out
+                    )
         return EXIT_OK
     if args.head is not None:
         records = itertools.islice(records, args.head)

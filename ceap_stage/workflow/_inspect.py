@@ -188,6 +188,20 @@ class StageOutput:
         """True when the stage wrote its ``output.json``."""
         return self.description is not None
 
+    @functools.cached_property
+    def rejected(self) -> int | None:
+        """How many queue records the stage rejected (its ``rejected.jsonl``, contract section
+        8); None when it wrote none. One ``HEAD`` (the count is the object's metadata), or a
+        read of the ids and reasons when the metadata is missing; never a record's payload."""
+        info = self.store.head(self.ref.bucket, self.ref.rejected_key)
+        if info is None:
+            return None
+        counted = info.metadata.get("records", "")
+        if counted.isdigit():
+            return int(counted)
+        entries = StageIO(self.store).rejected(self.ref)
+        return None if entries is None else len(entries)
+
     @property
     def format(self) -> str | None:
         """``json``, ``jsonl`` or ``manifest`` (None: no output)."""

@@ -635,6 +635,17 @@ def test_a_run_says_where_the_rejected_messages_are(in_tmp, capsys, workflow_typ
     assert standard == (workflow_type == "STANDARD")
     assert ("Returned to the queue (batchItemFailures): m-1, m-2" in out) == (not standard)
 
+    # show tells the same afterwards: the count in its table's JSON, the line after its table
+    assert main(["show", "q-1", "--store", f"file://{store}"]) == 0
+    assert f"\nRejected by Ingest: 2 records, listed in {where}\n" in capsys.readouterr().out
+    assert main(["show", "q-1", "--store", f"file://{store}", "--format", "json"]) == 0
+    rows = {r["stage"]: r["rejected"] for r in json.loads(capsys.readouterr().out)}
+    assert rows == {"Ingest": 2, "Rank": None}
+    for sidecar in rejected.parent.glob(".rejected.jsonl*"):  # no metadata: the lines are counted
+        sidecar.unlink()
+    assert main(["show", "q-1", "--store", f"file://{store}", "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["rejected"] == 2
+
 
 def test_ctrl_c_during_a_run_is_one_line_exit_130_and_nothing_half_written(in_tmp):
     import signal
