@@ -440,7 +440,32 @@ def _cmd_check(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         f"({report.seconds:.2f} s)",
         file=out,
     )
+    rejecting = _rejecting_first_stage(loaded)
+    if rejecting is not None and loaded.config.workflow_type.value == "STANDARD":
+        print(
+            f'note: {rejecting} rejects invalid queue messages (on_invalid_record="reject"); '
+            "a STANDARD workflow does not return them to the queue (they are listed in its "
+            "rejected.jsonl): see docs/batches.md",
+            file=out,
+        )
     return EXIT_OK if report.ok else EXIT_STAGE_FAILED
+
+
+def _rejecting_first_stage(loaded: Any) -> str | None:
+    """The first step's name when it is a Lambda stage with ``on_invalid_record="reject"``."""
+    from ceap_stage.workflow._loader import load_handler
+
+    first = loaded.config.steps[0]
+    reference = getattr(first, "handler", None)
+    if not reference:
+        return None
+    try:
+        runtime = getattr(load_handler(reference), "runtime", None)
+    except Exception:  # the check above already reported a handler that does not load
+        return None
+    if getattr(runtime, "on_invalid_record", None) != "reject":
+        return None
+    return str(first.state_name)
 
 
 def _initial_input(args: argparse.Namespace, loaded: Any, *, required: bool) -> Any:

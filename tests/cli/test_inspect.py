@@ -885,3 +885,17 @@ def test_a_bad_ceap_store_is_named_as_the_environment_variable(in_tmp, monkeypat
     )
     assert main(["executions", "--store", "s3:/typo"]) == 2
     assert "error: --store must be file://DIR or s3://BUCKET" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("workflow_type", ["STANDARD", "EXPRESS"])
+def test_check_notes_that_a_standard_workflow_keeps_rejected_messages_out_of_the_queue(
+    in_tmp, capsys, workflow_type
+):
+    wf = _queue_workflow(in_tmp, workflow_type)
+    assert main(["check", str(wf)]) == 0
+    out = capsys.readouterr().out
+    note = (
+        'note: Ingest rejects invalid queue messages (on_invalid_record="reject"); a STANDARD '
+        "workflow does not return them to the queue"
+    )
+    assert (note in out) == (workflow_type == "STANDARD")
