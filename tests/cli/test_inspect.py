@@ -10,6 +10,8 @@ import itertools
 import json
 import logging
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -25,14 +27,13 @@ from tests.workflow import handlers
 BUCKET = "ceap-inspect-test"
 
 
-def _workflow(tmp_path: Path, bucket: str = BUCKET) -> Path:
+def _workflow(
+    tmp_path: Path, bucket: str = BUCKET, score_handler: str = "tests.workflow.handlers:fixable"
+) -> Path:
+    """Load, Score (a bug until fixed, unless another handler is given), Double."""
     steps = [
         {"stateName": "Load", "functionName": "load", "handler": "tests.workflow.handlers:first"},
-        {
-            "stateName": "Score",
-            "functionName": "score",
-            "handler": "tests.workflow.handlers:fixable",
-        },
+        {"stateName": "Score", "functionName": "score", "handler": score_handler},
         {
             "stateName": "Double",
             "functionName": "double",
@@ -57,6 +58,23 @@ def _input(tmp_path: Path) -> Path:
     path = tmp_path / "input.json"
     path.write_text(json.dumps(handlers.batch(1.0, 2.5)))
     return path
+
+
+def _cli_process(in_tmp: Path, *argv: str, new_session: bool = False) -> subprocess.Popen[str]:
+    """``ceap-stage ARGV`` in a child process in ``in_tmp``, with pipes for stdout and stderr.
+
+    ``new_session``: in a process group of its own, which Ctrl-C in a terminal signals whole.
+    """
+    root = Path(__file__).resolve().parents[2]
+    return subprocess.Popen(
+        [sys.executable, "-m", "ceap_stage._cli", *argv],
+        cwd=in_tmp,
+        env={**os.environ, "PYTHONPATH": f"{root}{os.pathsep}{in_tmp}"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=new_session,
+    )
 
 
 @pytest.fixture
@@ -649,8 +667,6 @@ def test_a_run_says_where_the_rejected_messages_are(in_tmp, capsys, workflow_typ
 
 def test_ctrl_c_during_a_run_is_one_line_exit_130_and_nothing_half_written(in_tmp):
     import signal
-    import subprocess
-    import sys
     import time
 
     (in_tmp / "slow_stage.py").write_text(
@@ -662,19 +678,11 @@ def test_ctrl_c_during_a_run_is_one_line_exit_130_and_nothing_half_written(in_tm
         "    time.sleep(60)\n"
         "    return items\n"
     )
-    wf = _workflow(in_tmp)
-    config = json.loads(wf.read_text())
-    config["steps"][1]["handler"] = "slow_stage:slow"
-    wf.write_text(json.dumps(config))
-    root = Path(__file__).resolve().parents[2]
-    command = [
-        sys.executable, "-m", "ceap_stage._cli", "run", str(wf), "--input", str(_input(in_tmp)),
-        "--execution-id", "run-c", "--store", f"file://{in_tmp / 'store'}",
-    ]  # fmt: skip
-    env = {**os.environ, "PYTHONPATH": f"{root}{os.pathsep}{in_tmp}"}
-    process = subprocess.Popen(
-        command, cwd=in_tmp, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
+    wf = _workflow(in_tmp, score_handler="slow_stage:slow")
+    process = _cli_process(
+        in_tmp, "run", str(wf), "--input", str(_input(in_tmp)), "--execution-id", "run-c",
+        "--store", f"file://{in_tmp / 'store'}",
+    )  # fmt: skip
     assert process.stdout is not None
     try:
         lines = []
@@ -717,8 +725,6 @@ def _live_processes(group: int) -> list[str]:
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc (Linux)")
 def test_ctrl_c_during_a_fan_out_drops_queued_shards_and_ends_every_worker(in_tmp):
     import signal
-    import subprocess
-    import sys
     import time
 
     (in_tmp / "slow_shards.py").write_text(
@@ -745,15 +751,9 @@ def test_ctrl_c_during_a_fan_out_drops_queued_shards_and_ends_every_worker(in_tm
         "def sample_input():\n"
         "    return [{'messageId': 'm-0', 'body': '{}', 'eventSource': 'aws:sqs'}]\n"
     )
-    root = Path(__file__).resolve().parents[2]
-    command = [sys.executable, "-m", "ceap_stage._cli", "run", "wf_fan.py", "--workers", "2",
-               "--execution-id", "run-f"]  # fmt: skip
-    env = {**os.environ, "PYTHONPATH": f"{root}{os.pathsep}{in_tmp}"}
-    # A session of its own: Ctrl-C in a terminal signals the whole process group.
-    process = subprocess.Popen(
-        command, cwd=in_tmp, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        start_new_session=True,
-    )  # fmt: skip
+    process = _cli_process(
+        in_tmp, "run", "wf_fan.py", "--workers", "2", "--execution-id", "run-f", new_session=True
+    )
     assert process.stdout is not None
     try:
         for line in process.stdout:
@@ -781,22 +781,13 @@ def test_ctrl_c_during_a_fan_out_drops_queued_shards_and_ends_every_worker(in_tm
 
 
 def test_a_reader_that_goes_away_stops_the_printing_not_the_run(in_tmp):
-    import subprocess
-    import sys
-
-    wf = _workflow(in_tmp)
-    config = json.loads(wf.read_text())
-    config["steps"][1]["handler"] = "tests.workflow.handlers:double"  # no bug: the run succeeds
-    wf.write_text(json.dumps(config))
-    root = Path(__file__).resolve().parents[2]
-    command = [
-        sys.executable, "-m", "ceap_stage._cli", "run", str(wf), "--input", str(_input(in_tmp)),
-        "--execution-id", "run-p", "--store", f"file://{in_tmp / 'store'}",
-    ]  # fmt: skip
-    env = {**os.environ, "PYTHONPATH": f"{root}{os.pathsep}{in_tmp}"}
-    process = subprocess.Popen(
-        command, cwd=in_tmp, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
+    wf = _workflow(
+        in_tmp, score_handler="tests.workflow.handlers:double"
+    )  # no bug: the run succeeds
+    process = _cli_process(
+        in_tmp, "run", str(wf), "--input", str(_input(in_tmp)), "--execution-id", "run-p",
+        "--store", f"file://{in_tmp / 'store'}",
+    )  # fmt: skip
     assert process.stdout is not None
     assert process.stderr is not None
     first = process.stdout.readline()  # `| head -1`
@@ -843,10 +834,7 @@ def test_with_a_workflow_executions_and_show_use_its_bucket(in_tmp, capsys):
 def test_an_input_a_stage_refuses_also_suggests_running_from_the_stage_that_wrote_it(
     in_tmp, capsys
 ):
-    wf = _workflow(in_tmp)
-    config = json.loads(wf.read_text())
-    config["steps"][1]["handler"] = "tests.workflow.handlers:broken"  # InputValidationError
-    wf.write_text(json.dumps(config))
+    wf = _workflow(in_tmp, score_handler="tests.workflow.handlers:broken")  # InputValidationError
     store = ["--store", f"file://{in_tmp / 'store'}"]
     status = main(
         ["run", str(wf), "--input", str(_input(in_tmp)), "--execution-id", "run-v", *store]
