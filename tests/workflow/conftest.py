@@ -14,6 +14,8 @@ def _fresh_handler_state():
     handlers.STORE_URLS.clear()
     handlers.FLAKY_FAILURES["count"] = 1
     handlers.KOTLIN_CALLS = 0
+    yield
+    handlers.BUG["on"] = True  # a test that fixed the simulated bug leaves it as it found it
 
 
 from tests.workflow._moto_sfn import sfn  # noqa: E402, F401  (the moto Step Functions fixture)

@@ -615,47 +615,42 @@ def test_a_failed_first_step_leaves_its_execution_id_free(tmp_path, monkeypatch)
     assert again.succeeded, again.error
 
 
+def _fixable_score() -> WorkflowConfiguration:
+    """Load, Score (fails while ``handlers.BUG["on"]``), Double."""
+    return _workflow(LambdaStep(state_name="Score", function_name="score", handler=f"{_H}:fixable"))
+
+
 def test_resume_never_reports_success_on_the_outputs_of_another_run(tmp_path):
     # The sequence of a user who re-ran a finished execution with a bug in its middle stage.
-    config = _workflow(
-        LambdaStep(state_name="Score", function_name="score", handler=f"{_H}:fixable")
-    )
+    config = _fixable_score()
     store = LocalStore(tmp_path)
     handlers.BUG["on"] = False
-    try:
-        assert LocalRunner(config, store=store).run(batch(1.0), execution_id="run-1").succeeded
-        handlers.BUG["on"] = True  # the bug comes back
-        again = LocalRunner(config, store=store).resume("run-1", from_stage="Score")
-        assert not again.succeeded
-        assert again.cleared == ["Score", "Double"]
-        assert [s.status for s in again.stages] == ["REUSED", "FAILED", "NOT_RUN"]
-        execution = Execution(store, "ceap-runner-test", "run-1")
-        assert [n for n, o in execution.stages.items() if o.exists] == ["Load"]
-        resumed = LocalRunner(config, store=store).resume("run-1")  # the bug is still there
-        assert not resumed.succeeded
-        assert resumed.failed_stage is not None
-        assert resumed.failed_stage.stage == "Score"
-        handlers.BUG["on"] = False
-        fixed = LocalRunner(config, store=store).resume("run-1")
-        assert fixed.succeeded
-        assert [s.status for s in fixed.stages] == ["REUSED", "SUCCEEDED", "SUCCEEDED"]
-    finally:
-        handlers.BUG["on"] = True
+    assert LocalRunner(config, store=store).run(batch(1.0), execution_id="run-1").succeeded
+    handlers.BUG["on"] = True  # the bug comes back
+    again = LocalRunner(config, store=store).resume("run-1", from_stage="Score")
+    assert not again.succeeded
+    assert again.cleared == ["Score", "Double"]
+    assert [s.status for s in again.stages] == ["REUSED", "FAILED", "NOT_RUN"]
+    execution = Execution(store, "ceap-runner-test", "run-1")
+    assert [n for n, o in execution.stages.items() if o.exists] == ["Load"]
+    resumed = LocalRunner(config, store=store).resume("run-1")  # the bug is still there
+    assert not resumed.succeeded
+    assert resumed.failed_stage is not None
+    assert resumed.failed_stage.stage == "Score"
+    handlers.BUG["on"] = False
+    fixed = LocalRunner(config, store=store).resume("run-1")
+    assert fixed.succeeded
+    assert [s.status for s in fixed.stages] == ["REUSED", "SUCCEEDED", "SUCCEEDED"]
 
 
 def test_resume_removes_outputs_left_after_a_stage_without_output(tmp_path):
-    config = _workflow(
-        LambdaStep(state_name="Score", function_name="score", handler=f"{_H}:fixable")
-    )
+    config = _fixable_score()
     store = LocalStore(tmp_path)
     handlers.BUG["on"] = False
-    try:
-        assert LocalRunner(config, store=store).run(batch(1.0), execution_id="run-1").succeeded
-        store.delete("ceap-runner-test", ["executions/run-1/Score/output.json"])
-        handlers.BUG["on"] = True
-        resumed = LocalRunner(config, store=store).resume("run-1")
-    finally:
-        handlers.BUG["on"] = True
+    assert LocalRunner(config, store=store).run(batch(1.0), execution_id="run-1").succeeded
+    store.delete("ceap-runner-test", ["executions/run-1/Score/output.json"])
+    handlers.BUG["on"] = True
+    resumed = LocalRunner(config, store=store).resume("run-1")
     assert resumed.cleared == ["Double"]  # not this run's: it followed a stage with no output
     assert not resumed.succeeded
     assert store.head("ceap-runner-test", "executions/run-1/Double/output.json") is None
