@@ -357,6 +357,15 @@ def test_a_mismatch_in_a_json_document_is_input_validation(
     assert store.get(BUCKET, args.output_key) is None
 
 
+def _read_and_write(
+    spark: SparkSession, store: LocalStore, args: GlueArgs, *, validate: bool
+) -> None:
+    """Read the input with ``SCHEMA`` (checked at once or not), then write it: a mismatch
+    surfaces at the read (``validate=True``) or at the write."""
+    df = read_input(spark, args, schema=SCHEMA, store=store, validate=validate)
+    write_output(df, args, store=store)
+
+
 @pytest.mark.parametrize("validate", [True, False])
 def test_a_json_document_counts_the_records_that_do_not_fit_and_their_fields(
     spark: SparkSession, store: LocalStore, jvm_log: Callable[[], str], validate: bool
@@ -369,12 +378,8 @@ def test_a_json_document_counts_the_records_that_do_not_fit_and_their_fields(
     key = put_output(store, "Ingest", orjson.dumps(records), JSON)
     args = glue_args()
 
-    def read_and_write() -> None:
-        df = read_input(spark, args, schema=SCHEMA, store=store, validate=validate)
-        write_output(df, args, store=store)
-
     with pytest.raises(InputValidationError) as info:
-        read_and_write()
+        _read_and_write(spark, store, args, validate=validate)
 
     message = str(info.value)
     assert "2 records have a value that cannot be read as its field's type (field seq)" in message
@@ -433,12 +438,8 @@ def test_a_mismatch_in_a_manifest_part_names_the_part(
     part = manifest_of(store, "Ingest").parts[1]
     args = glue_args()
 
-    def read_and_write() -> None:
-        df = read_input(spark, args, schema=SCHEMA, store=store, validate=validate)
-        write_output(df, args, store=store)
-
     with pytest.raises(InputValidationError) as info:
-        read_and_write()
+        _read_and_write(spark, store, args, validate=validate)
 
     assert info.value.key == part.key
     assert info.value.bucket == BUCKET
