@@ -121,15 +121,20 @@ TracerChoice = Literal["xray", "otel", "off"]
 _TRACERS: Final = frozenset(get_args(TracerChoice))
 
 
+_TRUE: Final = frozenset({"1", "true", "yes", "on", "y", "t"})
+_FALSE: Final = frozenset({"0", "false", "no", "off", "n", "f"})
+
+
 def _truthy(value: str | None) -> bool:
-    return (value or "").strip().lower() in ("1", "true", "yes", "on", "y", "t")
+    return (value or "").strip().lower() in _TRUE
 
 
 def _flag(value: str, source: str) -> bool:
+    """A boolean setting that must say one or the other (unlike :func:`_truthy`)."""
     said = value.strip().lower()
-    if said in ("1", "true", "yes", "on", "y", "t"):
+    if said in _TRUE:
         return True
-    if said in ("0", "false", "no", "off", "n", "f"):
+    if said in _FALSE:
         return False
     raise ConfigurationError(
         f"{source} must be true or false (or 1/0, yes/no, on/off), not {value!r}"
