@@ -678,14 +678,18 @@ def _report_failure(
         print(hint, file=err)
 
 
-def _inspect_target(
-    args: argparse.Namespace, workflow_bucket: str | None = None
-) -> tuple[Store, str]:
-    """The store and bucket of ``executions`` and ``show``: ``--store``, ``--bucket``, then
-    the bucket of the ``--workflow`` given (``workflow_bucket``), then the environment's."""
+def _inspect_target(args: argparse.Namespace) -> tuple[Store, str, list[str] | None]:
+    """The store, bucket and stage names of ``executions`` and ``show``.
+
+    The bucket: ``--store s3://BUCKET``, ``--bucket``, then the ``--workflow``'s, then the
+    environment's. The names: the ``--workflow``'s stages in its order (None without one).
+    """
     from ceap_stage._settings import resolve_settings
     from ceap_stage._store import LocalStore
 
+    config = None if args.workflow is None else _load(args.workflow).config
+    names = None if config is None else [step.state_name for step in config.steps]
+    workflow_bucket = None if config is None else config.workflow_bucket
     settings = resolve_settings()
     url = args.store or settings.store_url or DEFAULT_STORE
     store, bucket = _parse_store(url, "--store" if args.store else "CEAP_STORE")
@@ -712,7 +716,7 @@ def _inspect_target(
             )
     if bucket is None:
         raise _UsageError("name the bucket: --store s3://BUCKET or --bucket B")
-    return store, bucket
+    return store, bucket, names
 
 
 def _when(value: Any) -> str:
@@ -736,9 +740,7 @@ def _cmd_executions(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
     if args.limit is not None and args.limit < 1:
         raise _UsageError("--limit must be at least 1")
-    config = None if args.workflow is None else _load(args.workflow).config
-    names = None if config is None else [step.state_name for step in config.steps]
-    store, bucket = _inspect_target(args, None if config is None else config.workflow_bucket)
+    store, bucket, names = _inspect_target(args)
     summaries = list_executions(store, bucket, limit=args.limit)
     if names is not None:  # the workflow's order (a listing gives the order they were written)
         order = {name: i for i, name in enumerate(names)}
@@ -841,9 +843,7 @@ def _cmd_show(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if args.head is not None and args.head < 0:
         raise _UsageError("--head must not be negative")
     # With the workflow, its stages are listed in its order, those without output too.
-    config = None if args.workflow is None else _load(args.workflow).config
-    names = None if config is None else [step.state_name for step in config.steps]
-    store, bucket = _inspect_target(args, None if config is None else config.workflow_bucket)
+    store, bucket, names = _inspect_target(args)
     try:
         execution = Execution(store, bucket, args.execution, stage_order=names)
         if args.stage is None:
