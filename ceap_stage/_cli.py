@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -741,15 +740,7 @@ def _cmd_executions(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if args.limit is not None and args.limit < 1:
         raise _UsageError("--limit must be at least 1")
     store, bucket, names = _inspect_target(args)
-    summaries = list_executions(store, bucket, limit=args.limit)
-    if names is not None:  # the workflow's order (a listing gives the order they were written)
-        order = {name: i for i, name in enumerate(names)}
-        summaries = [
-            dataclasses.replace(
-                s, stages=tuple(sorted(s.stages, key=lambda n: order.get(n, len(order))))
-            )
-            for s in summaries
-        ]
+    summaries = list_executions(store, bucket, limit=args.limit, stage_order=names)
     if args.format != "table":
         rows = [
             {

@@ -27,7 +27,7 @@ not count.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -93,7 +93,11 @@ class ExecutionSummary:
 
 
 def list_executions(
-    store: Store, bucket: str, *, limit: int | None = None
+    store: Store,
+    bucket: str,
+    *,
+    limit: int | None = None,
+    stage_order: Sequence[str] | None = None,
 ) -> list[ExecutionSummary]:
     """The executions in ``bucket``, newest first (by their latest output), at most ``limit``.
 
@@ -104,6 +108,8 @@ def list_executions(
         store: Where the outputs live.
         bucket: The workflow bucket.
         limit: Return at most this many (the newest).
+        stage_order: The workflow's stage names, to order each execution's stages by (stages
+            it does not name last); default: oldest output first.
 
     Example:
         >>> import tempfile
@@ -129,6 +135,9 @@ def list_executions(
             else:
                 written.append((info.last_modified, name))
         written.sort(key=lambda pair: (pair[0] is None, pair[0] or datetime.min, pair[1]))
+        if stage_order is not None:  # stable: stages it does not name keep their written order
+            rank = {name: i for i, name in enumerate(stage_order)}
+            written.sort(key=lambda pair: rank.get(pair[1], len(rank)))
         times = [when for when, _ in written if when is not None]
         summaries.append(
             ExecutionSummary(
