@@ -838,11 +838,12 @@ def _cmd_show(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     try:
         execution = Execution(store, bucket, args.execution, stage_order=names)
         if args.stage is None:
-            found = execution.stages
-            missing = [execution.output(n) for n in names or () if n not in found]
-            outputs = [*found.values(), *missing]
-            if names is not None:
-                outputs.sort(key=lambda o: names.index(o.name) if o.name in names else len(names))
+            found = execution.stages  # in the workflow's order when it is given
+            outputs = list(found.values())
+            if names is not None:  # its stages in its order, those without output too
+                others = [o for name, o in found.items() if name not in names]
+                outputs = [found[n] if n in found else execution.output(n) for n in names]
+                outputs += others
         else:
             if names is not None and args.stage in names and args.stage not in execution.stages:
                 raise InspectError(
